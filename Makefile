@@ -1,0 +1,68 @@
+# tensornn: `make book` executes and renders the book, `make test` checks it.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tensornn-installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: install book test export readme clean-nbs pytest nbtest bench site site-deps student grade
+
+install: $(STAMP)
+
+# torch first (a CPU build by default, TORCH=... for other hardware), then the project and its dev extras.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install "$(TORCH)"
+	$(PIP) install -e ".[dev]"
+	touch $@
+
+export: $(STAMP)
+	$(BIN)/nbdev-export
+
+readme: $(STAMP)
+	$(BIN)/python tools/make_readme.py
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev-clean
+
+# Execute every notebook in place at full size (slow cells included), then export and regenerate README.md.
+book: $(STAMP)
+	$(BIN)/python tools/run_notebooks.py nbs
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-export
+	$(BIN)/python tools/make_readme.py
+	$(MAKE) site
+
+# The offline site in _site/ from the committed notebooks (nothing is executed): nbdev's processors, Pandoc,
+# and KaTeX (npm, under tools/site/node_modules) turning TeX into MathML. Needs pandoc (apt-get install pandoc).
+# With Quarto installed, `nbdev-docs` renders the same notebooks with nbs/_quarto.yml instead.
+site: $(STAMP) site-deps
+	$(BIN)/python tools/site/build.py
+
+site-deps: tools/site/node_modules/katex/package.json
+
+tools/site/node_modules/katex/package.json: tools/site/package.json tools/site/package-lock.json
+	cd tools/site && npm ci --no-audit --no-fund --loglevel=error || echo "npm could not install KaTeX: maths falls back to Pandoc's MathML"
+	test ! -f $@ || touch $@
+
+# Course use: `make student NB=nbs/01_background.ipynb` writes assignments/01_background.ipynb (solutions replaced by
+# stubs, hidden checks removed); `make grade NB=assignments/01_background.ipynb` runs a completed one and prints a
+# pass/fail table per exercise (JSON next to it; SOURCE=... names the solved chapter, default: the one it came from).
+student: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make student NB=nbs/01_background.ipynb [OUT=assignments/01_background.ipynb]"; exit 2; }
+	$(BIN)/python tools/assignments.py student $(NB) $(if $(OUT),-o $(OUT))
+
+grade: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make grade NB=assignments/01_background.ipynb [SOURCE=nbs/01_background.ipynb] [FLAGS=--skip-slow]"; exit 2; }
+	$(BIN)/python tools/assignments.py grade $(NB) $(if $(SOURCE),--source $(SOURCE)) $(FLAGS)
+
+# Generated files must be current, then the test suite and the notebooks' own tests (fast cells only).
+test: $(STAMP) site-deps
+	$(BIN)/python tools/check_generated.py
+	$(BIN)/python -m pytest tests/ -q
+	$(BIN)/nbdev-test --n_workers 2
+
+bench: $(STAMP)
+	$(BIN)/python bench/cp_als.py

@@ -1,0 +1,178 @@
+"""CP-ALS and MTTKRP: tensornn against TensorLy (PyTorch backend), side by side in one process.
+
+    python bench/cp_als.py [--size 200] [--rank 16] [--iters 20] [--device cpu|cuda] [--repeats 3] [--dtype float32]
+                           [--seed 1] [--threads N]
+
+Both libraries start from the same initial factors (leading left singular vectors of each unfolding) and run
+exactly `--iters` ALS sweeps (tol=0, so neither stops early); the time per iteration is the best of `--repeats`
+runs, total / iterations. MTTKRP is timed for each mode and its rate is compared with this machine's measured
+matmul peak in the same dtype.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+
+import torch
+
+import tensorly as tl
+from tensorly.decomposition import parafac
+
+import tensornn
+from tensornn import kernels as K
+from tensornn.decompositions import CPTensor, cp_als
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_times(fns: dict, device, repeats, warmups: dict | None = None):
+    """Best wall time of each `fns[name]()` over `repeats` rounds, after one untimed warm-up call each.
+
+    The candidates are interleaved (round-robin within every round), so a change in machine load hits them all
+    alike. Returns `({name: seconds}, {name: result of the last call})`."""
+    warmups = warmups or {}
+    for name, fn in fns.items():
+        warmups.get(name, fn)()
+    sync(device)
+    best, out = {name: math.inf for name in fns}, {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            out[name] = fn()
+            sync(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, out
+
+
+def matmul_peak(n, dtype, device, repeats):
+    "Measured GEMM rate (GFLOP/s) of an n x n by n x n product."
+    g = torch.Generator(device="cpu").manual_seed(0)
+    A = torch.randn(n, n, generator=g, dtype=dtype).to(device)
+    B = torch.randn(n, n, generator=g, dtype=dtype).to(device)
+    t, _ = best_times({"mm": lambda: A @ B}, device, repeats)
+    return 2 * n**3 / t["mm"] / 1e9
+
+
+def make_problem(size, rank, noise, dtype, device, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    F = [torch.randn(size, rank, generator=g, dtype=dtype) for _ in range(3)]
+    T = K.cp_full(torch.ones(rank, dtype=dtype), F)
+    T = T + noise * T.norm() / math.sqrt(T.numel()) * torch.randn(T.shape, generator=g, dtype=dtype)
+    return T.to(device)
+
+
+def svd_init(T, rank):
+    "Leading left singular vectors of each unfolding (the 'svd' init both libraries use), unit weights."
+    factors = []
+    for mode in range(T.ndim):
+        M = K.unfold(T, mode)
+        U = torch.linalg.eigh(M @ M.T).eigenvectors.flip(-1)[:, :rank]   # = left singular vectors, cheaper
+        factors.append(U.contiguous())
+    return torch.ones(rank, dtype=T.dtype, device=T.device), factors
+
+
+def rel_error(full, T):
+    return float((full - T).norm() / T.norm())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=200, help="the tensor is size x size x size")
+    p.add_argument("--rank", type=int, default=16)
+    p.add_argument("--iters", type=int, default=20, help="ALS sweeps per run (both libraries)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs; the best is reported")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--noise", type=float, default=1e-3, help="relative Gaussian noise added to the rank-R tensor")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the test tensor (with seed 1, ALS reaches the noise level within 20 iterations; "
+                        "other instances can sit in a swamp for longer, the same for both libraries)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: CUDA is not available on this machine")
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    I = J = Kk = args.size
+    R = args.rank
+
+    tl.set_backend("pytorch")
+    print(f"tensornn {tensornn.__version__} | tensorly {tl.__version__} (backend {tl.get_backend()}) | "
+          f"torch {torch.__version__} | {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads" + (f" | {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
+    print(f"problem: {I}x{J}x{Kk} tensor, CP rank {R} + {args.noise:g} relative noise, {args.dtype}, {device}; "
+          f"{args.iters} ALS iterations, best of {args.repeats}, seed {args.seed}")
+    if hasattr(os, "getloadavg"):
+        print("load average before timing: {:.2f} {:.2f} {:.2f} (timings on a busy machine are noisy)".format(*os.getloadavg()))
+
+    T = make_problem(args.size, R, args.noise, dtype, device, seed=args.seed)
+    w0, F0 = svd_init(T, R)
+
+    def fresh_init():
+        return w0.clone(), [A.clone() for A in F0]
+
+    # ---------------------------------------------------------------- CP-ALS, per iteration
+    def run_tl(iters):
+        def f():
+            w, F = fresh_init()
+            return parafac(T, R, n_iter_max=iters, init=(w, F), tol=0, linesearch=False)
+        return f
+
+    def run_ours(iters, line_search):
+        def f():
+            w, F = fresh_init()
+            return cp_als(T, R, n_iter=iters, tol=0.0, init=CPTensor(w, F), line_search=line_search)
+        return f
+
+    # warm up with short runs (allocator, BLAS threads, CUDA kernels), then time the full runs, interleaved
+    t, out = best_times({"tl": run_tl(args.iters), "ours": run_ours(args.iters, False), "ls": run_ours(args.iters, True)},
+                        device, args.repeats,
+                        warmups={"tl": run_tl(2), "ours": run_ours(2, False), "ls": run_ours(4, True)})
+    t_tl, t_ours, t_ls = t["tl"], t["ours"], t["ls"]
+    cp_tl, (cp_ours, rec_ours), (cp_ls, rec_ls) = out["tl"], out["ours"], out["ls"]
+    if rec_ours.n_iter != args.iters or rec_ls.n_iter != args.iters:
+        print(f"warning: tensornn ran {rec_ours.n_iter} / {rec_ls.n_iter} iterations, not {args.iters}")
+
+    err_tl = rel_error(tl.cp_to_tensor(cp_tl), T)
+    err_ours = rel_error(cp_ours.full(), T)
+    err_ls = rel_error(cp_ls.full(), T)
+    n = args.iters
+    print("\nCP-ALS (same init, tol=0)           ms / iteration   final rel. error   TensorLy / this")
+    print(f"  TensorLy parafac (pytorch backend) {1e3 * t_tl / n:14.2f}   {err_tl:16.3e}   {1.0:15.2f}")
+    print(f"  tensornn cp_als, line_search=False {1e3 * t_ours / n:14.2f}   {err_ours:16.3e}   {t_tl / t_ours:15.2f}")
+    print(f"  tensornn cp_als, line_search=True  {1e3 * t_ls / n:14.2f}   {err_ls:16.3e}   {t_tl / t_ls:15.2f}")
+
+    # ---------------------------------------------------------------- MTTKRP, per mode
+    peak_n = 2048
+    peak_rounds = max(5, args.repeats)
+    peaks = {name: matmul_peak(peak_n, getattr(torch, name), device, peak_rounds) for name in ("float32", "float64")}
+    peak = peaks[args.dtype]
+    flops = 2 * I * J * Kk * R
+    w = torch.ones(R, dtype=dtype, device=device)
+    print(f"\nmatmul peak ({peak_n}x{peak_n} torch.matmul, best of {peak_rounds}): "
+          + ", ".join(f"{name} {p:.1f} GFLOP/s" for name, p in peaks.items()))
+    print(f"MTTKRP, {args.dtype} ({flops / 1e9:.3f} GFLOP per mode = 2*I*J*K*R for the dominant GEMM)")
+    print(f"  mode   tensornn ms   GFLOP/s   of peak   TensorLy ms   TensorLy / tensornn   (best of {3 * args.repeats})")
+    for mode in range(3):
+        t, out = best_times({"ours": lambda m=mode: K.mttkrp(T, F0, m),
+                             "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F0), m)},
+                            device, 3 * args.repeats)                       # cheap: more rounds, steadier minimum
+        t_k, t_t = t["ours"], t["tl"]
+        diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
+        rate = flops / t_k / 1e9
+        print(f"  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / peak:7.1%}   {1e3 * t_t:11.2f}   "
+              f"{t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Forward and forward+backward time of tensornn's TTLinear against tensorly-torch's BlockTT FactorizedLinear
+and against a dense nn.Linear of the same shape, side by side in one process.
+
+Usage: python bench/layers.py [--device cpu|cuda] [--threads N] [--dtype float32|float64] [--quick]
+
+For each layer shape and TT rank, and batch sizes 1..1024, prints the best-of-N time of each layer and the
+ratios tltorch/ours and dense/ours (> 1 means ours is faster), with the FLOP ratio dense/TT per row that says
+where a factorized layer *can* beat the dense one. Both TT layers hold the same cores (copied from ours), and
+their outputs are checked to agree before timing.
+"""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+from tensornn.compression import TTLinear
+
+try:
+    import tltorch
+except Exception as e:                        # report, and compare with dense only
+    tltorch, TLTORCH_ERROR = None, f"{type(e).__name__}: {e}"
+
+
+def timeit(fn, device, *, min_time=0.15, min_reps=5, max_reps=200):
+    """Best wall time of fn() over repeats (after a warm-up), synchronising CUDA; the minimum is the least
+    disturbed by other jobs on a shared machine."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(2): fn()
+    sync()
+    times, total = [], 0.0
+    while (total < min_time or len(times) < min_reps) and len(times) < max_reps:
+        t = time.perf_counter(); fn(); sync()
+        dt = time.perf_counter() - t
+        times.append(dt); total += dt
+    return min(times)
+
+
+def make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device):
+    ours = TTLinear(n_in, n_out, rank, in_modes=in_modes, out_modes=out_modes, dtype=dtype, device=device, seed=0)
+    dense = nn.Linear(n_in, n_out, dtype=dtype, device=device)
+    peers = {}
+    if tltorch is not None:
+        for impl in ("factorized", "reconstructed"):
+            tl = tltorch.FactorizedLinear(in_tensorized_features=in_modes, out_tensorized_features=out_modes,
+                                          factorization="blocktt", rank=rank, implementation=impl, bias=True)
+            tl = tl.to(dtype=dtype, device=device)
+            with torch.no_grad():
+                for f, G in zip(tl.weight.factors, ours.cores): f.copy_(G)
+                tl.bias.copy_(ours.bias)
+            peers[f"tltorch-{impl[:5]}"] = tl
+    return ours, dense, peers
+
+
+def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device):
+    ours, dense, peers = make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device)
+    x_check = torch.randn(5, n_in, dtype=dtype, device=device)
+    with torch.no_grad():
+        for name, tl in peers.items():
+            torch.testing.assert_close(tl(x_check), ours(x_check), rtol=1e-3, atol=1e-4)
+    flop_ratio = ours.dense_flops / ours.flops
+    print(f"\n== {n_in}x{n_out}, in_modes={in_modes}, out_modes={out_modes}, TT ranks {ours.rank}: "
+          f"{ours.n_params} params (dense {dense.weight.numel() + n_out}), FLOPs/row dense/TT = {flop_ratio:.2f}")
+    names = ["ours", "dense"] + list(peers)
+    head = f"{'batch':>5} {'pass':>8} " + " ".join(f"{n + ' ms':>17}" for n in names) + \
+        "   " + " ".join(f"{n + '/ours':>20}" for n in names[1:])
+    print(head)
+    rows = []
+    for B in batches:
+        x = torch.randn(B, n_in, dtype=dtype, device=device)
+        for kind in ("fwd", "fwd+bwd"):
+            res = {}
+            for name, layer in [("ours", ours), ("dense", dense)] + list(peers.items()):
+                if kind == "fwd":
+                    def fn(layer=layer):
+                        with torch.no_grad(): layer(x)
+                else:
+                    def fn(layer=layer):
+                        layer.zero_grad(set_to_none=True); layer(x).sum().backward()
+                res[name] = timeit(fn, device)
+            rows.append((B, kind, res))
+            print(f"{B:>5} {kind:>8} " + " ".join(f"{res[n] * 1e3:>17.4f}" for n in names) + "   " +
+                  " ".join(f"{res[n] / res['ours']:>20.2f}" for n in names[1:]), flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--quick", action="store_true", help="one small configuration only")
+    args = ap.parse_args()
+    if args.threads: torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available")
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else f", {torch.get_num_threads()} threads")
+          + f", dtype {dtype}")
+    if tltorch is None:
+        print(f"tensorly-torch unavailable ({TLTORCH_ERROR}); comparing with dense only")
+    else:
+        print(f"tensorly-torch {tltorch.__version__}")
+    batches = [1, 4, 16, 64, 256, 1024]
+    configs = [(1024, 1024, (8, 8, 16), (8, 8, 16), 4),
+               (1024, 1024, (8, 8, 16), (8, 8, 16), 16),
+               (4096, 4096, (16, 16, 16), (16, 16, 16), 8)]
+    if device.type == "cuda":
+        configs.append((16384, 16384, (16, 32, 32), (16, 32, 32), 16))
+    if args.quick: configs, batches = configs[:1], [1, 64, 1024]
+    summary = []
+    for cfg in configs:
+        rows = bench_config(*cfg, batches, dtype, device)
+        summary.append((cfg, rows))
+    print("\nSummary (ratio > 1: ours faster):")
+    for (n_in, n_out, im, om, r), rows in summary:
+        for name in sorted({n for _, _, res in rows for n in res} - {"ours"}):
+            ratios = [res[name] / res["ours"] for _, _, res in rows]
+            print(f"  {n_in}x{n_out} rank {r:>2}: {name:>17}/ours  min {min(ratios):6.2f}  median "
+                  f"{statistics.median(ratios):6.2f}  max {max(ratios):6.2f}")
+
+
+if __name__ == "__main__":
+    main()

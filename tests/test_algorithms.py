@@ -1,0 +1,374 @@
+"""Decomposition algorithms recover exact low-rank tensors (hypothesis property tests) and keep dtypes."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from conftest import DTYPES, rel_err, well_conditioned_factors
+from tensornn import decompositions as D
+from tensornn import kernels as K
+from tensornn.testing import assert_close
+
+pytestmark = [pytest.mark.usefixtures("single_thread")]
+
+
+EXACT = 1e-6
+
+
+def cp_tensor(shape, R, g, dtype=torch.float64):
+    F = well_conditioned_factors(shape, R, gen=g, dtype=dtype)
+    w = (1.0 + torch.rand(R, generator=g, dtype=torch.float64)).to(dtype)    # weights in [1, 2]
+    return K.cp_full(w, F), w, F
+
+
+def tucker_tensor(shape, ranks, g, dtype=torch.float64):
+    core = torch.randn(*ranks, generator=g, dtype=dtype)
+    F = [torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64)).Q.to(dtype) for n, r in zip(shape, ranks)]
+    return K.tucker_full(core, F)
+
+
+def tt_tensor(shape, ranks, g, dtype=torch.float64):
+    r = [1] + list(ranks) + [1]
+    return K.tt_full([torch.randn(r[k], n, r[k + 1], generator=g, dtype=dtype) for k, n in enumerate(shape)])
+
+
+def feasible_tt_ranks(shape, ranks):
+    "Cap TT ranks so that they are the true TT ranks of generic random cores: r_k <= r_{k-1} n_k, r_k <= n_{k+1} r_{k+1}."
+    r = [1] + list(ranks[:len(shape) - 1]) + [1]
+    for k in range(1, len(shape)):
+        r[k] = min(r[k], r[k - 1] * shape[k - 1])
+    for k in range(len(shape) - 1, 0, -1):
+        r[k] = min(r[k], shape[k] * r[k + 1])
+    return r[1:-1]
+
+
+def best_cp_fit(T, R, *, n_iter=300, seeds=(0, 1, 2, 3)):
+    "cp_als with the SVD init, then random inits until one is exact; returns the best relative error."
+    best = math.inf
+    for init, seed in [("svd", 0)] + [("random", s) for s in seeds]:
+        cp, rec = D.cp_als(T, R, n_iter=n_iter, tol=1e-14, init=init, seed=seed)
+        best = min(best, rel_err(cp.full(), T))
+        if best < EXACT:
+            break
+    return best
+
+
+# ---------------------------------------------------------------- CP-ALS
+@settings(max_examples=20)
+@given(shape=st.tuples(st.integers(4, 7), st.integers(4, 7), st.integers(4, 7)), R=st.integers(1, 3),
+       seed=st.integers(0, 10**6))
+def test_cp_als_recovers_exact_low_rank_property(shape, R, seed):
+    g = torch.Generator().manual_seed(seed)
+    T, _, _ = cp_tensor(shape, R, g)
+    assert best_cp_fit(T, R) < EXACT
+
+
+@pytest.mark.parametrize("shape,R", [((5, 6, 7, 4), 3), ((8, 8, 8), 5)])
+def test_cp_als_recovers_exact_low_rank(shape, R, gen):
+    T, w, F = cp_tensor(shape, R, gen)
+    assert best_cp_fit(T, R, n_iter=500) < EXACT
+
+
+def test_cp_als_record_and_format(gen):
+    T, _, _ = cp_tensor((5, 6, 7), 3, gen)
+    cp, rec = D.cp_als(T, 3, n_iter=40, tol=0.0, init="random", seed=0)
+    assert isinstance(cp, D.CPTensor) and cp.rank == 3 and cp.shape == T.shape
+    assert isinstance(rec, D.FitRecord)
+    assert rec.n_iter == len(rec.errors) <= 40
+    assert all(isinstance(e, float) and math.isfinite(e) for e in rec.errors)
+    assert isinstance(rec.converged, bool) and isinstance(rec.message, str)
+    # the recorded last error is the error of the returned model
+    assert abs(rec.errors[-1] - rel_err(cp.full(), T)) < 1e-6
+    # ALS (with or without line search) does not end worse than it started
+    assert rec.errors[-1] <= rec.errors[0] + 1e-12
+
+
+def test_cp_als_converges_and_stops_early(gen):
+    T, _, _ = cp_tensor((5, 6, 7), 2, gen)
+    cp, rec = D.cp_als(T, 2, n_iter=1000, tol=1e-10, init="svd")
+    assert rec.converged and rec.n_iter < 1000
+    assert rel_err(cp.full(), T) < 1e-5
+
+
+def test_cp_als_reproducible_with_seed_and_generator(gen):
+    T = torch.randn(4, 5, 6, generator=gen, dtype=torch.float64)
+    a, _ = D.cp_als(T, 3, n_iter=10, init="random", seed=7)
+    b, _ = D.cp_als(T, 3, n_iter=10, init="random", seed=7)
+    c, _ = D.cp_als(T, 3, n_iter=10, init="random", generator=torch.Generator().manual_seed(7))
+    # same random init; allow last-bit differences from the BLAS (memory alignment can change its code path)
+    assert_close(a.full(), b.full(), rtol=1e-10, atol=1e-12)
+    assert_close(a.full(), c.full(), rtol=1e-10, atol=1e-12)
+    d, _ = D.cp_als(T, 3, n_iter=10, init="random", seed=8)
+    assert rel_err(d.full(), a.full()) > 1e-6, "different seeds should give different inits"
+    state = torch.random.get_rng_state()
+    D.cp_als(T, 3, n_iter=2, init="random", seed=1)
+    assert torch.equal(state, torch.random.get_rng_state()), "cp_als touched the global RNG"
+
+
+def test_cp_als_init_from_cptensor(gen):
+    "Starting at the exact solution, ALS stays there."
+    T, w, F = cp_tensor((5, 6, 7), 3, gen)
+    cp, rec = D.cp_als(T, 3, n_iter=5, init=D.CPTensor(w, F))
+    assert rel_err(cp.full(), T) < 1e-10
+
+
+@pytest.mark.parametrize("line_search", [True, False])
+def test_cp_als_with_and_without_line_search(line_search, gen):
+    T, _, _ = cp_tensor((6, 6, 6), 3, gen)
+    cp, rec = D.cp_als(T, 3, n_iter=300, tol=1e-14, init="svd", line_search=line_search)
+    assert rec.errors[-1] < 1e-4
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cp_als_keeps_dtype(dtype, gen):
+    T, _, _ = cp_tensor((5, 6, 7), 2, gen, dtype)
+    cp, rec = D.cp_als(T, 2, n_iter=50, init="svd")
+    assert cp.dtype == dtype and cp.weights.dtype == dtype and all(A.dtype == dtype for A in cp.factors)
+    assert cp.full().dtype == dtype
+    assert rec.errors[-1] < (1e-3 if dtype == torch.float32 else 1e-6)
+
+
+# ---------------------------------------------------------------- nonnegative CP
+def test_nn_cp_nonnegative_and_fits(gen):
+    shape, R = (6, 7, 8), 3
+    F = [torch.rand(n, R, generator=gen, dtype=torch.float64) for n in shape]
+    T = K.cp_full(torch.ones(R, dtype=torch.float64), F)
+    best = math.inf
+    for seed in range(3):
+        cp, rec = D.nn_cp(T, R, n_iter=500, seed=seed)
+        assert isinstance(cp, D.CPTensor)
+        assert all(bool((A >= 0).all()) for A in cp.factors) and bool((cp.weights >= 0).all())
+        assert rec.errors[-1] <= rec.errors[0] + 1e-12
+        best = min(best, rel_err(cp.full(), T))
+    assert best < 1e-3
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nn_cp_keeps_dtype(dtype, gen):
+    T = torch.rand(4, 5, 6, generator=gen, dtype=dtype)
+    cp, _ = D.nn_cp(T, 2, n_iter=20, seed=0)
+    assert cp.dtype == dtype and cp.full().dtype == dtype
+
+
+# ---------------------------------------------------------------- Tucker
+tucker_cases = st.tuples(st.integers(2, 6), st.integers(2, 6), st.integers(2, 6)).flatmap(
+    lambda s: st.tuples(st.just(s), st.tuples(*[st.integers(1, n) for n in s])))
+
+
+@settings(max_examples=25)
+@given(case=tucker_cases, seed=st.integers(0, 10**6))
+def test_hosvd_hooi_recover_exact_tucker_property(case, seed):
+    shape, ranks = case
+    # a Tucker rank is only realisable when each r_k <= prod of the other ranks
+    ranks = tuple(min(r, math.prod(ranks) // r) for r in ranks)
+    g = torch.Generator().manual_seed(seed)
+    T = tucker_tensor(shape, ranks, g)
+    tk = D.hosvd(T, ranks)
+    assert isinstance(tk, D.TuckerTensor) and tuple(tk.rank) == ranks
+    assert rel_err(tk.full(), T) < EXACT
+    tk2, rec = D.hooi(T, ranks, n_iter=10)
+    assert tuple(tk2.rank) == ranks and rel_err(tk2.full(), T) < EXACT
+
+
+def test_hosvd_factors_orthonormal_and_tol(gen):
+    T = tucker_tensor((6, 7, 8), (2, 3, 4), gen)
+    tk = D.hosvd(T, (2, 3, 4))
+    for U in tk.factors:
+        assert_close(U.T @ U, torch.eye(U.shape[1], dtype=U.dtype), rtol=0, atol=1e-10)
+    # rank found from a tolerance
+    tk = D.hosvd(T, tol=1e-8)
+    assert tuple(tk.rank) == (2, 3, 4) and rel_err(tk.full(), T) < EXACT
+    # no rank: the full multilinear rank, exact
+    tk = D.hosvd(T)
+    assert rel_err(tk.full(), T) < 1e-10
+
+
+def test_hooi_improves_on_hosvd(gen):
+    T = tucker_tensor((6, 7, 8), (3, 3, 3), gen) + 0.3 * torch.randn(6, 7, 8, generator=gen, dtype=torch.float64)
+    e0 = rel_err(D.hosvd(T, (2, 2, 2)).full(), T)
+    tk, rec = D.hooi(T, (2, 2, 2), n_iter=50)
+    assert isinstance(rec, D.FitRecord) and rec.n_iter == len(rec.errors)
+    assert rel_err(tk.full(), T) <= e0 + 1e-12
+    assert abs(rec.errors[-1] - rel_err(tk.full(), T)) < 1e-8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tucker_keeps_dtype(dtype, gen):
+    T = torch.randn(4, 5, 6, generator=gen, dtype=dtype)
+    assert D.hosvd(T, (2, 2, 2)).full().dtype == dtype
+    tk, _ = D.hooi(T, (2, 2, 2), n_iter=3)
+    assert tk.dtype == tk.core.dtype == tk.full().dtype == dtype
+
+
+# ---------------------------------------------------------------- tensor trains
+tt_cases = st.lists(st.integers(2, 4), min_size=2, max_size=5).flatmap(
+    lambda s: st.tuples(st.just(tuple(s)), st.tuples(*[st.integers(1, 4) for _ in s[:-1]])))
+
+
+@settings(max_examples=25)
+@given(case=tt_cases, seed=st.integers(0, 10**6))
+def test_tt_svd_recovers_exact_tt_property(case, seed):
+    shape, ranks = case
+    ranks = feasible_tt_ranks(shape, list(ranks))
+    g = torch.Generator().manual_seed(seed)
+    T = tt_tensor(shape, ranks, g)
+    tt = D.tt_svd(T, max_rank=max(ranks))
+    assert isinstance(tt, D.TTTensor)
+    assert rel_err(tt.full(), T) < EXACT
+    tt = D.tt_svd(T, tol=1e-10)
+    assert rel_err(tt.full(), T) < EXACT
+    assert tuple(tt.rank) == (1, *ranks, 1)          # generic random cores: the TT ranks are exactly these
+
+
+def test_tt_svd_tolerance_bound(gen):
+    "TT-SVD with relative accuracy `tol` returns an error <= tol * ||T|| (Oseledets 2011)."
+    T = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)
+    for tol in (0.5, 0.2, 0.05):
+        tt = D.tt_svd(T, tol=tol)
+        assert rel_err(tt.full(), T) <= tol * (1 + 1e-8)
+    full = D.tt_svd(T)
+    assert rel_err(full.full(), T) < 1e-10
+
+
+@settings(max_examples=20)
+@given(case=tt_cases, seed=st.integers(0, 10**6))
+def test_tt_round_redundant_sum_property(case, seed):
+    "X + X has TT ranks 2r as a block sum but true ranks r: rounding finds them."
+    shape, ranks = case
+    ranks = feasible_tt_ranks(shape, list(ranks))
+    g = torch.Generator().manual_seed(seed)
+    r = [1] + ranks + [1]
+    cores = [torch.randn(r[k], n, r[k + 1], generator=g, dtype=torch.float64) for k, n in enumerate(shape)]
+    X = D.TTTensor(cores)
+    # a second representation of the same tensor, after a random gauge change between the cores
+    gauged = [c.clone() for c in cores]
+    for k in range(len(shape) - 1):
+        Q = torch.randn(r[k + 1], r[k + 1], generator=g, dtype=torch.float64) + 3 * torch.eye(r[k + 1],
+                                                                                              dtype=torch.float64)
+        gauged[k] = torch.einsum("aib,bc->aic", gauged[k], Q)
+        gauged[k + 1] = torch.einsum("cb,bid->cid", torch.linalg.inv(Q), gauged[k + 1])
+    d = len(shape)
+    s = []
+    for k in range(d):
+        A, B = cores[k], gauged[k]
+        if k == 0:
+            s.append(torch.cat([A, B], dim=2))
+        elif k == d - 1:
+            s.append(torch.cat([A, B], dim=0))
+        else:
+            Z = torch.zeros(A.shape[0] + B.shape[0], A.shape[1], A.shape[2] + B.shape[2], dtype=torch.float64)
+            Z[:A.shape[0], :, :A.shape[2]] = A
+            Z[A.shape[0]:, :, A.shape[2]:] = B
+            s.append(Z)
+    Y = D.TTTensor(s)
+    assert_close(Y.full(), 2 * X.full(), rtol=1e-9, atol=1e-9)
+    Z = D.tt_round(Y, tol=1e-10)
+    assert tuple(Z.rank) == (1, *ranks, 1)
+    assert rel_err(Z.full(), 2 * X.full()) < EXACT
+    Z = D.tt_round(Y, max_rank=max(ranks))
+    assert rel_err(Z.full(), 2 * X.full()) < EXACT
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tt_keeps_dtype(dtype, gen):
+    T = torch.randn(3, 4, 5, generator=gen, dtype=dtype)
+    tt = D.tt_svd(T, max_rank=2)
+    assert tt.dtype == dtype and all(c.dtype == dtype for c in tt.cores)
+    assert D.tt_round(tt, max_rank=1).full().dtype == dtype
+
+
+# ---------------------------------------------------------------- hierarchical Tucker
+def ht_tensor(shape, rank, g):
+    d = len(shape)
+    r = {(k, k + 1): min(rank, n) for k, n in enumerate(shape)}
+    leaves = [torch.randn(n, r[(k, k + 1)], generator=g, dtype=torch.float64) for k, n in enumerate(shape)]
+    transfers = {}
+    for node, (a, b) in K.ht_tree(d).items():
+        r[node] = 1 if node == (0, d) else rank
+        transfers[node] = torch.randn(r[a], r[b], r[node], generator=g, dtype=torch.float64)
+    return K.ht_full(leaves, transfers)
+
+
+@settings(max_examples=20)
+@given(shape=st.lists(st.integers(2, 4), min_size=2, max_size=5), rank=st.integers(1, 3),
+       seed=st.integers(0, 10**6))
+def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
+    g = torch.Generator().manual_seed(seed)
+    T = ht_tensor(shape, rank, g)
+    ht = D.ht_svd(T, max_rank=rank)
+    assert isinstance(ht, D.HTTensor)
+    assert all(r <= rank for r in ht.rank.values())
+    assert rel_err(ht.full(), T) < EXACT
+    ht = D.ht_svd(T, tol=1e-10)
+    assert rel_err(ht.full(), T) < EXACT
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ht_keeps_dtype(dtype, gen):
+    T = torch.randn(3, 4, 5, 2, generator=gen, dtype=dtype)
+    ht = D.ht_svd(T, max_rank=2)
+    assert ht.dtype == dtype and ht.full().dtype == dtype
+
+
+# ---------------------------------------------------------------- accuracy guarantees of the SVD-based methods
+@pytest.mark.parametrize("tol", [0.5, 0.2, 0.05])
+def test_quasi_optimal_methods_meet_tol(tol, gen):
+    "HOSVD, TT-SVD, TT rounding and HT-SVD with relative accuracy `tol` return an error <= tol * ||T||."
+    T = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)
+    assert rel_err(D.hosvd(T, tol=tol).full(), T) <= tol * (1 + 1e-8)
+    assert rel_err(D.ht_svd(T, tol=tol).full(), T) <= tol * (1 + 1e-8)
+    X = D.tt_svd(T)                                            # exact (full-rank) TT, then round it
+    assert rel_err(D.tt_round(X, tol=tol).full(), T) <= tol * (1 + 1e-8)
+
+
+def test_truncation_ranks_shrink_with_tol(gen):
+    T = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)
+    r_loose, r_tight = D.tt_svd(T, tol=0.5).rank, D.tt_svd(T, tol=0.05).rank
+    assert all(a <= b for a, b in zip(r_loose, r_tight)) and r_loose != r_tight
+    assert all(r <= 2 for r in D.tt_svd(T, max_rank=2).rank)
+    assert all(r <= 2 for r in D.tt_round(D.tt_svd(T), max_rank=2).rank)
+
+
+# ---------------------------------------------------------------- numerical trouble is reported, never silent NaN
+def test_cp_als_oversized_rank_reports_singular_solves(gen):
+    "Rank 3 on a rank-1 tensor: the normal equations are singular; the fit stays finite and says so."
+    a, b, c = (torch.randn(n, generator=gen, dtype=torch.float64) for n in (4, 5, 6))
+    T = torch.einsum("i,j,k->ijk", a, b, c)
+    with pytest.warns(RuntimeWarning, match="singular"):
+        cp, rec = D.cp_als(T, 3, n_iter=50, init="svd")
+    assert "singular" in rec.message
+    assert bool(torch.isfinite(cp.full()).all()) and rec.errors[-1] < 1e-6
+
+
+def test_cp_zero_tensor():
+    T = torch.zeros(3, 4, 5, dtype=torch.float64)
+    for fit in (D.cp_als, D.nn_cp):
+        cp, rec = fit(T, 2)
+        assert rec.converged and bool(torch.isfinite(cp.full()).all()) and float(cp.full().abs().max()) == 0.0
+
+
+def test_hooi_inits(gen):
+    T = tucker_tensor((5, 6, 7), (2, 3, 2), gen)
+    tk0, _ = D.hooi(T, (2, 3, 2), init="random", seed=0, n_iter=30)
+    assert rel_err(tk0.full(), T) < EXACT
+    tk1, _ = D.hooi(T, (2, 3, 2), init=D.hosvd(T, (2, 3, 2)), n_iter=2)
+    assert rel_err(tk1.full(), T) < EXACT
+
+
+def test_progress_bar_does_not_change_results(gen, capsys):
+    T, _, _ = cp_tensor((4, 5, 6), 2, gen)
+    a, ra = D.cp_als(T, 2, n_iter=5, init="svd", tol=0.0, progress=True)
+    b, rb = D.cp_als(T, 2, n_iter=5, init="svd", tol=0.0)
+    assert_close(a.full(), b.full(), rtol=1e-12, atol=1e-14)
+    assert ra.errors == pytest.approx(rb.errors, rel=1e-10, abs=1e-14)
+
+
+def test_cp_als_rank_above_mode_size(gen):
+    "R > I_k: the SVD init is completed with random columns; the fit is finite and exact for an exact tensor."
+    T, _, _ = cp_tensor((2, 5, 6), 3, gen)
+    cp, rec = D.cp_als(T, 3, n_iter=500, tol=1e-14, init="svd", seed=0)
+    assert bool(torch.isfinite(cp.full()).all())
+    assert rec.errors[-1] < 1e-4

@@ -1,0 +1,296 @@
+"""Tests of tensornn.compression: factorized layers, from_dense round trips, adapters, analysis helpers."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tensornn.compression import (CPConv2d, CPLinear, LoRALinear, TensorAdapterLinear, TTConv2d, TTLinear,
+                                  TuckerConv2d, TuckerLinear, add_adapters, complexity_terms, compress_model,
+                                  count_parameters, effective_rank, factorize, merge_adapters, neural_collapse)
+from tensornn.testing import assert_close
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+DEVICES = ["cpu", pytest.param("cuda", marks=[CUDA, pytest.mark.gpu])]
+DTYPES = [torch.float32, torch.float64]
+TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-9, atol=1e-10)}
+
+LINEAR_CASES = [  # (cls, in, out, rank, kwargs)
+    (CPLinear, 24, 12, 5, dict()),
+    (CPLinear, 24, 12, 5, dict(n_modes=1)),
+    (CPLinear, 30, 8, 4, dict(in_modes=(2, 3, 5), out_modes=(2, 2, 2))),
+    (TuckerLinear, 24, 12, 3, dict()),
+    (TuckerLinear, 24, 12, (2, 3, 4, 5), dict()),
+    (TuckerLinear, 30, 8, 2, dict(n_modes=3)),
+    (TTLinear, 24, 12, 3, dict()),
+    (TTLinear, 24, 12, (1, 2, 3, 1), dict(in_modes=(2, 3, 4), out_modes=(3, 2, 2))),
+    (TTLinear, 6, 60, 2, dict(in_modes=(3, 2, 1), out_modes=(3, 4, 5))),        # sweeps left-to-right
+]
+CONV_CASES = [
+    (CPConv2d, 6, dict()), (CPConv2d, 5, dict(stride=2, padding=1)),
+    (TuckerConv2d, (3, 2), dict(padding=(1, 0), dilation=(1, 2))), (TuckerConv2d, 2, dict(stride=(2, 1))),
+    (TTConv2d, 3, dict(padding=1)), (TTConv2d, 2, dict(stride=2, n_modes=1)),
+]
+
+
+def _x(shape, dtype, device, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).to(device)
+
+
+def _formula_params(layer):
+    "Parameter count from the formats' formulas, written out independently of the layer code."
+    b = layer.bias.numel() if layer.bias is not None else 0
+    if isinstance(layer, CPLinear):
+        return layer.rank * (1 + sum(layer.in_modes) + sum(layer.out_modes)) + b
+    if isinstance(layer, TuckerLinear):
+        d = len(layer.out_modes)
+        P, Q = layer.rank[:d], layer.rank[d:]
+        return (math.prod(layer.rank) + sum(m * p for m, p in zip(layer.out_modes, P))
+                + sum(n * q for n, q in zip(layer.in_modes, Q)) + b)
+    if isinstance(layer, TTLinear):
+        r = layer.rank
+        return sum(r[k] * m * n * r[k + 1] for k, (m, n) in enumerate(zip(layer.out_modes, layer.in_modes))) + b
+    if isinstance(layer, CPConv2d):
+        return layer.rank * (1 + layer.in_channels + layer.out_channels + sum(layer.kernel_size)) + b
+    if isinstance(layer, TuckerConv2d):
+        (ro, ri), (kh, kw) = layer.rank, layer.kernel_size
+        return ro * ri * kh * kw + ro * layer.out_channels + ri * layer.in_channels + b
+    if isinstance(layer, TTConv2d):
+        return _formula_params(layer.tt) + b
+    raise AssertionError(type(layer))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LINEAR_CASES, ids=lambda c: f"{c[0].__name__}-{c[3]}-{sorted(c[4])}")
+def test_linear_matches_its_dense_weight_and_counts(case, dtype, device):
+    cls, n_in, n_out, rank, kw = case
+    layer = cls(n_in, n_out, rank, dtype=dtype, device=device, seed=0, **kw)
+    x = _x((3, 2, n_in), dtype, device)
+    y = layer(x)
+    assert y.shape == (3, 2, n_out) and y.dtype == dtype and y.device.type == device
+    assert_close(y, x @ layer.full_weight().T + layer.bias, **TOL[dtype])
+    assert layer.n_params == sum(p.numel() for p in layer.parameters()) == _formula_params(layer)
+    assert layer.dense_params == n_in * n_out + n_out and layer.flops > 0
+
+
+@pytest.mark.parametrize("case", LINEAR_CASES, ids=lambda c: f"{c[0].__name__}-{c[3]}-{sorted(c[4])}")
+def test_linear_gradients_reach_every_factor(case):
+    cls, n_in, n_out, rank, kw = case
+    layer = cls(n_in, n_out, rank, dtype=torch.float64, seed=1, **kw)
+    layer(_x((4, n_in), torch.float64, "cpu")).square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{c[0].__name__}-{sorted(c[2])}")
+def test_conv_matches_its_dense_kernel_gradients_and_counts(case, dtype, device):
+    cls, rank, kw = case
+    geom = {k: v for k, v in kw.items() if k != "n_modes"}
+    layer = cls(6, 4, 3, rank, dtype=dtype, device=device, seed=0, **kw)
+    x = _x((2, 6, 9, 7), dtype, device)
+    y = layer(x)
+    assert_close(y, F.conv2d(x, layer.full_weight(), layer.bias, **geom), **TOL[dtype])
+    assert layer.n_params == sum(p.numel() for p in layer.parameters()) == _formula_params(layer)
+    assert layer.flops == layer.count_flops(9, 7) and layer.dense_flops == layer.count_dense_flops(9, 7)
+    y.square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_full_rank_round_trips_linear(dtype, device):
+    torch.manual_seed(0)
+    lin = nn.Linear(24, 12, dtype=dtype, device=device)
+    x = _x((5, 24), dtype, device)
+    ref = lin(x)
+    for d in (1, 2, 3):
+        modes = factorize(12, d) + factorize(24, d)
+        exact = math.prod(modes) // max(modes) if d > 1 else 12
+        assert_close(CPLinear.from_dense(lin, exact, n_modes=d)(x), ref, **TOL[dtype])
+        assert_close(TuckerLinear.from_dense(lin, 1000, n_modes=d)(x), ref, **TOL[dtype])
+        assert_close(TTLinear.from_dense(lin, n_modes=d)(x), ref, **TOL[dtype])
+    assert_close(TuckerLinear.from_dense(lin, 1000, method="hooi", n_iter=3)(x), ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_full_rank_round_trips_conv(dtype, device):
+    torch.manual_seed(0)
+    x = _x((2, 6, 8, 8), dtype, device)
+    for geom in [dict(padding=1), dict(stride=2, padding=(0, 1), dilation=(1, 2))]:
+        conv = nn.Conv2d(6, 4, 3, dtype=dtype, device=device, **geom)
+        ref = conv(x)
+        assert_close(CPConv2d.from_dense(conv, 6 * 9)(x), ref, **TOL[dtype])
+        assert_close(TuckerConv2d.from_dense(conv, 6)(x), ref, **TOL[dtype])
+        assert_close(TTConv2d.from_dense(conv)(x), ref, **TOL[dtype])
+
+
+@pytest.mark.filterwarnings("ignore:cp_als")
+def test_low_rank_approximations_improve_with_rank():
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 64, dtype=torch.float64)
+    W = lin.weight.detach()
+    for cls, ranks in ((CPLinear, (2, 8, 32)), (TuckerLinear, (2, 4, 6)), (TTLinear, (2, 8, 32))):
+        with torch.no_grad():
+            errs = [float((cls.from_dense(lin, r).full_weight() - W).norm() / W.norm()) for r in ranks]
+        assert errs[0] > errs[1] > errs[2], (cls.__name__, errs)
+
+
+def test_from_dense_low_rank_matrix_is_exact():
+    g = torch.Generator().manual_seed(3)
+    lin = nn.Linear(20, 16, dtype=torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(16, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 20, generator=g, dtype=torch.float64))
+    x = _x((4, 20), torch.float64, "cpu")
+    assert_close(CPLinear.from_dense(lin, 3, n_modes=1)(x), lin(x), rtol=1e-9, atol=1e-10)
+    assert_close(TuckerLinear.from_dense(lin, 3, n_modes=1)(x), lin(x), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind,rank", [("lora", 3), ("tt", 2), ("cp", 3), ("tucker", 2)])
+def test_adapters_start_at_base_train_only_themselves_and_merge_exactly(kind, rank, dtype, device):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 12), nn.Tanh()),
+                          nn.Linear(12, 4)).to(dtype=dtype, device=device)
+    x = _x((6, 24), dtype, device)
+    ref = model(x)
+    names = add_adapters(model, r"^(0|2\.0)$", kind=kind, rank=rank)
+    assert names == ["0", "2.0"]
+    assert_close(model(x), ref, **TOL[dtype])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".base." not in n and not n.startswith("3.") for n in trainable)
+    assert count_parameters(model, trainable=True) == sum(model.get_submodule(n).n_trainable for n in names)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    for _ in range(3):
+        opt.zero_grad(); model(x).square().mean().backward(); opt.step()
+    out = model(x)
+    assert not torch.allclose(out, ref)
+    merged = merge_adapters(model)
+    assert all(type(m) in (nn.Linear, nn.ReLU, nn.Tanh, nn.Sequential) for m in merged.modules())
+    assert_close(merged(x), out, **TOL[dtype])
+
+
+def test_lora_parameter_count_and_merge_formula():
+    base = nn.Linear(10, 7, dtype=torch.float64)
+    a = LoRALinear(base, 2, alpha=4.0, seed=0)
+    assert a.n_trainable == 2 * (10 + 7) == sum(p.numel() for p in a.parameters() if p.requires_grad)
+    with torch.no_grad(): a.lora_B.normal_()
+    assert_close(a.merge().weight, base.weight + 2.0 * a.lora_B @ a.lora_A)
+    t = TensorAdapterLinear(base, 2, format="tt", in_modes=(2, 5), out_modes=(1, 7), seed=0)
+    assert t.n_trainable == 1 * 1 * 2 * 2 + 2 * 7 * 5 * 1
+
+
+def test_compress_model_keeps_original_and_counts():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Unflatten(1, (1, 6, 6)), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(3, 36)
+    for fmt in ("cp", "tucker", "tt"):
+        small = compress_model(model, fmt, 2)
+        assert type(model[1]) is nn.Conv2d and type(small[1]) is not nn.Conv2d
+        assert count_parameters(small) < count_parameters(model)
+        assert small(x).shape == (3, 4)
+    only_lin = compress_model(model, "tt", 2, pattern=r"^4$")
+    assert type(only_lin[1]) is nn.Conv2d and isinstance(only_lin[4], TTLinear) and type(only_lin[6]) is nn.Linear
+
+
+def test_bad_ranks_and_shapes_name_the_argument():
+    lin = nn.Linear(24, 12)
+    with pytest.raises(ValueError, match="rank"): CPLinear(24, 12, 0)
+    with pytest.raises(TypeError, match="rank"): CPLinear(24, 12, 2.5)
+    with pytest.raises(ValueError, match=r"rank\[1\]"): TuckerLinear(24, 12, (2, 5, 2, 2), out_modes=(3, 4), in_modes=(4, 6))
+    with pytest.raises(ValueError, match="rank"): TuckerLinear(24, 12, (2, 2, 2))
+    with pytest.raises(ValueError, match=r"rank\[0\]"): TTLinear(24, 12, (1, 100, 1))
+    with pytest.raises(ValueError, match="rank"): TTLinear(24, 12, (2, 2, 2))
+    with pytest.raises(ValueError, match="in_modes"): TTLinear(24, 12, 2, in_modes=(5, 5))
+    with pytest.raises(ValueError, match="out_modes"): TTLinear(24, 12, 2, in_modes=(4, 6), out_modes=(2, 2, 3))
+    with pytest.raises(TypeError, match="in_modes"): CPLinear(24, 12, 2, in_modes=24)
+    with pytest.raises(ValueError, match="in_features"): CPLinear(0, 12, 2)
+    with pytest.raises(TypeError, match="layer"): CPLinear.from_dense(nn.Conv2d(2, 2, 3), 2)
+    with pytest.raises(TypeError, match="layer"): CPConv2d.from_dense(lin, 2)
+    with pytest.raises(ValueError, match="groups"): TuckerConv2d.from_dense(nn.Conv2d(4, 4, 3, groups=2), 2)
+    with pytest.raises(ValueError, match="rank"): TuckerConv2d(4, 4, 3, (5, 2))
+    with pytest.raises(ValueError, match="method"): TuckerLinear.from_dense(lin, 2, method="svd")
+    with pytest.raises(ValueError, match="x"): CPLinear(24, 12, 2)(torch.randn(3, 23))
+    with pytest.raises(ValueError, match="x"): CPConv2d(3, 4, 3, 2)(torch.randn(1, 2, 5, 5))
+    with pytest.raises(ValueError, match="flops"): CPConv2d(3, 4, 3, 2).flops
+    with pytest.raises(ValueError, match="rank"): LoRALinear(lin, 13)
+    with pytest.raises(TypeError, match="base"): LoRALinear(nn.Conv2d(2, 2, 3), 2)
+    with pytest.raises(ValueError, match="format"): TensorAdapterLinear(lin, 2, format="ht")
+    with pytest.raises(ValueError, match="kind"): add_adapters(nn.Sequential(lin), kind="dora")
+    with pytest.raises(ValueError, match="pattern"): add_adapters(nn.Sequential(lin), "nothing")
+    with pytest.raises(ValueError, match="format"): compress_model(nn.Sequential(lin), "svd", 2)
+    with pytest.raises(ValueError, match="n"): factorize(0, 2)
+
+
+def test_factorize():
+    assert factorize(256, 2) == (16, 16) and factorize(10, 2) == (2, 5) and factorize(7, 3) == (1, 1, 7)
+    for n in range(1, 200):
+        for d in (1, 2, 3):
+            f = factorize(n, d)
+            assert len(f) == d and math.prod(f) == n
+
+
+def test_neural_collapse_and_effective_rank():
+    g = torch.Generator().manual_seed(0)
+    C, p = 5, 8
+    Q = torch.linalg.qr(torch.randn(p, C, generator=g, dtype=torch.float64))[0]
+    means = (torch.eye(C, dtype=torch.float64) - 1.0 / C) @ Q.T
+    labels = torch.arange(C).repeat(4)
+    nc = neural_collapse(means[labels], labels, 3.0 * means)
+    assert all(float(v) < 1e-9 for v in nc.values()), nc
+    noisy = neural_collapse(means[labels] + 0.5 * torch.randn(20, p, generator=g, dtype=torch.float64), labels, means)
+    assert float(noisy["nc1"]) > 1e-2
+    assert abs(float(effective_rank(means)) - (C - 1)) < 1e-8
+    with pytest.raises(ValueError, match="labels"): neural_collapse(means[labels], labels[:-1], means)
+    with pytest.raises(ValueError, match="weight"): neural_collapse(means[labels], labels, means[:, :3])
+
+
+@pytest.mark.filterwarnings("ignore:cp_als")
+def test_complexity_terms_grow_with_rank():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Unflatten(1, (1, 6, 6)), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(144, 10))
+    t = [complexity_terms(compress_model(model, "cp", r, n_modes=1), 100) for r in (1, 2, 4)]
+    assert t[0]["li2020"] < t[1]["li2020"] < t[2]["li2020"]
+    assert t[0]["wang2024"] <= t[1]["wang2024"] <= t[2]["wang2024"]
+    li1 = 1 * (1 + 4 + 9) + 1 * (144 + 10)
+    assert abs(t[0]["li2020"] - math.sqrt(li1 / 100)) < 1e-12
+    with pytest.raises(ValueError, match="n_samples"): complexity_terms(model, 0)
+
+
+def test_tt_linear_agrees_with_tensorly_torch_blocktt():
+    "Peer oracle: tensorly-torch's BlockTT layer with the same cores computes the same map."
+    tltorch = pytest.importorskip("tltorch")
+    torch.manual_seed(0)
+    tl = tltorch.FactorizedLinear(in_tensorized_features=(2, 3, 4), out_tensorized_features=(3, 1, 5),
+                                  factorization="blocktt", rank=3, bias=True).double()
+    ours = TTLinear(24, 15, 3, in_modes=(2, 3, 4), out_modes=(3, 1, 5), dtype=torch.float64, seed=0)
+    assert [tuple(f.shape) for f in tl.weight.factors] == [tuple(G.shape) for G in ours.cores]
+    with torch.no_grad():
+        for G, f in zip(ours.cores, tl.weight.factors): G.copy_(f)
+        ours.bias.copy_(tl.bias)
+    x = _x((7, 24), torch.float64, "cpu")
+    assert_close(ours(x), tl(x), rtol=1e-10, atol=1e-12)
+    assert_close(ours.full_weight(), tl.weight.to_matrix(), rtol=1e-10, atol=1e-12)
+
+
+def test_tt_linear_einsum_plan_is_correct_and_never_rebuilds_the_weight():
+    from tensornn.compression import _keeps_weight_factored
+    assert not _keeps_weight_factored([(1, 2), (1, 2), (0, 1)], 3)        # joins G0, G1 then G2 without x
+    assert _keeps_weight_factored([(0, 3), (0, 1), (0, 1)], 3)             # x.G2, then G0.G1, then the rest
+    layer = TTLinear(1024, 1024, 16, in_modes=(8, 8, 16), out_modes=(8, 8, 16), dtype=torch.float64, seed=0)
+    x = _x((16, 1024), torch.float64, "cpu")
+    y = layer(x)
+    assert layer._plans[16] is not None                                    # this shape uses an opt_einsum path
+    assert_close(y, x @ layer.full_weight().T + layer.bias, rtol=1e-9, atol=1e-10)
+    y.square().sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in layer.parameters())
+    assert layer._plan(1) is None                                          # batch 1: the sweep

@@ -1,0 +1,269 @@
+"""Tests for tensornn.derivatives: Hermite score tensors, Stein moments, derivative tensors, NN-LIFT,
+Jacobian decoupling, active subspaces, Paratuck-2 for three layers, and the Ge-Lee-Ma identity."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.func import vmap
+
+from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tensor, fit_paratuck2, fit_sum_of_cubes,
+                                  hermite_coefficients, hermite_score, jacobian_decoupling, matched_row_cosines,
+                                  nnlift, population_loss_hermite, stein_moment, three_layer_jacobian_factors,
+                                  weights_from_spans)
+from tensornn.testing import assert_close
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- Hermite score tensors: closed forms
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hermite_closed_forms(dtype):
+    x = torch.randn(6, 3, generator=_gen(), dtype=torch.float64).to(dtype)
+    I = torch.eye(3, dtype=dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert_close(hermite_score(x, 1), x, **tol)
+    assert_close(hermite_score(x, 2), torch.einsum("ni,nj->nij", x, x) - I, **tol)
+    s3 = (torch.einsum("ni,nj,nk->nijk", x, x, x) - torch.einsum("ni,jk->nijk", x, I)
+          - torch.einsum("nj,ik->nijk", x, I) - torch.einsum("nk,ij->nijk", x, I))
+    assert_close(hermite_score(x, 3), s3, **tol)
+    xx = torch.einsum("ni,nj->nij", x, x)
+    s4 = torch.einsum("ni,nj,nk,nl->nijkl", x, x, x, x)
+    for e in ["nij,kl->nijkl", "nik,jl->nijkl", "nil,jk->nijkl", "njk,il->nijkl", "njl,ik->nijkl", "nkl,ij->nijkl"]:
+        s4 = s4 - torch.einsum(e, xx, I)
+    s4 = s4 + (torch.einsum("ij,kl->ijkl", I, I) + torch.einsum("ik,jl->ijkl", I, I) + torch.einsum("il,jk->ijkl", I, I))
+    assert_close(hermite_score(x, 4), s4, **tol)
+
+
+def test_hermite_univariate_polynomials():
+    z = torch.linspace(-3, 3, 13, dtype=torch.float64)[:, None]
+    for m, he in [(1, z), (2, z**2 - 1), (3, z**3 - 3 * z), (4, z**4 - 6 * z**2 + 3)]:
+        assert_close(hermite_score(z, m).reshape(-1), he.reshape(-1))
+
+
+def test_hermite_symmetric_and_zero_mean():
+    x = torch.randn(200_000, 2, generator=_gen(1), dtype=torch.float64)
+    for m in (1, 2, 3, 4):
+        S = hermite_score(x[:5], m)
+        if m >= 2:
+            assert_close(S, S.transpose(-1, -2))
+        mean = stein_moment(x, torch.ones(len(x), dtype=torch.float64), m)       # E[S_m] = 0
+        assert float(mean.abs().max()) < 0.1
+
+
+# ---------------------------------------------------------------- Stein moments
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_stein_moment_matches_materialised(dtype):
+    g = _gen(2)
+    x = torch.randn(40, 4, generator=g, dtype=torch.float64).to(dtype)
+    y = torch.randn(40, 3, generator=g, dtype=torch.float64).to(dtype)
+    W = torch.randn(4, 2, generator=g, dtype=torch.float64).to(dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for m in (1, 2, 3, 4):
+        dense = torch.einsum("nk,n...->k...", y, hermite_score(x, m)) / 40
+        assert_close(stein_moment(x, y, m, chunk_size=9), dense, **tol)
+        proj = dense[1]
+        for _ in range(m):
+            proj = torch.tensordot(proj, W, dims=([0], [0]))
+        assert_close(stein_moment(x, y[:, 1], m, project=W), proj, **tol)
+
+
+def _stein_z(f, d, N, seed):
+    g = _gen(seed)
+    X = torch.randn(N, d, generator=g, dtype=torch.float64)
+    y = vmap(f)(X)
+    lhs = stein_moment(X, y, 3)
+    se = ((y[:, None] * hermite_score(X, 3).reshape(N, -1)).std(0) / math.sqrt(N)).reshape(lhs.shape)
+    rhs = derivative_tensor(f, torch.randn(20_000, d, generator=g, dtype=torch.float64), 3).mean(0)
+    return float(((lhs - rhs) / se).abs().max())
+
+
+def test_stein_identity_polynomial():
+    u = torch.tensor([0.7, -0.4, 0.2], dtype=torch.float64)
+    f = lambda v: (u @ v) ** 3 + v[0] * v[1] * v[2]
+    assert _stein_z(f, 3, 100_000, 3) < 5
+
+
+def test_stein_identity_tanh_unit():
+    u = torch.tensor([0.9, 0.3, -0.5], dtype=torch.float64)
+    f = lambda v: torch.tanh(u @ v - 0.3)
+    assert _stein_z(f, 3, 100_000, 4) < 5
+
+
+# ---------------------------------------------------------------- derivative tensors
+def test_derivative_tensor_shapes_and_values():
+    g = _gen(5)
+    A = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    f = lambda v: torch.tanh(A @ v).sum()
+    X = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    H = derivative_tensor(f, X, 2)
+    assert H.shape == (6, 4, 4)
+    t = torch.tanh(X @ A.T)
+    expected = torch.einsum("nr,ri,rj->nij", -2 * t * (1 - t ** 2), A, A)
+    assert_close(H, expected)
+    assert derivative_tensor(lambda v: A @ v, X, 1).shape == (6, 3, 4)
+    assert derivative_tensor(f, X[0], 3).shape == (4, 4, 4)
+
+
+# ---------------------------------------------------------------- NN-LIFT
+@pytest.mark.parametrize("method", ["jennrich", "power"])
+def test_nnlift_recovers_first_layer(method):
+    g = _gen(1)
+    truth = TwoLayerNet.random(6, 3, generator=g, dtype=torch.float64)
+    X = torch.randn(100_000, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = truth(X)
+    est, rec = nnlift(X, y, 3, method=method, seed=0, fit_iter=50)
+    cos = matched_row_cosines(est.A1.detach(), truth.A1.detach())
+    assert bool((cos > 0.95).all()), cos
+    assert isinstance(est, TwoLayerNet) and est.A1.shape == (3, 6)
+
+
+def test_nnlift_float32():
+    g = _gen(1)
+    truth = TwoLayerNet.random(5, 2, generator=g, dtype=torch.float32)
+    X = torch.randn(100_000, 5, generator=g, dtype=torch.float32)
+    with torch.no_grad():
+        y = truth(X)
+    est, _ = nnlift(X, y, 2, seed=0, fit_iter=30)
+    assert est.A1.dtype == torch.float32
+    assert bool((matched_row_cosines(est.A1.detach(), truth.A1.detach()) > 0.95).all())
+
+
+# ---------------------------------------------------------------- decoupling
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decoupling_noiseless_polynomial_is_exact(dtype):
+    g = _gen(3)
+    V = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
+    W = torch.randn(3, 3, generator=g, dtype=torch.float64).to(dtype)
+    C = torch.randn(3, 4, generator=g, dtype=torch.float64).to(dtype)
+    p = torch.arange(4, dtype=dtype)
+    f = lambda v: W @ (C * (v @ V)[:, None] ** p).sum(1)
+    pts = torch.randn(40, 4, generator=g, dtype=torch.float64).to(dtype)
+    model, rec = jacobian_decoupling(f, pts, 3, n_basis=3, seed=0)
+    Xn = torch.randn(100, 4, generator=g, dtype=torch.float64).to(dtype)
+    err = float((model(Xn) - vmap(f)(Xn)).norm() / vmap(f)(Xn).norm())
+    assert err < (1e-3 if dtype == torch.float32 else 1e-9)
+    cos = matched_row_cosines(model.V.mT, V.mT)
+    assert bool((cos > 1 - (1e-4 if dtype == torch.float32 else 1e-10)).all())
+    assert model(Xn).dtype == dtype
+
+
+def test_decoupling_tanh_network_factors():
+    g = _gen(4)
+    A1 = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    A2 = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    f = lambda v: A2 @ torch.tanh(A1 @ v + 0.2)
+    pts = torch.randn(100, 5, generator=g, dtype=torch.float64)
+    model, _ = jacobian_decoupling(f, pts, 3, basis="gaussian", n_basis=12, seed=0)
+    assert bool((matched_row_cosines(model.V.mT, A1) > 0.9999).all())
+
+
+# ---------------------------------------------------------------- active subspaces
+def test_active_subspace_and_weights_from_spans():
+    g = _gen(5)
+    A = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    A = A / A.norm(dim=1, keepdim=True)
+    f = lambda v: torch.tanh(A @ v + 0.1).sum()
+    pts = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    ev, U = active_subspace(f, pts)
+    assert U.shape == (8, 3) and float(ev[3]) < 1e-12 * float(ev[0])
+    A_hat, _ = weights_from_spans(f, pts, 3, seed=0)
+    assert bool((matched_row_cosines(A_hat, A) > 0.999).all())
+
+
+# ---------------------------------------------------------------- three layers
+def test_three_layer_jacobian_is_paratuck2_and_fit():
+    g = _gen(0)
+    L1 = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    L2 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    L3 = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    f = lambda v: L3 @ torch.tanh(L2 @ torch.tanh(L1 @ v))
+    pts = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    J = derivative_tensor(f, pts, 1).permute(1, 2, 0)
+    A, DA, H, DB, B = three_layer_jacobian_factors(L1, L2, L3, pts)
+    model = torch.einsum("ip,kpq,jq->ijk", A, DA[:, :, None] * H[None] * DB[:, None, :], B)
+    assert_close(model, J)
+    (_, _, _, _, B_hat), rec = fit_paratuck2(J, 2, 3, n_init=2, seed=0)
+    assert rec.errors[-1] < 1e-8
+    assert bool((matched_row_cosines(B_hat.mT, L1) > 0.9999).all())
+
+
+# ---------------------------------------------------------------- Ge-Lee-Ma identity, sum of cubes
+def test_hermite_coefficients_and_ge_lee_ma_cube():
+    assert_close(hermite_coefficients("cube", 4), torch.tensor([0, 3, 0, math.sqrt(6), 0], dtype=torch.float64),
+                 rtol=0, atol=1e-12)
+    g = _gen(6)
+    W = torch.randn(2, 4, generator=g, dtype=torch.float64); W = W / W.norm(dim=1, keepdim=True)
+    V = torch.randn(3, 4, generator=g, dtype=torch.float64); V = V / V.norm(dim=1, keepdim=True)
+    a, b = torch.randn(2, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)
+    # exact population loss for cubic units from Gaussian moments: compare with a large Monte-Carlo sample
+    X = torch.randn(1_000_000, 4, generator=g, dtype=torch.float64)
+    sq = ((X @ W.T) ** 3 @ a - (X @ V.T) ** 3 @ b) ** 2
+    total = float(population_loss_hermite(a, W, b, V, hermite_coefficients("cube", 3)).sum())
+    assert abs(float(sq.mean()) - total) < 4 * float(sq.std()) / 1000
+
+
+def test_fit_sum_of_cubes_undercomplete():
+    g = _gen(0)
+    A = torch.randn(12, 6, generator=g, dtype=torch.float64)
+    A = A / A.norm(dim=0)
+    _, err, cos = fit_sum_of_cubes(A, generator=g)
+    assert float(err) < 1e-5 and bool((cos > 0.999).all())
+
+
+# ---------------------------------------------------------------- bad inputs
+def test_bad_inputs_name_the_argument():
+    x = torch.randn(100, 4, dtype=torch.float64)
+    y = torch.randn(100, dtype=torch.float64)
+    with pytest.raises(ValueError, match="order"):
+        hermite_score(x, 0)
+    with pytest.raises(TypeError, match="order"):
+        hermite_score(x, 2.0)
+    with pytest.raises(ValueError, match="x:"):
+        hermite_score(torch.randn(2, 3, 4), 2)
+    with pytest.raises(ValueError, match="y:"):
+        stein_moment(x, y[:50], 3)
+    with pytest.raises(TypeError, match="dtype"):
+        stein_moment(x, y.float(), 3)
+    with pytest.raises(ValueError, match=r"project\[2\]"):
+        stein_moment(x, y, 3, project=[None, None, torch.randn(3, 1, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="x:"):
+        stein_moment(torch.full((100, 4), float("nan"), dtype=torch.float64), y, 2)
+    with pytest.raises(TypeError, match="f:"):
+        derivative_tensor(3, x, 1)
+    with pytest.raises(ValueError, match="n_hidden"):
+        nnlift(x, y, 5)                                          # rank larger than identifiable (d = 4)
+    with pytest.raises(ValueError, match="method"):
+        nnlift(x, y, 2, method="svd")
+    with pytest.raises(ValueError, match="activation"):
+        nnlift(x, y, 2, activation="gelu?")
+    f = lambda v: torch.stack([v.sum(), (v ** 2).sum()])
+    with pytest.raises(ValueError, match="rank"):
+        jacobian_decoupling(f, x[:10], 5)                        # rank larger than identifiable
+    with pytest.raises(ValueError, match="basis"):
+        jacobian_decoupling(f, x[:10], 1, basis="fourier")
+    with pytest.raises(ValueError, match="n_hidden"):
+        weights_from_spans(lambda v: v.sum(), x[:10], 6)
+    with pytest.raises(ValueError, match="P:"):
+        fit_paratuck2(torch.randn(2, 3, 4, dtype=torch.float64), 3, 2)
+
+
+# ---------------------------------------------------------------- GPU
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_stein_and_derivatives():
+    g = _gen(7)
+    x = torch.randn(5000, 5, generator=g, dtype=torch.float64)
+    y = torch.tanh(x @ torch.randn(5, generator=g, dtype=torch.float64))
+    W = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    cpu = stein_moment(x, y, 3, project=W)
+    gpu = stein_moment(x.cuda(), y.cuda(), 3, project=W.cuda())
+    assert gpu.device.type == "cuda"
+    assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
+    f = lambda v: torch.tanh(v).sum()
+    assert derivative_tensor(f, x[:10].cuda(), 3).device.type == "cuda"

@@ -1,0 +1,250 @@
+"""Tests of tensornn.expressivity: sum-product networks vs their formats, separation-rank bounds, dimension counts
+of polynomial networks and second-order RNNs, tensorized functions, bad input, dtypes and CUDA."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tensornn.decompositions import CPTensor, HTTensor, TTTensor, generic_rank
+from tensornn.expressivity import (CPSumProduct, HTSumProduct, PolynomialNetwork, SecondOrderRNN, TTSumProduct,
+                                   balanced_partition, dyadic_tensor, feature_map, grid_tensor, interleaved_partition,
+                                   matricization_rank, matricize, pnn_counts, pnn_identifiability,
+                                   polynomial_network_dimension, rnn_function_dimension, separation_rank_bound,
+                                   tensorize)
+from tensornn.kernels import multi_mode_dot
+from tensornn.testing import assert_close
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+DTYPES = [torch.float32, torch.float64]
+TOL = {torch.float32: dict(rtol=2e-4, atol=2e-5), torch.float64: dict(rtol=1e-10, atol=1e-12)}
+
+MAKERS = {
+    "cp": lambda d, K, r, **kw: CPSumProduct(d, K, r, **kw),
+    "ht": lambda d, K, r, **kw: HTSumProduct(d, K, r, **kw),
+    "convac": lambda d, K, r, **kw: HTSumProduct(d, K, r, diagonal=True, **kw),
+    "tt": lambda d, K, r, **kw: TTSumProduct(d, K, r, **kw),
+}
+FORMAT = {"cp": CPTensor, "ht": HTTensor, "convac": HTTensor, "tt": TTTensor}
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("feature", ["legendre", "monomial", "fourier"])
+def test_grid_tensor_equals_format_full(kind, dtype, feature):
+    d, K = 5, 3
+    m = MAKERS[kind](d, K, 2, feature=feature, dtype=dtype, seed=3)
+    fmt = m.to_format()
+    assert isinstance(fmt, FORMAT[kind])
+    pts = torch.linspace(-0.9, 0.8, 4, dtype=dtype)
+    with torch.no_grad():
+        G = grid_tensor(m, pts)
+        expected = multi_mode_dot(fmt.full(), [feature_map(pts, K, feature)] * d)
+    assert G.dtype == dtype and G.shape == (4,) * d
+    assert_close(G, expected, **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_onehot_grid_tensor_is_coefficient_tensor(kind):
+    m = MAKERS[kind](4, 3, 3, feature="onehot", dtype=torch.float64, seed=0)
+    with torch.no_grad():
+        assert_close(grid_tensor(m, torch.arange(3, dtype=torch.float64)), m.to_format().full(), **TOL[torch.float64])
+
+
+def test_forward_matches_full_contraction_per_point():
+    m = TTSumProduct(4, 3, (2, 3, 2), dtype=torch.float64, seed=1)
+    x = torch.rand(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    phi = feature_map(x, 3)
+    with torch.no_grad():
+        A = m.to_format().full()
+        ref = torch.einsum("abcd,na,nb,nc,nd->n", A, phi[:, 0], phi[:, 1], phi[:, 2], phi[:, 3])
+        assert_close(m(x), ref, **TOL[torch.float64])
+
+
+def test_models_are_trainable():
+    m = HTSumProduct(4, 3, 2, diagonal=True, seed=0)
+    x = torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
+    m(x).pow(2).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+@pytest.mark.parametrize("d", [3, 4, 5, 6, 7])
+@pytest.mark.parametrize("K,r", [(2, 2), (3, 2), (2, 3)])
+def test_matricization_ranks_reach_bounds(d, K, r):
+    nets = [CPSumProduct(d, K, 2 * r + 1, dtype=torch.float64, seed=d), HTSumProduct(d, K, r, dtype=torch.float64, seed=d),
+            HTSumProduct(d, K, r, diagonal=True, dtype=torch.float64, seed=d), TTSumProduct(d, K, r, dtype=torch.float64, seed=d)]
+    for m in nets:
+        with torch.no_grad():
+            A = m.to_format().full()
+        for rows in {balanced_partition(d), interleaved_partition(d), (0,), (1, d - 1), (0, d - 1)}:
+            bound = separation_rank_bound(m, rows)
+            assert bound == separation_rank_bound(m.to_format(), rows)
+            assert matricization_rank(A, rows) == bound, (type(m).__name__, rows)
+
+
+def test_known_bounds():
+    # ConvAC: interleaved r^(d/2), balanced r (Cohen, Sharir & Shashua 2016); CP: min(R, sizes)
+    assert separation_rank_bound(HTSumProduct(8, 3, 2, diagonal=True), interleaved_partition(8)) == 16
+    assert separation_rank_bound(HTSumProduct(8, 3, 2), balanced_partition(8)) == 2
+    assert separation_rank_bound(TTSumProduct(6, 4, 3), (0, 1, 2)) == 3
+    assert separation_rank_bound(CPSumProduct(4, 2, 9), (0,)) == 2
+    assert separation_rank_bound(CPSumProduct(4, 3, 5), (0, 1)) == 5
+
+
+def test_matricize_layout():
+    T = torch.arange(24.).reshape(2, 3, 4)
+    assert_close(matricize(T, (0,)), T.reshape(2, 12))
+    assert_close(matricize(T, (2,)), T.permute(2, 0, 1).reshape(4, 6))
+    assert_close(matricize(T, (2, 0)), T.permute(0, 2, 1).reshape(8, 3))
+
+
+@pytest.mark.parametrize("rows", [(), (0, 1, 2), (3,), (0, 0), "01", (0.5,), None])
+def test_bad_partitions(rows):
+    T = torch.randn(2, 3, 4)
+    with pytest.raises((ValueError, TypeError), match="rows"):
+        matricization_rank(T, rows)
+    with pytest.raises((ValueError, TypeError), match="rows"):
+        separation_rank_bound(TTSumProduct(3, 2, 2), rows)
+
+
+def test_bad_model_inputs():
+    with pytest.raises(ValueError, match="rank"):
+        CPSumProduct(4, 3, 0)
+    with pytest.raises(ValueError, match="d"):
+        CPSumProduct(0, 3, 2)
+    with pytest.raises(ValueError, match="rank"):
+        TTSumProduct(4, 3, (2, 2))
+    with pytest.raises(ValueError, match="rank"):
+        HTSumProduct(4, 3, {(0, 1): 2})
+    with pytest.raises(ValueError, match="rank"):
+        HTSumProduct(3, 3, {(0, 1): 2, (1, 2): 3, (2, 3): 2, (0, 2): 2}, diagonal=True)
+    with pytest.raises(ValueError, match="feature"):
+        CPSumProduct(4, 3, 2, feature="rbf")
+    with pytest.raises(ValueError, match="x"):
+        CPSumProduct(4, 3, 2)(torch.zeros(5, 3))
+    with pytest.raises(TypeError, match="x"):
+        CPSumProduct(4, 3, 2)(torch.zeros(5, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="points"):
+        grid_tensor(CPSumProduct(4, 3, 2), torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="model"):
+        grid_tensor(torch.nn.Linear(2, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match="kind"):
+        feature_map(torch.zeros(3), 2, "nope")
+
+
+def _alexander_hirschowitz(d0, d1, r):
+    N = math.comb(d0 + r - 1, r)
+    if r == 2:
+        return d0 * d1 - math.comb(d1, 2) if d1 < d0 else N
+    return min(d0 * d1, N) - ((d0, r, d1) in {(3, 4, 5), (4, 4, 9), (5, 4, 14), (5, 3, 7)})
+
+
+@pytest.mark.parametrize("d0,r", [(2, 3), (3, 2), (3, 3), (3, 4), (4, 2), (5, 3)])
+def test_shallow_pnn_dimension_is_alexander_hirschowitz(d0, r):
+    for d1 in range(1, math.comb(d0 + r - 1, r) // d0 + 3):
+        res = polynomial_network_dimension((d0, d1, 1), r, seed=0)
+        assert res.dimension == _alexander_hirschowitz(d0, d1, r), (d0, d1, r)
+        assert res.filling == (res.dimension == math.comb(d0 + r - 1, r))
+
+
+@pytest.mark.parametrize("widths", [(2, 3, 1), (3, 2, 4), (4, 2, 2, 3), (3, 1, 3)])
+def test_linear_network_dimension(widths):
+    m = min(widths)
+    assert polynomial_network_dimension(widths, 1, seed=0).dimension == m * (widths[0] + widths[-1] - m)
+
+
+def test_pnn_counts_and_forward():
+    assert pnn_counts((3, 3, 3, 1), 2) == (21, 15, 15)
+    net = PolynomialNetwork((3, 2, 1), 3, dtype=torch.float64, seed=0)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    A1, A2 = net.layers
+    with torch.no_grad():
+        assert_close(net(x), ((x @ A1.T) ** 3) @ A2.T)
+        assert_close(net(2 * x), 8 * net(x))                  # homogeneous of degree 3
+
+
+def test_pnn_identifiability_blocks():
+    rep = pnn_identifiability((4, 3, 2, 1), 3, seed=0)
+    assert rep.identifiable and rep.deep_local and [b["widths"] for b in rep.blocks] == [(4, 3, 2), (3, 2, 1)]
+    rep = pnn_identifiability((2, 4, 3, 1), 3, seed=0)
+    assert not rep.identifiable and not rep.deep_local
+
+
+@pytest.mark.parametrize("widths,degree,match", [((3,), 2, "widths"), ((3, 0, 1), 2, "widths"), ((3, 2, 1), 0, "degree"),
+                                                 ("abc", 2, "widths"), ((3, 2.5, 1), 2, "widths")])
+def test_bad_widths(widths, degree, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        polynomial_network_dimension(widths, degree)
+
+
+def test_rnn_saturates_at_generic_rank():
+    n, d = 2, 2
+    gr = generic_rank((n + 1, d + 1, n), seed=0)
+    dims = [rnn_function_dimension(n, d, R, seed=0) for R in range(1, gr + 2)]
+    dense = rnn_function_dimension(n, d, None, seed=0)
+    assert dense == (n + 1) * (d + 1) * n + n - n * n
+    assert all(a < b for a, b in zip(dims[:gr - 1], dims[1:gr])) and dims[gr - 1:] == [dense] * 2
+
+
+def test_rnn_cp_equals_dense():
+    cp = SecondOrderRNN(3, 2, 4, dtype=torch.float64, seed=0)
+    dense = SecondOrderRNN(3, 2, None, dtype=torch.float64, seed=1)
+    with torch.no_grad():
+        dense.A.copy_(cp.coefficient_tensor()); dense.w.copy_(cp.w)
+        x = torch.randn(3, 5, 2, dtype=torch.float64)
+        assert_close(cp(x), dense(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tensorized_polynomial_exact(dtype):
+    f = lambda x: 1 - 3 * x + 2 * x ** 3
+    x = torch.rand(200, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    tf = tensorize(f, 7, degree=3, dtype=dtype)
+    out = tf(x)
+    assert out.dtype == dtype and max(tf.ranks) <= 4
+    assert_close(out, f(x), rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4 if dtype == torch.float32 else 1e-10)
+
+
+def test_tensorized_step_ranks_and_midpoints():
+    T = dyadic_tensor(lambda x: x, 3)
+    assert T.shape == (2, 2, 2, 1)
+    assert_close(T.flatten(), (torch.arange(8, dtype=torch.float64) + 0.5) / 8)
+    tf = tensorize(lambda x: (x > 1 / 3).double(), 10, degree=0, tol=1e-12)
+    assert max(tf.ranks) == 2
+    assert_close(tf(torch.tensor([0.2, 0.5], dtype=torch.float64)), torch.tensor([0., 1.], dtype=torch.float64))
+
+
+def test_bad_tensorize_inputs():
+    with pytest.raises(ValueError, match="Q"):
+        tensorize(lambda x: x, 0)
+    with pytest.raises(ValueError, match="degree"):
+        tensorize(lambda x: x, 3, degree=-1)
+    with pytest.raises(TypeError, match="f"):
+        tensorize(3.0, 3)
+    with pytest.raises(ValueError, match="f"):
+        tensorize(lambda x: x.sum(), 3)
+    with pytest.raises(ValueError, match="x"):
+        tensorize(lambda x: x, 3)(torch.tensor([2.0], dtype=torch.float64))
+
+
+@CUDA
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", list(MAKERS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_models_on_cuda(kind, dtype):
+    cpu = MAKERS[kind](5, 3, 2, dtype=dtype, seed=0)
+    gpu = MAKERS[kind](5, 3, 2, dtype=dtype, device="cuda", seed=0)
+    x = torch.rand(64, 5, dtype=dtype, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        out = gpu(x.cuda())
+        assert out.device.type == "cuda" and out.dtype == dtype
+        tol = dict(rtol=5e-3, atol=5e-4) if dtype == torch.float32 else TOL[dtype]
+        assert_close(out.cpu(), cpu(x), **tol)
+        G = grid_tensor(gpu, torch.linspace(-1, 1, 3, dtype=dtype, device="cuda"))
+        assert G.device.type == "cuda"
+        assert matricization_rank(gpu.to_format().full(), interleaved_partition(5)) == \
+            separation_rank_bound(gpu, interleaved_partition(5))
+    tf = tensorize(lambda x: torch.exp(x), 6, degree=2, dtype=dtype, device="cuda")
+    xs = torch.rand(10, dtype=dtype, device="cuda")
+    assert_close(tf(xs), torch.exp(xs), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,327 @@
+"""Chapters as course assignments, with nbgrader's conventions.
+
+An exercise is a code cell that starts with `# Exercise N: title` and holds its solution between
+`### BEGIN SOLUTION` and `### END SOLUTION`; the code cells after it that contain `assert`s (up to
+the next exercise) are its checks (an `assert`, or a call such as `assert_close(...)`), which may hold hidden checks between `### BEGIN HIDDEN TESTS`
+and `### END HIDDEN TESTS`. The committed chapter runs with the solutions in place.
+
+    python tools/assignments.py student nbs/01_background.ipynb -o assignments/01_background.ipynb
+        the student version: each solution region replaced by nbgrader's stub
+        (`# YOUR CODE HERE` / `raise NotImplementedError()`), hidden checks removed, outputs
+        cleared, nbgrader cell metadata added (so the file also imports into an nbgrader course)
+    python tools/assignments.py grade assignments/01_background.ipynb --source nbs/01_background.ipynb
+        runs a completed student notebook with nbclient, checks cells restored from the source
+        (hidden checks included, edits to checks undone), and prints a pass/fail table per exercise;
+        `--json FILE` writes the result (default: next to the notebook, `.grade.json`)
+    python tools/assignments.py nbgrader-source nbs/01_background.ipynb -o course/source/ps1/01_background.ipynb
+        the solved chapter with nbgrader metadata, for `nbgrader generate_assignment` in a course
+    python tools/assignments.py list nbs/01_background.ipynb
+
+Why not nbgrader itself: it installs and runs offline, but it brings ipywidgets into the kernel's
+environment, which turns every `tqdm.auto` bar of the book into a widget whose final state is not
+stored in the executed notebooks, and it needs a course folder and a gradebook database. This tool
+keeps its conventions and metadata (schema 3) so either can be used on the same notebooks.
+"""
+from __future__ import annotations
+
+import argparse, copy, json, re, sys, time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISE = re.compile(r"^\s*#\s*Exercise\s+(\w+)\s*[:.\-–—]?\s*(.*?)\s*$", re.I)
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+CODE_STUB = ["# YOUR CODE HERE", "raise NotImplementedError()"]  # nbgrader's default stub for Python
+TEXT_STUB = "YOUR ANSWER HERE"
+# a check: an assert statement, or a call of an assertion helper (assert_close, np.testing.assert_allclose, test_eq...)
+ASSERT = re.compile(r"^\s*(assert\b|[\w.]*\bassert\w*\s*\(|test_\w+\s*\()", re.M)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+META_KEY = "tensornn_assignment"
+
+
+# ---------------------------------------------------------------- finding exercises
+def _header(src: str):
+    "The `# Exercise N: title` line of a cell (nbdev `#|` directives may come first)."
+    for line in src.splitlines():
+        if not line.strip() or line.startswith("#|"): continue
+        m = EXERCISE.match(line)
+        return (m.group(1), m.group(2)) if m else None
+    return None
+
+
+def _is_check(src: str) -> bool: return bool(ASSERT.search(src)) or BEGIN_HIDDEN in src
+
+
+@dataclass
+class Exercise:
+    number: str
+    title: str
+    cell: int  # index of the exercise cell
+    checks: list[int] = field(default_factory=list)  # indices of its check cells
+
+    @property
+    def id(self) -> str: return f"ex{self.number}"
+
+
+def find_exercises(nb) -> list[Exercise]:
+    "Exercises in notebook order; nbgrader metadata (grade_id) wins over the comment convention when present."
+    exercises, current = [], None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code": continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        head = _header(cell.source)
+        if head or (gid.startswith("ex") and not gid.endswith("-check") and cell.metadata["nbgrader"].get("solution")):
+            number, title = head if head else (gid[2:], "")
+            if gid.startswith("ex") and not gid.endswith("-check"): number = gid[2:]
+            current = Exercise(number, title, i)
+            exercises.append(current)
+        elif current is not None and (_is_check(cell.source) or gid.endswith("-check")):
+            current.checks.append(i)
+    seen = set()
+    for e in exercises:
+        if e.id in seen: raise ValueError(f"exercise number {e.number} appears twice: number the exercises 1, 2, ...")
+        seen.add(e.id)
+    return exercises
+
+
+# ---------------------------------------------------------------- nbgrader's region rules
+def _replace_regions(src: str, begin: str, end: str, stub: list[str] | None, where: str) -> tuple[str, int]:
+    "Replace each begin/end region (markers included) by `stub` indented like the begin marker (None: delete)."
+    out, inside, n, indent = [], False, 0, ""
+    for line in src.splitlines():
+        s = line.strip()
+        if s == begin:
+            if inside: raise ValueError(f"{where}: nested '{begin}'")
+            inside, n, indent = True, n + 1, line[: len(line) - len(line.lstrip())]
+            if stub is not None: out += [indent + l for l in stub]
+        elif s == end:
+            if not inside: raise ValueError(f"{where}: '{end}' without '{begin}'")
+            inside = False
+        elif not inside: out.append(line)
+    if inside: raise ValueError(f"{where}: '{begin}' is never closed by '{end}'")
+    return "\n".join(out), n
+
+
+def _nbgrader_meta(grade_id: str, *, solution: bool, grade: bool, points: float = 0, locked: bool = False) -> dict:
+    m = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution, "task": False}
+    if grade: m["points"] = points
+    return m
+
+
+def tag(nb, source_name: str = ""):
+    "A copy of `nb` with nbgrader metadata on every exercise and check cell."
+    nb = copy.deepcopy(nb)
+    exercises = find_exercises(nb)
+    if not exercises: raise ValueError(f"{source_name or 'notebook'}: no exercise cells (a code cell starting with '# Exercise N: title')")
+    for e in exercises:
+        cell = nb.cells[e.cell]
+        _, n = _replace_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, None, f"{source_name} exercise {e.number}")
+        if not n:
+            raise ValueError(f"{source_name}: exercise {e.number} has no '{BEGIN_SOLUTION}' ... '{END_SOLUTION}' region")
+        if not e.checks: raise ValueError(f"{source_name}: exercise {e.number} has no check cell with an assert after it")
+        cell.metadata["nbgrader"] = _nbgrader_meta(e.id, solution=True, grade=False)
+        for k, ci in enumerate(e.checks):
+            old = nb.cells[ci].metadata.get("nbgrader", {})
+            gid = f"{e.id}-check" + (f"-{k + 1}" if k else "")
+            nb.cells[ci].metadata["nbgrader"] = _nbgrader_meta(gid, solution=False, grade=True, points=old.get("points", 1), locked=True)
+    nb.metadata[META_KEY] = {"source": source_name, "exercises": {e.id: e.title for e in exercises}}
+    return nb
+
+
+def student_version(nb, source_name: str = "", *, keep_outputs: bool = False):
+    "Solutions replaced by stubs, hidden checks removed, outputs cleared (nbgrader's generate_assignment)."
+    nb = tag(nb, source_name)
+    for i, cell in enumerate(nb.cells):
+        where = f"{source_name} cell {i}"
+        if cell.cell_type == "code":
+            cell.source, _ = _replace_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, CODE_STUB, where)
+            cell.source, _ = _replace_regions(cell.source, BEGIN_HIDDEN, END_HIDDEN, None, where)
+            if not keep_outputs or cell.metadata.get("nbgrader"):
+                cell.outputs, cell.execution_count = [], None
+        elif cell.cell_type == "markdown":
+            cell.source, n = _replace_regions(cell.source, BEGIN_SOLUTION, END_SOLUTION, [TEXT_STUB], where)
+    return nb
+
+
+# ---------------------------------------------------------------- grading
+@dataclass
+class Result:
+    exercise: str
+    title: str
+    passed: bool
+    points: float
+    max_points: float
+    checks_passed: int
+    checks: int
+    message: str = ""
+
+
+def _error_message(outputs) -> str | None:
+    for o in outputs:
+        if o.get("output_type") == "error":
+            tb = [ANSI.sub("", l) for l in o.get("traceback", [])]
+            pointed = [m.group(1).strip() for t in tb for l in t.splitlines() if (m := re.match(r"^\s*-+>\s*\d*\s(.*)$", l))]
+            where = pointed[-1] if pointed else ""  # the innermost line IPython points at
+            msg = f"{o['ename']}: {o['evalue']}" if o.get("evalue") else o["ename"]
+            return msg + (f"  (at: {where})" if where and where not in msg else "")
+    return None
+
+
+def _graded_notebook(student, source):
+    "The student's notebook with every check cell restored from the source (hidden checks included)."
+    nb = copy.deepcopy(student)
+    if source is None: return nb
+    src = tag(source)
+    src_ex = {e.id: e for e in find_exercises(src)}
+    stu_ex = {e.id: e for e in find_exercises(nb)}
+    missing = [eid for eid in src_ex if eid not in stu_ex]
+    if missing: raise ValueError(f"the student notebook lacks exercise cell(s) {', '.join(missing)}: was it made from this source?")
+    inserts = []  # (insert after this cell index, cells in order)
+    for eid, e in src_ex.items():
+        mine = stu_ex[eid]
+        by_gid = {nb.cells[ci].metadata.get("nbgrader", {}).get("grade_id"): ci for ci in mine.checks}
+        extra = []
+        for k, ci in enumerate(e.checks):
+            cell = copy.deepcopy(src.cells[ci]); cell.outputs, cell.execution_count = [], None
+            target = by_gid.get(cell.metadata["nbgrader"]["grade_id"])
+            if target is None and k < len(mine.checks) and not nb.cells[mine.checks[k]].metadata.get("nbgrader"):
+                target = mine.checks[k]  # metadata lost on the way: match the k-th check
+            if target is None: extra.append(cell)
+            else: nb.cells[target] = cell
+        if extra: inserts.append((max([mine.cell, *mine.checks]), extra))
+    for after, cells in sorted(inserts, key=lambda t: -t[0]): nb.cells[after + 1:after + 1] = cells
+    return nb
+
+
+def _is_slow(cell) -> bool:
+    return cell.cell_type == "code" and any(l.replace(" ", "") in ("#|slow", "#|notest") for l in cell.source.splitlines())
+
+
+def grade(student, source=None, *, cwd: Path | None = None, timeout: int = 600, skip_slow: bool = False,
+          kernel_name: str = "python3") -> tuple[list[Result], dict]:
+    "Execute the student's notebook and score each exercise: an exercise passes when all its checks pass."
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError, CellTimeoutError
+    nb = _graded_notebook(student, source)
+    exercises = find_exercises(nb)
+    if not exercises: raise ValueError("no exercises found in the notebook")
+    graded = {i for e in exercises for i in [e.cell, *e.checks]}
+    skipped = 0
+    if skip_slow:
+        for i, c in enumerate(nb.cells):
+            if i not in graded and _is_slow(c): c.source, skipped = "# skipped by grade --skip-slow", skipped + 1
+    for c in nb.cells:
+        if c.cell_type == "code": c.outputs, c.execution_count = [], None
+    t0, fatal = time.time(), None
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, allow_errors=True,
+                            resources={"metadata": {"path": str(cwd or Path.cwd())}})
+    try: client.execute()
+    except (DeadKernelError, CellTimeoutError) as exc: fatal = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    results = []
+    for e in exercises:
+        ex_cell = nb.cells[e.cell]
+        ex_err = _error_message(ex_cell.get("outputs", []))
+        ran = ex_cell.get("execution_count") is not None
+        points, max_points, n_ok, errs = 0.0, 0.0, 0, []
+        for ci in e.checks:
+            c = nb.cells[ci]
+            pts = float(c.metadata.get("nbgrader", {}).get("points", 1))
+            max_points += pts
+            err = _error_message(c.get("outputs", []))
+            if err is None and c.get("execution_count") is None: err = fatal or "check cell not run"
+            if err is None: points, n_ok = points + pts, n_ok + 1
+            else: errs.append(err)
+        if ex_err:  # the exercise cell itself failed: that explains its checks' failures best
+            msg = ("not answered: " if "NotImplementedError" in ex_err else "the exercise cell failed: ") + ex_err
+            points, n_ok = 0.0, 0
+        elif not ran: msg, points, n_ok = fatal or "exercise cell not run", 0.0, 0
+        else:
+            msg = errs[0] if errs else ""
+            if msg.startswith("NotImplementedError"): msg = "not answered: " + msg
+        results.append(Result(e.id, e.title, not msg, points, max_points, n_ok, len(e.checks), msg))
+    other = [(i, _error_message(c.get("outputs", []))) for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in graded]
+    info = {"seconds": round(time.time() - t0, 1), "skipped_slow_cells": skipped, "fatal": fatal,
+            "errors_outside_exercises": [{"cell": i, "message": m} for i, m in other if m]}
+    info["notebook"] = nb  # the executed notebook, checks restored (for --executed)
+    return results, info
+
+
+def _table(results: list[Result]) -> str:
+    rows = [("exercise", "title", "checks", "points", "result", "message")]
+    for r in results:
+        rows.append((r.exercise, r.title[:40], f"{r.checks_passed}/{r.checks}", f"{r.points:g}/{r.max_points:g}",
+                     "pass" if r.passed else "FAIL", r.message.replace("\n", " ")[:160]))
+    tot, mx = sum(r.points for r in results), sum(r.max_points for r in results)
+    rows.append(("total", "", f"{sum(r.passed for r in results)}/{len(results)} exercises", f"{tot:g}/{mx:g}", "", ""))
+    w = [max(len(r[k]) for r in rows) for k in range(5)]
+    lines = ["  ".join(c.ljust(w[k]) for k, c in enumerate(r[:5])) + ("  " + r[5] if r[5] else "") for r in rows]
+    lines.insert(1, "-" * (sum(w) + 10)); lines.insert(-1, "-" * (sum(w) + 10))
+    return "\n".join(l.rstrip() for l in lines)
+
+
+# ---------------------------------------------------------------- command line
+def _read(path) -> "nbformat.NotebookNode": return nbformat.read(str(path), as_version=4)
+
+
+def _rel(p: Path) -> str:
+    try: return p.resolve().relative_to(ROOT).as_posix()
+    except ValueError: return str(p)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("student", help="write the student version of a chapter")
+    s.add_argument("notebook"); s.add_argument("-o", "--output", help="default: assignments/<name>.ipynb")
+    s.add_argument("--keep-outputs", action="store_true", help="keep the outputs of cells that are not exercises or checks")
+    g = sub.add_parser("grade", help="grade a completed student notebook")
+    g.add_argument("notebook"); g.add_argument("--source", help="the solved chapter: restores checks, hidden ones included (default: the source recorded in the notebook, when it exists)")
+    g.add_argument("--json", help="where to write the result (default: <notebook>.grade.json)")
+    g.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    g.add_argument("--skip-slow", action="store_true", help="do not run `#| slow` cells that are not exercises or checks")
+    g.add_argument("--cwd", help="working folder of the kernel (default: the notebook's folder)")
+    g.add_argument("--executed", help="also write the executed notebook here (the student's feedback)")
+    n = sub.add_parser("nbgrader-source", help="the solved chapter with nbgrader metadata, for an nbgrader course")
+    n.add_argument("notebook"); n.add_argument("-o", "--output", required=True)
+    l = sub.add_parser("list", help="list the exercises and their check cells")
+    l.add_argument("notebook")
+    a = ap.parse_args(argv)
+    path = Path(a.notebook)
+    nb = _read(path)
+    if a.cmd == "student":
+        out = Path(a.output or ROOT / "assignments" / path.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        st = student_version(nb, _rel(path), keep_outputs=a.keep_outputs)
+        nbformat.write(st, str(out))
+        print(f"wrote {out}: {len(find_exercises(st))} exercise(s), solutions replaced by stubs, hidden checks removed")
+    elif a.cmd == "nbgrader-source":
+        out = Path(a.output); out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(tag(nb, _rel(path)), str(out)); print(f"wrote {out}")
+    elif a.cmd == "list":
+        for e in find_exercises(nb): print(f"{e.id}: {e.title}  (cell {e.cell}; checks in cells {', '.join(map(str, e.checks)) or 'none'})")
+    elif a.cmd == "grade":
+        src_path = a.source or nb.metadata.get(META_KEY, {}).get("source")
+        if src_path and not Path(src_path).is_absolute() and not Path(src_path).exists(): src_path = str(ROOT / src_path)
+        if a.source and not Path(src_path).exists(): sys.exit(f"--source {a.source}: no such notebook")
+        source = _read(src_path) if src_path and Path(src_path).exists() else None
+        results, info = grade(nb, source, cwd=Path(a.cwd) if a.cwd else path.resolve().parent, timeout=a.timeout, skip_slow=a.skip_slow)
+        executed = info.pop("notebook")
+        if a.executed: nbformat.write(executed, a.executed)
+        print(f"grading {path}" + (f" against {src_path}" if source is not None else " (no source: checks as found, no hidden checks)"))
+        print(_table(results))
+        report = {"notebook": str(path), "source": src_path if source is not None else None,
+                  "score": sum(r.points for r in results), "max_score": sum(r.max_points for r in results),
+                  "exercises": [asdict(r) for r in results], **info}
+        out = Path(a.json) if a.json else path.with_suffix(".grade.json")
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"score {report['score']:g}/{report['max_score']:g} in {info['seconds']}s; wrote {out}")
+        if info["fatal"]: print(f"grading stopped early: {info['fatal']}")
+        if info["errors_outside_exercises"]:
+            print("note: cells outside the exercises raised errors (the chapter, not the answers):")
+            for e in info["errors_outside_exercises"][:5]: print(f"  cell {e['cell']}: {e['message'][:200]}")
+
+
+if __name__ == "__main__": main()

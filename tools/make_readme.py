@@ -1,0 +1,65 @@
+"""Make README.md from nbs/index.ipynb without Quarto (nbdev-readme needs it).
+
+Uses nbconvert's Markdown exporter after dropping what nbdev hides: cells marked `#| hide`
+or `#| include: false`, the `#|` directive lines themselves, and outputs of `#| output: false` cells.
+`--check` only reports whether README.md is current.
+"""
+import argparse, copy, re, sys
+from pathlib import Path
+
+import nbformat
+from nbconvert import MarkdownExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDING = ("hide", "include: false", "include:false", "exporti", "export")
+
+
+def _directives(src):
+    return [l[3:].strip() if l.startswith("#| ") else l[2:].strip() for l in src.splitlines() if l.startswith("#|")]
+
+
+def _visible(cell):
+    if cell.cell_type != "code": return True
+    return not any(d in HIDING for d in _directives(cell.source))
+
+
+def _strip(cell):
+    cell = copy.deepcopy(cell)
+    if cell.cell_type == "code":
+        ds = [d.replace(" ", "") for d in _directives(cell.source)]
+        cell.source = "\n".join(l for l in cell.source.splitlines() if not l.startswith("#|")).strip()
+        if "output:false" in ds: cell.outputs = []
+        if "echo:false" in ds: cell.metadata.setdefault("tags", []).append("remove_input")
+    return cell
+
+
+def _link_into_nbs(markdown):
+    "Links between notebooks are relative to nbs/; from the repository root they need the folder."
+    return re.sub(r"\]\((?!https?:|#|/)([\w./-]+\.ipynb)", r"](nbs/\1", markdown)
+
+
+def render(nb_path):
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells = [_strip(c) for c in nb.cells if _visible(c)]
+    exporter = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}), enabled=True)
+    body, _ = exporter.from_notebook_node(nb)
+    body = _link_into_nbs(body)
+    header = "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n"
+    return header + body.strip() + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--check", action="store_true", help="exit 1 if README.md is not current")
+    args = ap.parse_args()
+    text, readme = render(ROOT / "nbs" / "index.ipynb"), ROOT / "README.md"
+    if args.check:
+        if not readme.exists() or readme.read_text() != text:
+            sys.exit("README.md is not current: run `make readme` (or `make book`) and commit it.")
+        return
+    readme.write_text(text)
+
+
+if __name__ == "__main__": main()
