@@ -13,9 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['check_tensor', 'check_rank', 'check_same_device_dtype', 'check_choice', 'make_generator', 'random_normal', 'unfold',
-           'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'cp_full', 'cp_inner', 'cp_entries',
-           'tucker_full', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree', 'ht_full', 'ht_inner',
-           'ht_contract_vectors']
+           'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp', 'cp_full', 'cp_inner',
+           'cp_entries', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree',
+           'ht_full', 'ht_inner', 'ht_contract_vectors']
 
 # %% ../nbs/00_kernels.ipynb #458ff0b6
 def _describe(x) -> str:
@@ -197,9 +197,22 @@ def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     return torch.einsum("rip,pr->ir", Y, khatri_rao(right))
 
 # %% ../nbs/00_kernels.ipynb #b1887cfd
+def check_cp(weights: torch.Tensor, factors, suffix: str = "") -> list:
+    "Validate CP data: `weights` of shape `(R,)` and matrices `factors[k]` of shape `(I_k, R)` on one device and dtype."
+    factors, wname, fname = list(factors), f"weights{suffix}", f"factors{suffix}"
+    check_tensor(weights, wname, ndim=1, finite=False)
+    if not factors: raise ValueError(f"{fname}: expected at least one factor matrix")
+    for k, A in enumerate(factors):
+        check_tensor(A, f"{fname}[{k}]", ndim=2, finite=False)
+        if A.shape[1] != weights.shape[0]:
+            raise ValueError(f"{fname}[{k}]: expected {weights.shape[0]} columns (one per weight), got shape {tuple(A.shape)}")
+    check_same_device_dtype(**{wname: weights}, **{f"{fname}[{k}]": A for k, A in enumerate(factors)})
+    return factors
+
+
 def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
     "Dense tensor of the CP model `sum_r weights[r] * outer(factors[0][:, r], ..., factors[-1][:, r])`."
-    factors = list(factors)
+    factors = check_cp(weights, factors)
     shape = tuple(A.shape[0] for A in factors)
     if len(factors) == 1: return factors[0] @ weights
     return ((factors[0] * weights) @ khatri_rao(factors[1:]).T).reshape(shape)
@@ -207,7 +220,8 @@ def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
 
 def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factors_b) -> torch.Tensor:
     "Inner product of two CP tensors from the Hadamard product of their factor Gram matrices."
-    factors_a, factors_b = list(factors_a), list(factors_b)
+    factors_a, factors_b = check_cp(weights_a, factors_a, "_a"), check_cp(weights_b, factors_b, "_b")
+    check_same_device_dtype(weights_a=weights_a, weights_b=weights_b)
     if len(factors_a) != len(factors_b):
         raise ValueError(f"factors_b: expected {len(factors_a)} factors like factors_a, got {len(factors_b)}")
     G = torch.ones(weights_a.shape[0], weights_b.shape[0], dtype=weights_a.dtype, device=weights_a.device)
@@ -242,6 +256,15 @@ def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Ten
 
 def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
     "Dense tensor of the Tucker model `core x_0 factors[0] x_1 ... x_{d-1} factors[-1]`."
+    check_tensor(core, "core", finite=False)
+    factors = list(factors)
+    if len(factors) != core.ndim:
+        raise ValueError(f"factors: expected {core.ndim} matrices (one per mode of core), got {len(factors)}")
+    for k, A in enumerate(factors):
+        check_tensor(A, f"factors[{k}]", ndim=2, finite=False)
+        if A.shape[1] != core.shape[k]:
+            raise ValueError(f"factors[{k}]: expected {core.shape[k]} columns (size of core mode {k}), got shape {tuple(A.shape)}")
+    check_same_device_dtype(core=core, **{f"factors[{k}]": A for k, A in enumerate(factors)})
     return multi_mode_dot(core, factors)
 
 # %% ../nbs/00_kernels.ipynb #83afcaf0
@@ -274,8 +297,8 @@ def tt_inner(cores_a, cores_b) -> torch.Tensor:
         raise ValueError("cores_b: expected the same mode sizes as cores_a")
     M = torch.ones(1, 1, dtype=cores_a[0].dtype, device=cores_a[0].device)
     for A, B in zip(cores_a, cores_b):
-        M = torch.einsum("ac,aib,cid->bd", M, A, B) if A.shape[2] * B.shape[2] < 4096 else \
-            torch.einsum("cid,aib->abd", B, torch.einsum("ac,aib->cib", M, A)).sum(0)
+        W = torch.einsum("ac,aib->cib", M, A)                    # absorb A first: never a 4-index intermediate
+        M = W.reshape(-1, W.shape[2]).mT @ B.reshape(-1, B.shape[2])
     return M.reshape(())
 
 

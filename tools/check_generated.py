@@ -1,6 +1,6 @@
 """Fail when nbdev-clean, nbdev-export or the README generator would change a tracked file.
 
-Runs each tool, compares file hashes before and after, and names what changed (the change
+Runs each tool (nbdev-clean followed by tools/number_cells.py, which keeps run-order execution counts), compares file hashes before and after, and names what changed (the change
 is left in place so it can be reviewed and committed).
 """
 import hashlib, subprocess, sys
@@ -19,9 +19,9 @@ def _changed(before, after):
     return sorted(str(k) for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def _check(label, cmd, *globs):
+def _check(label, cmds, *globs):
     before = _snapshot(*globs)
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    for cmd in cmds: subprocess.run(cmd, cwd=ROOT, check=True)
     changed = _changed(before, _snapshot(*globs))
     if changed: print(f"{label} changed: {', '.join(changed)}")
     return changed
@@ -29,9 +29,10 @@ def _check(label, cmd, *globs):
 
 def main():
     bad = []
-    bad += _check("nbdev-clean", [str(BIN / "nbdev-clean")], "nbs/*.ipynb")
-    bad += _check("nbdev-export", [str(BIN / "nbdev-export")], "tensornn/**/*.py")
-    bad += _check("make_readme", [sys.executable, "tools/make_readme.py"], "README.md")
+    # nbdev-clean blanks execution counts; number_cells restores the ones a top-to-bottom run gives
+    bad += _check("nbdev-clean", [[str(BIN / "nbdev-clean")], [sys.executable, "tools/number_cells.py"]], "nbs/*.ipynb")
+    bad += _check("nbdev-export", [[str(BIN / "nbdev-export")]], "tensornn/**/*.py")
+    bad += _check("make_readme", [[sys.executable, "tools/make_readme.py"]], "README.md")
     if bad: sys.exit("Generated files were not current (see above): review and commit them.")
     print("generated files are current: notebooks clean, library exported, README.md from index.ipynb")
 
