@@ -64,7 +64,7 @@ grade: $(STAMP)
 test: $(STAMP) site-deps
 	$(BIN)/python tools/check_generated.py
 	$(BIN)/python -m pytest tests/ -q
-	$(BIN)/nbdev-test --n_workers 2
+	$(BIN)/nbdev-test --n-workers 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/cp_als.py
