@@ -18,7 +18,8 @@ with warnings.catch_warnings():                                   # no ipywidget
     from tqdm.auto import tqdm
 
 from .kernels import (_check_index, check_choice, check_rank, check_same_device_dtype, check_tensor,
-                              cp_entries, cp_full, cp_inner, ht_full, ht_inner, ht_tree, make_generator,
+                              cp_entries, cp_full, cp_inner, ht_full, ht_inner, ht_tree, khatri_rao,
+                              make_generator,
                               mode_dot, mttkrp, multi_mode_dot, random_normal, tt_entries, tt_full, tt_inner,
                               tucker_full, unfold)
 
@@ -490,14 +491,15 @@ def _finish_cp(factors: list) -> CPTensor:
     return CPTensor(weights[order], [(A / s)[:, order] for A, s in zip(factors, safe)])
 
 
-def _normalize_into_last(factors: list, grams: list, n: int) -> None:
-    "Make the columns of factors[n] unit-norm, moving the scales into the last factor (in place on the lists)."
+def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
+    "Make the columns of factors[n] unit-norm, moving the scales into the last factor (in place); returns the scales."
     nrm = factors[n].norm(dim=0)
     safe = torch.where(nrm > 0, nrm, torch.ones_like(nrm))
     factors[n] = factors[n] / safe
     grams[n] = grams[n] / (safe[:, None] * safe[None, :])
     factors[-1] = factors[-1] * safe
     grams[-1] = grams[-1] * (safe[:, None] * safe[None, :])
+    return safe
 
 
 def _term_stats(grams: list) -> torch.Tensor:
@@ -535,11 +537,45 @@ _DEGENERACY = ("DIVERGING COMPONENTS DETECTED: the largest rank-one term has nor
                "factors (e.g. nonnegativity, nn_cp).")
 
 # %% ../nbs/01_background.ipynb #2a6cba44
+def _half_product(T_mat: torch.Tensor, factors: list, split: int, half: str) -> torch.Tensor:
+    """`T` contracted with the Khatri-Rao product of the *other* half's factors, shape `(*I_half, R)`.
+
+    `T_mat` is `T` reshaped to `(I_0...I_{split-1}, I_split...I_{d-1})`; `half` is "left" or "right"."""
+    if half == "left":
+        return (T_mat @ khatri_rao(factors[split:])).reshape(*(A.shape[0] for A in factors[:split]), -1)
+    return (T_mat.mT @ khatri_rao(factors[:split])).reshape(*(A.shape[0] for A in factors[split:]), -1)
+
+
+def _mttkrp_in_half(Y: torch.Tensor, half_factors: list, n: int) -> torch.Tensor:
+    "The MTTKRP of mode `n` of a half, from that half's `_half_product` `Y`: cheap, it never touches `T`."
+    if len(half_factors) == 1: return Y
+    idx = "abcdefghijklmnopqrstuvwxy"[:len(half_factors)]
+    others = [j for j in range(len(half_factors)) if j != n]
+    spec = f"{idx}z," + ",".join(f"{idx[j]}z" for j in others) + f"->{idx[n]}z"
+    return torch.einsum(spec, Y, *(half_factors[j] for j in others))
+
+
+#: When `cp_als` replaces the Gram-formula error by the exact residual, per `residual` option and dtype.
+_RESIDUAL_FLOORS = {"auto": lambda dtype: 10 * math.sqrt(torch.finfo(dtype).eps),
+                    "gram": lambda dtype: 0.0, "exact": lambda dtype: math.inf}
+
+
+def _cp_residual_norm(T: torch.Tensor, factors: list) -> torch.Tensor:
+    "`||T - [[factors]]||` from one GEMM on an end-mode unfolding: no dense model and no permuted copy of `T`."
+    if T.shape[0] >= T.shape[-1]:
+        R = torch.addmm(T.reshape(T.shape[0], -1), factors[0], khatri_rao(factors[1:]).mT, alpha=-1)
+    else:
+        R = torch.addmm(T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT, alpha=-1)
+    return torch.linalg.vector_norm(R)
+
+
 def cp_als(T: torch.Tensor, rank: int, *, n_iter: int = 100, tol: float = 1e-8, init="svd",
-           line_search: bool = True, generator: torch.Generator | None = None, seed: int | None = None,
-           progress: bool = False) -> tuple[CPTensor, FitRecord]:
+           line_search: bool = True, residual: str = "auto", generator: torch.Generator | None = None,
+           seed: int | None = None, progress: bool = False) -> tuple[CPTensor, FitRecord]:
     "Rank-`rank` CP approximation of `T` by alternating least squares with extrapolation; returns `(CPTensor, FitRecord)`."
     T = _check_data(T, "T", min_ndim=2)
+    exact_below = check_choice(residual, _RESIDUAL_FLOORS, "residual")(T.dtype)
+    precision_floor = _RESIDUAL_FLOORS["auto"](T.dtype)
     rank = check_rank(rank, "rank")
     n_iter, tol = _check_count(n_iter, "n_iter"), _check_tol(tol)
     if not isinstance(line_search, bool): raise TypeError(f"line_search: expected a bool, got {type(line_search).__name__}")
@@ -556,8 +592,9 @@ def cp_als(T: torch.Tensor, rank: int, *, n_iter: int = 100, tol: float = 1e-8, 
         return CPTensor(torch.zeros(rank, dtype=T.dtype, device=T.device), z), record
     factors = _cp_init(T, rank, init, gen)
     grams = [A.mT @ A for A in factors]
-    floor = 10 * math.sqrt(torch.finfo(T.dtype).eps)
-    acc_pow, acc_fail, M0 = 2.0, 0, None
+    acc_pow, acc_fail, Y_next = 2.0, 0, None
+    split = max(1, d // 2)                               # modes [0, split) and [split, d): two passes over T per sweep
+    T_mat = T.reshape(math.prod(T.shape[:split]), -1)
 
     def fit_error(M_last, factors_, grams_):
         "Relative error from the last mode's MTTKRP and the Gram matrices (no reconstruction)."
@@ -569,13 +606,18 @@ def cp_als(T: torch.Tensor, rank: int, *, n_iter: int = 100, tol: float = 1e-8, 
     try:
         for it in range(n_iter):
             prev = list(factors)
+            Y = Y_next if Y_next is not None else _half_product(T_mat, factors, split, "left")
+            Y_next = None
             for n in range(d):
-                M = M0 if (n == 0 and M0 is not None) else mttkrp(T, factors, n)
+                if n == split: Y = _half_product(T_mat, factors, split, "right")
+                left = n < split
+                M = _mttkrp_in_half(Y, factors[:split] if left else factors[split:], n if left else n - split)
                 A, singular = _solve_normal(M, _hadamard_grams(grams, skip=n))
                 record.info["singular_solves"] += int(singular)
                 factors[n], grams[n] = A, A.mT @ A
-                if n < d - 1: _normalize_into_last(factors, grams, n)
-            M0 = None
+                if n < d - 1:
+                    scales = _normalize_into_last(factors, grams, n)
+                    if left: Y = Y * scales                     # the left half's product holds the last factor
             err_t = fit_error(M, factors, grams)
             stats = _term_stats(grams)
             err, ratio, congr = torch.stack([err_t, stats[0] / normT, stats[1]]).tolist()
@@ -585,17 +627,21 @@ def cp_als(T: torch.Tensor, rank: int, *, n_iter: int = 100, tol: float = 1e-8, 
                                   "returned the previous iterate")
                 warnings.warn(f"cp_als: {record.message}", RuntimeWarning, stacklevel=2)
                 break
-            if err < floor:                                                          # exact residual near a perfect fit
-                err = float(torch.linalg.vector_norm(T - cp_full(torch.ones_like(factors[0][0]), factors)) / normT)
-            elif line_search and it >= 2:
+            # below the precision floor, error differences are rounding noise: no extrapolation decided on them
+            extrapolate = line_search and it >= 2 and err >= precision_floor
+            if err < exact_below:                                   # the Gram formula has lost its accuracy here
+                err = float(_cp_residual_norm(T, factors) / normT)
+            if extrapolate:
                 jump = (it + 1) ** (1.0 / acc_pow)
                 ls = [P + jump * (A - P) for P, A in zip(prev, factors)]
                 ls_grams = [A.mT @ A for A in ls]
-                M_ls = mttkrp(T, ls, 0)
+                Y_ls = _half_product(T_mat, ls, split, "left")              # the next sweep's first pass, if accepted
+                M_ls = _mttkrp_in_half(Y_ls, ls[:split], 0)
                 ls_err = float((normT2 - 2 * (M_ls * ls[0]).sum() + _hadamard_grams(ls_grams).sum())
                                .clamp_min(0).sqrt() / normT)                       # <T, model> from mode 0's MTTKRP
+                if ls_err < exact_below: ls_err = float(_cp_residual_norm(T, ls) / normT)
                 if math.isfinite(ls_err) and ls_err < err:
-                    factors, grams, err, M0 = ls, ls_grams, ls_err, M_ls
+                    factors, grams, err, Y_next = ls, ls_grams, ls_err, Y_ls
                     record.info["line_search_accepted"] += 1
                 else:
                     acc_fail += 1

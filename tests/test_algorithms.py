@@ -122,6 +122,26 @@ def test_cp_als_with_and_without_line_search(line_search, gen):
     assert rec.errors[-1] < 1e-4
 
 
+def test_cp_als_residual_options_agree_in_float64(gen):
+    "Without line search the three error formulas drive identical iterations; above the floor they agree."
+    T = torch.randn(8, 9, 10, generator=gen, dtype=torch.float64)
+    errs = {r: D.cp_als(T, 3, n_iter=20, tol=0.0, seed=0, line_search=False, residual=r)[1].errors
+            for r in ("auto", "gram", "exact")}
+    assert errs["auto"] == errs["gram"]
+    assert max(abs(a - b) for a, b in zip(errs["gram"], errs["exact"])) < 1e-12
+
+
+def test_cp_als_exact_residual_where_the_gram_formula_fails(gen):
+    "float32 with noise 1e-5: the Gram formula's error is rounding noise, the default reports the true error."
+    T, _, _ = cp_tensor((40, 40, 40), 4, gen)
+    T = (T + 1e-5 * T.norm() / 40 ** 1.5 * torch.randn(T.shape, generator=gen, dtype=T.dtype)).float()
+    cp, rec = D.cp_als(T, 4, n_iter=30, tol=0.0, seed=0)
+    true_err = float((cp.full().double() - T.double()).norm() / T.double().norm())
+    assert abs(rec.errors[-1] - true_err) < 0.2 * true_err
+    with pytest.raises(ValueError, match=r"^residual\b"):
+        D.cp_als(T, 4, residual="fast")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cp_als_keeps_dtype(dtype, gen):
     T, _, _ = cp_tensor((5, 6, 7), 2, gen, dtype)
