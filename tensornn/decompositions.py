@@ -18,7 +18,7 @@ with warnings.catch_warnings():                                   # no ipywidget
     from tqdm.auto import tqdm
 
 from .kernels import (_check_index, check_choice, check_rank, check_same_device_dtype, check_tensor,
-                              cp_entries, cp_full, cp_inner, ht_full, ht_inner, ht_tree, khatri_rao,
+                              cp_entries, cp_full, cp_inner, ht_full, ht_inner, ht_tree, khatri_rao, check_tucker,
                               make_generator,
                               mode_dot, mttkrp, multi_mode_dot, random_normal, tt_entries, tt_full, tt_inner,
                               tucker_full, unfold)
@@ -127,15 +127,7 @@ class TuckerTensor(_Format):
         _real(check_tensor(core, "core", min_ndim=1, finite=False), "core")
         if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
             raise TypeError(f"factors: expected a list of (I_k, R_k) matrices, got {type(factors).__name__}")
-        factors = list(factors)
-        if len(factors) != core.ndim:
-            raise ValueError(f"factors: expected {core.ndim} factors (one per mode of core), got {len(factors)}")
-        for k, U in enumerate(factors):
-            check_tensor(U, f"factors[{k}]", ndim=2, finite=False)
-            if U.shape[1] != core.shape[k]:
-                raise ValueError(f"factors[{k}]: expected {core.shape[k]} columns (core.shape[{k}]), got shape {tuple(U.shape)}")
-        check_same_device_dtype(core=core, **{f"factors[{k}]": U for k, U in enumerate(factors)})
-        self.core, self.factors = core, factors
+        self.core, self.factors = core, check_tucker(core, factors)
 
     def _tensors(self): return [self.core, *self.factors]
     def _rebuild(self, ts): return TuckerTensor(ts[0], ts[1:])

@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['check_tensor', 'check_rank', 'check_same_device_dtype', 'check_choice', 'make_generator', 'random_normal', 'unfold',
            'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp', 'cp_full', 'cp_inner',
-           'cp_entries', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree',
-           'ht_full', 'ht_inner', 'ht_contract_vectors']
+           'cp_entries', 'check_tucker', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors',
+           'ht_tree', 'ht_full', 'ht_inner', 'ht_contract_vectors']
 
 # %% ../nbs/00_kernels.ipynb #458ff0b6
 def _describe(x) -> str:
@@ -254,8 +254,8 @@ def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Ten
     return rows.sum(-1)
 
 
-def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
-    "Dense tensor of the Tucker model `core x_0 factors[0] x_1 ... x_{d-1} factors[-1]`."
+def check_tucker(core: torch.Tensor, factors) -> list:
+    "Validate Tucker data: one matrix `factors[k]` of shape `(I_k, core.shape[k])` per core mode, one device and dtype."
     check_tensor(core, "core", finite=False)
     factors = list(factors)
     if len(factors) != core.ndim:
@@ -265,7 +265,12 @@ def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
         if A.shape[1] != core.shape[k]:
             raise ValueError(f"factors[{k}]: expected {core.shape[k]} columns (size of core mode {k}), got shape {tuple(A.shape)}")
     check_same_device_dtype(core=core, **{f"factors[{k}]": A for k, A in enumerate(factors)})
-    return multi_mode_dot(core, factors)
+    return factors
+
+
+def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
+    "Dense tensor of the Tucker model `core x_0 factors[0] x_1 ... x_{d-1} factors[-1]`."
+    return multi_mode_dot(core, check_tucker(core, factors))
 
 # %% ../nbs/00_kernels.ipynb #83afcaf0
 def _check_tt_cores(cores, name: str = "cores") -> list:
