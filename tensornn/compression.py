@@ -51,6 +51,33 @@ def factorize(n: int, d: int) -> tuple[int, ...]:
     return tuple(sorted(bins))
 
 
+def _check_module(model, name: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name}: expected an nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _check_pattern(pattern, name: str = "pattern"):
+    "A regular expression (str or compiled) for `re.search` on module names."
+    if isinstance(pattern, re.Pattern): return pattern
+    if not isinstance(pattern, str):
+        raise TypeError(f"{name}: expected a regular expression (str), got {type(pattern).__name__}")
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"{name}: expected a valid regular expression, got {pattern!r} ({e})") from None
+
+
+def _input_error(x, ref: torch.Tensor, err: Exception) -> None:
+    "Called when a forward pass failed: raise an error naming `x` if its dtype or device does not match the layer's."
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}") from err
+    if x.dtype != ref.dtype:
+        raise TypeError(f"x: expected dtype {ref.dtype} (the layer's), got {x.dtype}") from err
+    if x.device != ref.device:
+        raise ValueError(f"x: expected a tensor on {ref.device} (the layer's device), got {x.device}") from err
+
+
 def _resolve_modes(modes, features: int, name: str, features_name: str, n_modes: int) -> tuple[int, ...]:
     if modes is None:
         return factorize(features, n_modes)
@@ -105,10 +132,14 @@ class FactorizedLinear(nn.Module):
 
     # subclasses provide _matvec (rows of x -> rows of y), full_weight, _core_params, flops
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"x: expected last dimension in_features={self.in_features}, got shape {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x: expected last dimension in_features={self.in_features}, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         lead = x.shape[:-1]
-        y = self._matvec(x.reshape(-1, self.in_features))
+        try:                                           # zero cost unless it fails; then say which argument is wrong
+            y = self._matvec(x.reshape(-1, self.in_features))
+        except RuntimeError as e:
+            _input_error(x, next(self.parameters()), e); raise
         if self.bias is not None: y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
@@ -538,8 +569,15 @@ class FactorizedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected shape (B, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}")
-        self.last_input_hw = (int(x.shape[2]), int(x.shape[3]))
-        return self._conv(x)
+        H, W = int(x.shape[2]), int(x.shape[3])
+        if self._out_size(H, 0) < 1 or self._out_size(W, 1) < 1:
+            raise ValueError(f"x: spatial size {(H, W)} is smaller than the kernel {self.kernel_size} with padding "
+                             f"{self.padding} and dilation {self.dilation}")
+        self.last_input_hw = (H, W)
+        try:
+            return self._conv(x)
+        except RuntimeError as e:
+            _input_error(x, next(self.parameters()), e); raise
 
     def _out_size(self, size, axis):
         k, s, p, d = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
@@ -771,13 +809,13 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def compress_model(model: nn.Module, format: str, rank, *, pattern: str | None = None, n_modes: int = 2) -> nn.Module:
     "Copy of `model` with its `nn.Linear`/`nn.Conv2d` layers (names matching `pattern`) compressed in `format`."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    model = _check_module(model)
     lin_cls = check_choice(format, _LINEAR, "format")
     conv_cls = _CONV[format]
+    regex = None if pattern is None else _check_pattern(pattern)
     new_model = copy.deepcopy(model)
     targets = [(n, m) for n, m in new_model.named_modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d)) and (pattern is None or re.search(pattern, n))]
+               if isinstance(m, (nn.Linear, nn.Conv2d)) and (regex is None or regex.search(n))]
     if not targets:
         raise ValueError(f"pattern: matched no nn.Linear or nn.Conv2d layer of the model, got {pattern!r}")
     for name, m in targets:
@@ -792,6 +830,7 @@ def compress_model(model: nn.Module, format: str, rank, *, pattern: str | None =
 
 def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:
     "Number of parameter entries of `model` (only those with `requires_grad` when `trainable`)."
+    model = _check_module(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 # %% ../nbs/02_compression.ipynb #4ab415b5
@@ -807,7 +846,7 @@ class LoRALinear(nn.Module):
         g = make_generator(seed, generator)
         self.base, self.rank = base, rank
         for p in base.parameters(): p.requires_grad_(False)
-        self.scaling = (rank if alpha is None else float(alpha)) / rank
+        self.scaling = (rank if alpha is None else _check_alpha(alpha)) / rank
         kw = dict(dtype=base.weight.dtype, device=base.weight.device)
         self.lora_A = _normal((rank, base.in_features), 1.0 / math.sqrt(base.in_features), g, **kw)
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **kw))
@@ -827,6 +866,14 @@ class LoRALinear(nn.Module):
     def merge(self) -> nn.Linear:
         "A plain `nn.Linear` with weight `base.weight + delta_weight()`: same outputs, no adapter."
         return _merged(self.base, self.delta_weight())
+
+
+def _check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha: expected a number, got {type(alpha).__name__}")
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha: expected a finite number > 0, got {alpha}")
+    return float(alpha)
 
 
 def _merged(base: nn.Linear, delta: torch.Tensor) -> nn.Linear:
@@ -851,7 +898,7 @@ class TensorAdapterLinear(nn.Module):
         self.delta = cls(base.in_features, base.out_features, rank, in_modes=in_modes, out_modes=out_modes,
                          n_modes=n_modes, bias=False, generator=g, dtype=base.weight.dtype, device=base.weight.device)
         self.rank = self.delta.rank
-        self.scaling = 1.0 if alpha is None else float(alpha)
+        self.scaling = 1.0 if alpha is None else _check_alpha(alpha)
         with torch.no_grad():                                    # the update starts at exactly zero
             {"tt": lambda: self.delta.cores[-1], "cp": lambda: self.delta.out_factors[0],
              "tucker": lambda: self.delta.core}[format]().zero_()
@@ -882,10 +929,10 @@ _ADAPTERS = {"lora": LoRALinear,
 def add_adapters(model: nn.Module, pattern: str = "", *, kind: str = "lora", rank=4, freeze: bool = True,
                  seed: int | None = 0, **kwargs) -> list[str]:
     "Wrap (in place) every `nn.Linear` of `model` whose name matches `pattern` in an adapter; returns the wrapped names."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    model = _check_module(model)
     make = check_choice(kind, _ADAPTERS, "kind")
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and re.search(pattern, n)]
+    regex = _check_pattern(pattern)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.search(n)]
     if not names:
         linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         raise ValueError(f"pattern: matched no nn.Linear layer (the model has {linear}), got {pattern!r}")
@@ -900,6 +947,7 @@ def add_adapters(model: nn.Module, pattern: str = "", *, kind: str = "lora", ran
 
 def merge_adapters(model: nn.Module) -> nn.Module:
     "Replace (in place) every adapter in `model` by its merged `nn.Linear`; returns `model`."
+    model = _check_module(model)
     names = [n for n, m in model.named_modules() if isinstance(m, (LoRALinear, TensorAdapterLinear))]
     for n in names:
         _set_module(model, n, model.get_submodule(n).merge())
@@ -920,6 +968,7 @@ def _layer_shape(m: nn.Module):
 @torch.no_grad()
 def complexity_terms(model: nn.Module, n_samples: int) -> dict:
     "Complexity terms of the Li et al. (2020) CP-CNN bound and the Wang et al. (2024) t-NN bound, constants set to 1."
+    model = _check_module(model)
     n_samples = _positive_int(n_samples, "n_samples")
     layers, li, wang = [], 0.0, 0.0
     for name, m in model.named_modules():

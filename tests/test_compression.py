@@ -283,7 +283,8 @@ def test_tt_linear_agrees_with_tensorly_torch_blocktt():
 
 
 def test_tt_linear_einsum_plan_is_correct_and_never_rebuilds_the_weight():
-    from tensornn.compression import _keeps_weight_factored
+    opt_einsum = pytest.importorskip("opt_einsum")
+    from tensornn.compression import _keeps_weight_factored, _tt_einsum_eq
     assert not _keeps_weight_factored([(1, 2), (1, 2), (0, 1)], 3)        # joins G0, G1 then G2 without x
     assert _keeps_weight_factored([(0, 3), (0, 1), (0, 1)], 3)             # x.G2, then G0.G1, then the rest
     layer = TTLinear(1024, 1024, 16, in_modes=(8, 8, 16), out_modes=(8, 8, 16), dtype=torch.float64, seed=0)
@@ -294,3 +295,77 @@ def test_tt_linear_einsum_plan_is_correct_and_never_rebuilds_the_weight():
     y.square().sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in layer.parameters())
     assert layer._plan(1) is None                                          # batch 1: the sweep
+    for B in (256, 1024):      # here opt_einsum's best order joins all three cores (rebuilds the weight): refused
+        path, _ = opt_einsum.contract_path(_tt_einsum_eq(3), (B, 8, 8, 16), *[tuple(G.shape) for G in layer.cores],
+                                           shapes=True, optimize="optimal")
+        assert not _keeps_weight_factored(path, 3) and layer._plan(B) is None
+
+
+ALL_LAYERS = [
+    lambda dt: CPLinear(48, 40, 3, dtype=dt, seed=0),
+    lambda dt: CPLinear(48, 40, 3, n_modes=1, dtype=dt, seed=0),
+    lambda dt: TuckerLinear(48, 40, 2, dtype=dt, seed=0),
+    lambda dt: TTLinear(48, 40, 3, n_modes=3, dtype=dt, seed=0),
+    lambda dt: CPConv2d(6, 8, 3, 3, padding=1, dtype=dt, seed=0),
+    lambda dt: TuckerConv2d(6, 8, 3, 2, dtype=dt, seed=0),
+    lambda dt: TTConv2d(6, 8, 3, 2, dtype=dt, seed=0),
+]
+
+
+@pytest.mark.parametrize("make", ALL_LAYERS, ids=lambda m: type(m(torch.float64)).__name__)
+def test_forward_and_backward_never_build_the_dense_weight(make, monkeypatch):
+    "No call of full_weight, and no tensor saved for backward with the dense weight's shape or (linear) size."
+    layer = make(torch.float64)
+    linear = hasattr(layer, "in_features")
+    dense_shape = ((layer.out_features, layer.in_features) if linear else
+                   (layer.out_channels, layer.in_channels, *layer.kernel_size))
+    x = _x((2, layer.in_features) if linear else (1, 6, 5, 5), torch.float64, "cpu").requires_grad_()   # so matmuls save both operands
+
+    def forbidden(*a, **k): raise AssertionError("forward called full_weight")
+    monkeypatch.setattr(type(layer), "full_weight", forbidden)
+    if isinstance(layer, TTConv2d): monkeypatch.setattr(TTLinear, "full_weight", forbidden)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((tuple(t.shape), t.numel())) or t, lambda t: t):
+        y = layer(x)
+    y.sum().backward()
+    n_dense = math.prod(dense_shape)
+    for shape, numel in saved:
+        assert shape not in (dense_shape, dense_shape[::-1]), shape
+        if linear: assert numel < n_dense, shape
+
+
+@pytest.mark.parametrize("kind,rank", [("lora", 2), ("tt", 2), ("cp", 2), ("tucker", 2)])
+def test_adapter_gradients_reach_every_factor_after_the_first_step(kind, rank):
+    "One factor starts at zero (so the update does); after one step every adapter factor receives a gradient."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 6)).double()
+    add_adapters(model, kind=kind, rank=rank)
+    x = _x((5, 12), torch.float64, "cpu")
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad(); model(x).sin().sum().backward(); opt.step()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+        else:
+            assert ".base." in name and p.grad is None, name
+
+
+def test_bad_inputs_of_forward_and_helpers_name_the_argument():
+    lin = nn.Linear(24, 12)
+    for layer in (CPLinear(24, 12, 2), TuckerLinear(24, 12, 2), TTLinear(24, 12, 2)):
+        with pytest.raises(TypeError, match=r"^x: expected dtype torch.float32"):
+            layer(torch.randn(3, 24, dtype=torch.float64))
+    for layer in (CPConv2d(3, 4, 3, 2), TuckerConv2d(3, 4, 3, 2), TTConv2d(3, 4, 3, 2)):
+        with pytest.raises(TypeError, match=r"^x: expected dtype"):
+            layer(torch.randn(1, 3, 5, 5, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"^x: spatial size"):
+            layer(torch.randn(1, 3, 2, 5))
+    with pytest.raises(ValueError, match="^alpha"): LoRALinear(lin, 2, alpha=0)
+    with pytest.raises(ValueError, match="^alpha"): TensorAdapterLinear(lin, 2, alpha=float("nan"))
+    with pytest.raises(TypeError, match="^alpha"): LoRALinear(lin, 2, alpha="1")
+    with pytest.raises(TypeError, match="^pattern"): add_adapters(nn.Sequential(lin), 3)
+    with pytest.raises(ValueError, match="^pattern"): add_adapters(nn.Sequential(lin), "(")
+    with pytest.raises(ValueError, match="^pattern"): compress_model(nn.Sequential(lin), "tt", 2, pattern="[")
+    for fn in (count_parameters, merge_adapters, lambda m: complexity_terms(m, 10), lambda m: add_adapters(m)):
+        with pytest.raises(TypeError, match="^model"): fn([lin])
