@@ -308,7 +308,8 @@ def nnlift(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, activation="tanh"
        `T(U, U, U)` (n_hidden^3) is estimated directly from the samples.
     2. Symmetric CP of the compressed tensor: `method="jennrich"` (simultaneous diagonalisation, any signs) or
        `"power"` (whitening by a definite random slice, then the tensor power method).
-    3. Bias, scale of each row and output layer by REGRESSION (not the paper's Fourier step): nonlinear least squares
+    3. Bias, scale of each row and output layer by REGRESSION, not the paper's Fourier step: that step averages
+       `y e^{-i w.x} / p(x)`, whose variance `~ int f^2 / p` is infinite for Gaussian `p`. Nonlinear least squares
        over per-neuron scale and bias with `(a2, b2)` eliminated by linear least squares, L-BFGS for `fit_iter` steps.
 
     Returns `(TwoLayerNet, FitRecord)`: the record's errors are the relative training residuals of step 3, its
@@ -359,6 +360,9 @@ def fit_sgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: in
     check_tensor(y, "y", ndim=1)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
+    if not isinstance(net, torch.nn.Module):
+        raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
+    check_same_device_dtype(x=X, y=y, **{f"net.{n}": p for n, p in net.named_parameters()})
     g = make_generator(seed, generator)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
@@ -375,7 +379,11 @@ def hermite_coefficients(sigma, degree: int, *, n_quad: int = 120, dtype=torch.f
     Gauss–Hermite quadrature with `n_quad` nodes (Golub–Welsch in torch). Then `sigma = sum_k c_k He_k / sqrt(k!)`
     in L2(N(0, 1)) and `E[sigma(z)^2] = sum_k c_k^2`."""
     sigma = _activation(sigma, "sigma")
-    degree, n_quad = check_rank(degree + 1, "degree + 1") - 1, check_rank(n_quad, "n_quad")
+    if isinstance(degree, bool) or not isinstance(degree, int):
+        raise TypeError(f"degree: expected an int >= 0, got {type(degree).__name__}")
+    if degree < 0:
+        raise ValueError(f"degree: expected an int >= 0, got {degree}")
+    n_quad = check_rank(n_quad, "n_quad")
     off = torch.arange(1, n_quad, dtype=dtype, device=device).sqrt()
     nodes, vecs = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))   # Jacobi matrix of He_k
     w = vecs[0] ** 2                                                             # weights for N(0, 1)
@@ -396,6 +404,7 @@ def population_loss_hermite(a: torch.Tensor, W: torch.Tensor, b: torch.Tensor, V
     for name, t in (("a", a), ("b", b)): check_tensor(t, name, ndim=1)
     for name, t in (("W", W), ("V", V)): check_tensor(t, name, ndim=2)
     check_tensor(coeffs, "coeffs", ndim=1)
+    check_same_device_dtype(a=a, W=W, b=b, V=V, coeffs=coeffs)
     if W.shape[0] != a.shape[0] or V.shape[0] != b.shape[0] or W.shape[1] != V.shape[1]:
         raise ValueError(f"W: expected shapes a (m,), W (m, d), b (p,), V (p, d), got {tuple(a.shape)}, "
                          f"{tuple(W.shape)}, {tuple(b.shape)}, {tuple(V.shape)}")
@@ -689,6 +698,7 @@ def three_layer_jacobian_factors(A1, A2, A3, points, *, sigma1="tanh", sigma2="t
     Returns `(A, DA, H, DB, B) = (A3, sigma2'(Z), A2, sigma1'(T), A1^T)` for `paratuck2`."""
     X = _check_points(points, "points")
     for name, M in (("A1", A1), ("A2", A2), ("A3", A3)): check_tensor(M, name, ndim=2)
+    check_same_device_dtype(points=X, A1=A1, A2=A2, A3=A3)
     if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or A3.shape[1] != A2.shape[0]:
         raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "
                          f"A3 {tuple(A3.shape)} for points of dimension {X.shape[1]}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import vmap
 
-from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tensor, fit_paratuck2, fit_sum_of_cubes,
+from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tensor, fit_paratuck2, fit_sgd, fit_sum_of_cubes,
                                   hermite_coefficients, hermite_score, jacobian_decoupling, matched_row_cosines,
                                   nnlift, population_loss_hermite, stein_moment, three_layer_jacobian_factors,
                                   weights_from_spans)
@@ -73,14 +73,16 @@ def test_stein_moment_matches_materialised(dtype):
         assert_close(stein_moment(x, y[:, 1], m, project=W), proj, **tol)
 
 
-def _stein_z(f, d, N, seed):
+def _stein_z(f, d, N, seed, order=3, n_deriv=20_000):
+    "max over entries of |E[y S_m] - E[grad^m f]| / SE, both sides Monte-Carlo estimates on independent samples."
     g = _gen(seed)
     X = torch.randn(N, d, generator=g, dtype=torch.float64)
     y = vmap(f)(X)
-    lhs = stein_moment(X, y, 3)
-    se = ((y[:, None] * hermite_score(X, 3).reshape(N, -1)).std(0) / math.sqrt(N)).reshape(lhs.shape)
-    rhs = derivative_tensor(f, torch.randn(20_000, d, generator=g, dtype=torch.float64), 3).mean(0)
-    return float(((lhs - rhs) / se).abs().max())
+    lhs = stein_moment(X, y, order)
+    per = y[:, None] * hermite_score(X, order).reshape(N, -1)
+    D = derivative_tensor(f, torch.randn(n_deriv, d, generator=g, dtype=torch.float64), order).reshape(n_deriv, -1)
+    se = (per.var(0) / N + D.var(0) / n_deriv).sqrt().reshape(lhs.shape)
+    return float(((lhs - D.mean(0).reshape(lhs.shape)) / se).abs().max())
 
 
 def test_stein_identity_polynomial():
@@ -89,10 +91,22 @@ def test_stein_identity_polynomial():
     assert _stein_z(f, 3, 100_000, 3) < 5
 
 
-def test_stein_identity_tanh_unit():
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_stein_identity_tanh_unit(order):
     u = torch.tensor([0.9, 0.3, -0.5], dtype=torch.float64)
     f = lambda v: torch.tanh(u @ v - 0.3)
-    assert _stein_z(f, 3, 100_000, 4) < 5
+    assert _stein_z(f, 3, 100_000, 4, order=order) < 5
+
+
+def test_stein_identity_detects_a_wrong_score():
+    "The check can fail: the raw moment E[y x^(x)3] (no Hermite correction) misses E[grad^3 f] by many SE."
+    u = torch.tensor([0.9, 0.3, -0.5], dtype=torch.float64)
+    g = _gen(8)
+    X = torch.randn(100_000, 3, generator=g, dtype=torch.float64)
+    y = torch.tanh(X @ u - 0.3)
+    per = torch.einsum("n,ni,nj,nk->nijk", y, X, X, X).reshape(len(X), -1)
+    rhs = derivative_tensor(lambda v: torch.tanh(u @ v - 0.3), X[:20_000], 3).mean(0).reshape(-1)
+    assert float(((per.mean(0) - rhs) / (per.std(0) / math.sqrt(len(X)))).abs().max()) > 10
 
 
 # ---------------------------------------------------------------- derivative tensors
@@ -252,6 +266,18 @@ def test_bad_inputs_name_the_argument():
         weights_from_spans(lambda v: v.sum(), x[:10], 6)
     with pytest.raises(ValueError, match="P:"):
         fit_paratuck2(torch.randn(2, 3, 4, dtype=torch.float64), 3, 2)
+    with pytest.raises(TypeError, match="degree"):
+        hermite_coefficients("tanh", "3")
+    with pytest.raises(ValueError, match="degree"):
+        hermite_coefficients("tanh", -1)
+    W = torch.randn(2, 3, dtype=torch.float64)
+    with pytest.raises(TypeError, match="W"):
+        population_loss_hermite(torch.ones(2, dtype=torch.float64), W.float(), torch.ones(2, dtype=torch.float64), W,
+                                torch.ones(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="A1"):
+        three_layer_jacobian_factors(torch.randn(3, 4), torch.randn(2, 3), torch.randn(3, 2), x)
+    with pytest.raises(TypeError, match="net"):
+        fit_sgd(TwoLayerNet.random(4, 2, dtype=torch.float32), x, y, steps=1)
 
 
 # ---------------------------------------------------------------- GPU
