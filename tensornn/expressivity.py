@@ -80,9 +80,7 @@ class SumProductNetwork(nn.Module):
         check_tensor(x, "x", ndim=2, allow_empty=True)
         if x.shape[1] != self.d:
             raise ValueError(f"x: expected shape (B, {self.d}), got {tuple(x.shape)}")
-        p = next(self.parameters())
-        if x.dtype != p.dtype or x.device != p.device:
-            raise TypeError(f"x: expected dtype {p.dtype} on {p.device} like the parameters, got {x.dtype} on {x.device}")
+        _check_like_params(x, self)
         return feature_map(x, self.K, self.feature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,6 +91,12 @@ class SumProductNetwork(nn.Module):
     def n_params(self) -> int:
         "Number of trainable scalars."
         return sum(p.numel() for p in self.parameters())
+
+
+def _check_like_params(x: torch.Tensor, module: nn.Module, name: str = "x") -> None:
+    p = next(module.parameters())
+    if x.dtype != p.dtype or x.device != p.device:
+        raise TypeError(f"{name}: expected dtype {p.dtype} on {p.device} like the parameters, got {x.dtype} on {x.device}")
 
 
 def _init_kw(dtype, device, generator, seed):
@@ -137,6 +141,8 @@ class HTSumProduct(SumProductNetwork):
         if isinstance(rank, Mapping):
             missing = [t for t in nodes if t not in rank]
             if missing: raise ValueError(f"rank: expected a rank for every node {nodes}, missing {missing}")
+            unknown = [t for t in rank if t not in nodes and t != (0, d)]
+            if unknown: raise ValueError(f"rank: {unknown} are not nodes of ht_tree({d}); expected keys among {nodes}")
             self.ranks = {t: check_rank(rank[t], f"rank[{t}]") for t in nodes}
         else:
             r = check_rank(rank, "rank")
@@ -211,6 +217,11 @@ def grid_tensor(model: SumProductNetwork, points: torch.Tensor, *, batch_size: i
     if not isinstance(model, SumProductNetwork):
         raise TypeError(f"model: expected a SumProductNetwork, got {type(model).__name__}")
     check_tensor(points, "points")
+    batch_size = check_rank(batch_size, "batch_size")
+    p = next(model.parameters())
+    if points.dtype != p.dtype or points.device != p.device:
+        raise TypeError(f"points: expected dtype {p.dtype} on {p.device} like the model's parameters, got "
+                        f"{points.dtype} on {points.device}")
     d = model.d
     if points.ndim == 1: points = points.expand(d, -1)
     if points.ndim != 2 or points.shape[0] != d:
@@ -367,6 +378,7 @@ class SecondOrderRNN(nn.Module):
         check_tensor(x, "x", ndim=3)
         if x.shape[2] != self.input_dim:
             raise ValueError(f"x: expected shape (B, T, {self.input_dim}), got {tuple(x.shape)}")
+        _check_like_params(x, self)
         B, T, _ = x.shape
         one = torch.ones(B, T, 1, dtype=x.dtype, device=x.device)
         xh = torch.cat([x, one], -1)
@@ -388,13 +400,14 @@ def rnn_function_dimension(hidden: int, input_dim: int, rank: int | None, *, len
                            generator: torch.Generator | None = None, seed: int | None = None) -> int:
     """Dimension of the class of functions (on sequences up to `length`) computed by `SecondOrderRNN`: the rank of the
     Jacobian of parameters -> outputs $y_1..y_T$ on random sequences, at random parameters, float64."""
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length: expected an int >= 1, got {length!r}")
+    if n_sequences is not None: n_sequences = check_rank(n_sequences, "n_sequences")
     g = make_generator(seed, generator)
     model = SecondOrderRNN(hidden, input_dim, rank, activation=activation, dtype=torch.float64, generator=g)
     names = [k for k, _ in model.named_parameters()]
     params = {k: p.detach() for k, p in model.named_parameters()}
     P = sum(p.numel() for p in params.values())
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length: expected an int >= 1, got {length!r}")
     N = n_sequences or max(8, 3 * P // length + 1)
     x = random_normal((N, length, input_dim), generator=g, dtype=torch.float64)
     J = torch.func.jacrev(lambda p: torch.func.functional_call(model, p, (x,)).flatten())(params)
@@ -433,6 +446,7 @@ class PolynomialNetwork(nn.Module):
         check_tensor(x, "x", ndim=2, allow_empty=True)
         if x.shape[1] != self.widths[0]:
             raise ValueError(f"x: expected shape (B, {self.widths[0]}), got {tuple(x.shape)}")
+        _check_like_params(x, self)
         return _pnn_apply(list(self.layers), x, self.degree)
 
 

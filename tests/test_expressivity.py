@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import itertools
+
 import pytest
 import torch
+from hypothesis import given, strategies as st
 
 from tensornn.decompositions import CPTensor, HTTensor, TTTensor, generic_rank
 from tensornn.expressivity import (CPSumProduct, HTSumProduct, PolynomialNetwork, SecondOrderRNN, TTSumProduct,
@@ -13,7 +16,7 @@ from tensornn.expressivity import (CPSumProduct, HTSumProduct, PolynomialNetwork
                                    matricization_rank, matricize, pnn_counts, pnn_identifiability,
                                    polynomial_network_dimension, rnn_function_dimension, separation_rank_bound,
                                    tensorize)
-from tensornn.kernels import multi_mode_dot
+from tensornn.kernels import ht_tree, multi_mode_dot
 from tensornn.testing import assert_close
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -83,6 +86,74 @@ def test_matricization_ranks_reach_bounds(d, K, r):
             assert matricization_rank(A, rows) == bound, (type(m).__name__, rows)
 
 
+def _brute_force_min_cut(vertices, edges, legs, rows):
+    """Independent oracle for the tree bound: try every assignment of the network's vertices to the two sides; the
+    cost is the product of the dimensions of the bonds between sides times the sizes of the physical legs (mode k of
+    size n, attached to a vertex) that sit on the other side from their mode."""
+    best = None
+    for sides in itertools.product((True, False), repeat=len(vertices)):
+        side = dict(zip(vertices, sides))
+        cost = math.prod(dim for a, b, dim in edges if side[a] != side[b])
+        cost *= math.prod(n for k, (v, n) in legs.items() if side[v] != (k in rows))
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+def _tt_graph(m):
+    d = m.d
+    return list(range(d)), [(k, k + 1, m.ranks[k + 1]) for k in range(d - 1)], {k: (k, m.K) for k in range(d)}
+
+
+def _ht_graph(m):
+    d = m.d
+    tree = ht_tree(d)
+    vertices = [(k, k + 1) for k in range(d)] + list(tree)
+    edges = [(child, t, m.ranks[child]) for t, kids in tree.items() for child in kids]
+    return vertices, edges, {k: ((k, k + 1), m.K) for k in range(d)}
+
+
+@given(d=st.integers(2, 6), K=st.integers(2, 3), data=st.data())
+def test_tree_bounds_match_brute_force_min_cut_and_are_attained(d, K, data):
+    # non-uniform ranks and arbitrary partitions: the dynamic programme against exhaustive search, then the measured
+    # rank of a random network against the bound
+    rows = tuple(sorted(data.draw(st.sets(st.integers(0, d - 1), min_size=1, max_size=d - 1))))
+    tt = TTSumProduct(d, K, data.draw(st.lists(st.integers(1, 5), min_size=d - 1, max_size=d - 1)),
+                      dtype=torch.float64, seed=d)
+    nodes = [(k, k + 1) for k in range(d)] + [t for t in ht_tree(d) if t != (0, d)]
+    ht = HTSumProduct(d, K, {t: data.draw(st.integers(1, 4)) for t in nodes}, dtype=torch.float64, seed=d)
+    for m, graph in [(tt, _tt_graph), (ht, _ht_graph)]:
+        bound = separation_rank_bound(m, rows)
+        assert bound == _brute_force_min_cut(*graph(m), set(rows)), (type(m).__name__, m.ranks, rows)
+        with torch.no_grad():
+            assert matricization_rank(m.to_format().full(), rows) == bound, (type(m).__name__, m.ranks, rows)
+
+
+def test_measured_rank_never_exceeds_bound_at_special_parameters():
+    # non-generic parameters can only lower the rank: a rank-deficient TT core, repeated CP terms, a ConvAC whose
+    # channels are copies of each other
+    d, K = 6, 3
+    tt = TTSumProduct(d, K, 3, dtype=torch.float64, seed=0)
+    cp = CPSumProduct(d, K, 6, dtype=torch.float64, seed=0)
+    ht = HTSumProduct(d, K, 3, diagonal=True, dtype=torch.float64, seed=0)
+    with torch.no_grad():
+        tt.cores[2][:, :, 2] = tt.cores[2][:, :, 0]                 # bond 3 carries only 2 independent directions
+        cp.factors[:, :, 3:] = cp.factors[:, :, :3]                 # six terms, three distinct
+        for U in ht.leaves: U[:, 1:] = U[:, :1]                     # one independent channel per leaf
+        for m, rows, expected in [(tt, (0, 1, 2), 2), (cp, (0, 1, 2), 3), (ht, interleaved_partition(d), 1)]:
+            measured, bound = matricization_rank(m.to_format().full(), rows), separation_rank_bound(m, rows)
+            assert measured <= bound and measured == expected, (type(m).__name__, measured, bound)
+            assert measured < bound
+
+
+def test_grid_tensor_with_points_per_input():
+    m = HTSumProduct(3, 3, 2, dtype=torch.float64, seed=0)
+    pts = torch.tensor([[-1.0, 0.5], [0.1, 0.2], [0.9, -0.3]], dtype=torch.float64)        # (d, M)
+    with torch.no_grad():
+        G = grid_tensor(m, pts, batch_size=3)                       # several batches
+        assert_close(G, multi_mode_dot(m.to_format().full(), [feature_map(p, 3) for p in pts]), **TOL[torch.float64])
+        assert_close(G[1, 0, 1], m(torch.tensor([[0.5, 0.1, -0.3]], dtype=torch.float64))[0])
+
+
 def test_known_bounds():
     # ConvAC: interleaved r^(d/2), balanced r (Cohen, Sharir & Shashua 2016); CP: min(R, sizes)
     assert separation_rank_bound(HTSumProduct(8, 3, 2, diagonal=True), interleaved_partition(8)) == 16
@@ -131,6 +202,20 @@ def test_bad_model_inputs():
         grid_tensor(torch.nn.Linear(2, 2), torch.zeros(3))
     with pytest.raises(ValueError, match="kind"):
         feature_map(torch.zeros(3), 2, "nope")
+    with pytest.raises(ValueError, match="batch_size"):
+        grid_tensor(CPSumProduct(3, 2, 2), torch.zeros(2), batch_size=0)
+    with pytest.raises(TypeError, match="points"):
+        grid_tensor(CPSumProduct(3, 2, 2), torch.zeros(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rank"):
+        HTSumProduct(3, 2, {(0, 1): 2, (1, 2): 2, (2, 3): 2, (0, 2): 2, (5, 6): 3})
+    with pytest.raises(TypeError, match="x"):
+        SecondOrderRNN(3, 2, 2)(torch.zeros(2, 4, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x"):
+        PolynomialNetwork((3, 2, 1), 2)(torch.zeros(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="length"):
+        rnn_function_dimension(2, 2, 2, length=0)
+    with pytest.raises(ValueError, match="n_sequences"):
+        rnn_function_dimension(2, 2, 2, n_sequences=-1)
 
 
 def _alexander_hirschowitz(d0, d1, r):
