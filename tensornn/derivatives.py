@@ -352,10 +352,16 @@ def nnlift(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, activation="tanh"
     return net, FitRecord(errors=errors, converged=len(losses) < fit_iter, n_iter=len(losses), message=msg)
 
 
+_OPTIMIZERS = {"sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),     # plain: no momentum, no decay
+               "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}
+
+
 def fit_sgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 2000, lr: float = 1e-2,
-            batch_size: int = 256, generator: torch.Generator | None = None, seed: int | None = None,
-            progress: bool = False) -> list:
-    "Plain mini-batch training of `net` on the squared loss with Adam (the baseline NN-LIFT is compared with)."
+            batch_size: int = 256, optimizer: str = "sgd", generator: torch.Generator | None = None,
+            seed: int | None = None, progress: bool = False) -> list:
+    """Mini-batch training of `net` on the squared loss from its current weights (the baseline NN-LIFT is compared
+    with); `optimizer="sgd"` is plain SGD (no momentum), `"adam"` is Adam. Returns the loss per step."""
+    make_opt = check_choice(optimizer, _OPTIMIZERS, "optimizer")
     X = _check_points(x)
     check_tensor(y, "y", ndim=1)
     if y.shape[0] != X.shape[0]:
@@ -364,14 +370,18 @@ def fit_sgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: in
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     check_same_device_dtype(x=X, y=y, **{f"net.{n}": p for n, p in net.named_parameters()})
     g = make_generator(seed, generator)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = make_opt(net.parameters(), lr)
     losses = []
     for _ in tqdm(range(check_rank(steps, "steps")), disable=not progress, leave=False):
         idx = torch.randint(0, X.shape[0], (batch_size,), generator=g).to(X.device)
         loss = ((net(X[idx]) - y[idx]) ** 2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
         losses.append(loss.detach())
-    return torch.stack(losses).tolist()
+    losses = torch.stack(losses).tolist()
+    if not math.isfinite(losses[-1]):
+        warnings.warn(f"fit_sgd: the training loss diverged to {losses[-1]} (optimizer={optimizer!r}, lr={lr}); "
+                      "try a smaller lr", RuntimeWarning, stacklevel=2)
+    return losses
 
 # %% ../nbs/04_derivatives.ipynb #7018ec73
 def hermite_coefficients(sigma, degree: int, *, n_quad: int = 120, dtype=torch.float64, device=None) -> torch.Tensor:

@@ -280,6 +280,69 @@ def test_bad_inputs_name_the_argument():
         fit_sgd(TwoLayerNet.random(4, 2, dtype=torch.float32), x, y, steps=1)
 
 
+# ---------------------------------------------------------------- gradient-descent baseline
+def _small_problem(seed=0, n=2000):
+    g = _gen(seed)
+    truth = TwoLayerNet.random(4, 2, generator=g, dtype=torch.float64)
+    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    with torch.no_grad(): y = truth(x)
+    return x, y
+
+
+def test_fit_sgd_unknown_optimizer():
+    x, y = _small_problem()
+    with pytest.raises(ValueError, match=r"^optimizer"):
+        fit_sgd(TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64), x, y, steps=1, optimizer="lbfgs")
+
+
+def test_fit_sgd_warns_when_the_loss_diverges():
+    x, y = _small_problem()
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        losses = fit_sgd(TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64), x, y, steps=200, lr=1e4, seed=0)
+    assert not math.isfinite(losses[-1])
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 1e-2)])
+def test_fit_sgd_decreases_loss(optimizer, lr):
+    x, y = _small_problem()
+    net = TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64)
+    mse = lambda: float(((net(x) - y) ** 2).mean())
+    with torch.no_grad(): before = mse()
+    losses = fit_sgd(net, x, y, steps=300, lr=lr, batch_size=64, seed=0, optimizer=optimizer)
+    with torch.no_grad(): after = mse()
+    assert len(losses) == 300 and all(math.isfinite(v) for v in losses)
+    assert after < 0.5 * before, (before, after)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_sgd_steps_are_the_named_optimizer(optimizer):
+    # two steps by hand on the same mini-batches: plain SGD (no momentum) and Adam with torch's default betas/eps
+    x, y = _small_problem()
+    net = TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64)
+    ref = [p.detach().clone() for p in TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64).parameters()]
+    lr, bs, (b1, b2, eps) = 0.05, 32, (0.9, 0.999, 1e-8)
+    g = _gen(3)
+    m, v = [torch.zeros_like(p) for p in ref], [torch.zeros_like(p) for p in ref]
+    for t in (1, 2):
+        idx = torch.randint(0, x.shape[0], (bs,), generator=g)
+        params = [p.requires_grad_() for p in ref]
+        A1, c1, a2, c2 = params                                  # registration order of TwoLayerNet (tanh)
+        out = torch.tanh(x[idx] @ A1.mT + c1) @ a2 + c2
+        grads = torch.autograd.grad(((out - y[idx]) ** 2).mean(), params)
+        with torch.no_grad():
+            for i, (p, gr) in enumerate(zip(params, grads)):
+                if optimizer == "sgd":
+                    step = gr
+                else:
+                    m[i] = b1 * m[i] + (1 - b1) * gr
+                    v[i] = b2 * v[i] + (1 - b2) * gr ** 2
+                    step = (m[i] / (1 - b1 ** t)) / ((v[i] / (1 - b2 ** t)).sqrt() + eps)
+                ref[i] = (p - lr * step).detach()
+    fit_sgd(net, x, y, steps=2, lr=lr, batch_size=bs, seed=3, optimizer=optimizer)
+    for (name, p), q in zip(net.named_parameters(), ref):
+        assert_close(p.detach(), q, rtol=1e-10, atol=1e-12, msg=name)
+
+
 # ---------------------------------------------------------------- GPU
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_stein_and_derivatives():

@@ -28,6 +28,9 @@ def test_chapter_uses_book_style_and_checks_labels(path):
         f"{path.name}: call use_book_style() in a cell that always runs, before the first figure"
     unchecked = [s.splitlines()[0] for s in figure_cells if "check_labels(" not in s]
     assert not unchecked, f"{path.name}: figure cells without check_labels(): {unchecked}"
+    # plt.show() closes the figures under the inline backend: a check after it would see none
+    late = [s.splitlines()[0] for s in figure_cells if "plt.show()" in s and s.index("check_labels(") > s.index("plt.show()")]
+    assert not late, f"{path.name}: check_labels() must come before plt.show() in: {late}"
 
 
 def test_check_labels_names_the_unlabelled_axes():
