@@ -3,7 +3,10 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.tensornn-installed
+# nbdev-export rewrites pyproject.toml on every run, so the install stamp is keyed on content, not mtimes:
+# a new stamp name (and a reinstall) only when pyproject.toml, this Makefile or TORCH change.
+DEPS_HASH := $(shell { cat pyproject.toml Makefile; echo "$(TORCH)"; } | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.tensornn-installed-$(DEPS_HASH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: install book test export readme clean-nbs pytest nbtest bench site site-deps student grade
@@ -11,11 +14,12 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 install: $(STAMP)
 
 # torch first (a CPU build by default, TORCH=... for other hardware), then the project and its dev extras.
-$(STAMP): pyproject.toml Makefile
+$(STAMP):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "$(TORCH)"
+	$(PIP) install $(TORCH)
 	$(PIP) install -e ".[dev]"
+	rm -f $(VENV)/.tensornn-installed*
 	touch $@
 
 export: $(STAMP)
