@@ -184,10 +184,10 @@ def _grade_all(jobs: dict[str, tuple[Path, Path]], *extra) -> dict[str, tuple[di
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_exercises(CHAPTER), reason="nbs/01_background.ipynb has no exercises yet")
 def test_background_chapter_round_trip(tmp_path):
-    "Solved: full marks. Stubbed: zero. Exercise 1 answered wrongly: it fails with its message, and the score drops."
+    "Solved: full marks. Stubbed: zero. Exercise 1 answered with a classic mistake: it fails with its check's message."
     student = _student(CHAPTER, tmp_path)
     n = len(A.find_exercises(nbformat.read(student, 4)))
-    body = "raise ValueError('a deliberately wrong answer')"
+    body = "mode1_by_hand = [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]"   # reshaped without the mode permutation
     res = _grade_all({"stub": (student, CHAPTER),
                       "solved": (_answer(student, CHAPTER, tmp_path / "solved.ipynb"), CHAPTER),
                       "wrong": (_answer(student, CHAPTER, tmp_path / "wrong.ipynb", {"ex1": body}), CHAPTER)},
@@ -196,5 +196,5 @@ def test_background_chapter_round_trip(tmp_path):
     assert stub["score"] == 0 and all(e["message"] for e in stub["exercises"]), out_stub
     assert solved["score"] == solved["max_score"] > 0 and len(solved["exercises"]) == n, out_solved
     ex1 = wrong["exercises"][0]
-    assert not ex1["passed"] and ex1["points"] == 0 and "a deliberately wrong answer" in ex1["message"], out_wrong
+    assert not ex1["passed"] and ex1["points"] == 0 and "is not the mode-1 unfolding" in ex1["message"], out_wrong
     assert wrong["score"] < solved["score"], out_wrong
