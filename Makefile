@@ -35,8 +35,7 @@ clean-nbs: $(STAMP)
 # Execute every notebook in place at full size (slow cells included), then export and regenerate README.md.
 book: $(STAMP)
 	$(BIN)/python tools/run_notebooks.py nbs
-	$(BIN)/nbdev-clean
-	$(BIN)/python tools/number_cells.py nbs
+	$(MAKE) clean-nbs
 	$(BIN)/nbdev-export
 	$(BIN)/python tools/make_readme.py
 	$(MAKE) site

@@ -218,10 +218,7 @@ def grid_tensor(model: SumProductNetwork, points: torch.Tensor, *, batch_size: i
         raise TypeError(f"model: expected a SumProductNetwork, got {type(model).__name__}")
     check_tensor(points, "points")
     batch_size = check_rank(batch_size, "batch_size")
-    p = next(model.parameters())
-    if points.dtype != p.dtype or points.device != p.device:
-        raise TypeError(f"points: expected dtype {p.dtype} on {p.device} like the model's parameters, got "
-                        f"{points.dtype} on {points.device}")
+    _check_like_params(points, model, "points")
     d = model.d
     if points.ndim == 1: points = points.expand(d, -1)
     if points.ndim != 2 or points.shape[0] != d:

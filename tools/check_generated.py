@@ -1,7 +1,8 @@
 """Fail when nbdev-clean, nbdev-export or the README generator would change a tracked file.
 
-Runs each tool (nbdev-clean followed by tools/number_cells.py, which keeps run-order execution counts), compares file hashes before and after, and names what changed (the change
-is left in place so it can be reviewed and committed).
+Runs each tool (nbdev-clean followed by tools/number_cells.py, which restores run-order execution
+counts), compares file hashes before and after, and names what changed (the change is left in place
+so it can be reviewed and committed).
 """
 import hashlib, subprocess, sys
 from pathlib import Path
