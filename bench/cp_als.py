@@ -25,7 +25,8 @@ from tensorly.decomposition import parafac
 
 import tensornn
 from tensornn import kernels as K
-from tensornn.decompositions import CPTensor, cp_als
+from tensornn.formats import CPTensor
+from tensornn.decompositions import cp_als
 
 
 def sync(device):

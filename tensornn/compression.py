@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import check_choice, check_rank, check_tensor, khatri_rao, make_generator, multi_mode_dot, \
+from .validation import check_choice, check_rank, check_tensor
+from .kernels import khatri_rao, make_generator, multi_mode_dot, \
     random_normal, unfold
 from .decompositions import cp_als, hooi, hosvd, tt_svd
 

@@ -13,9 +13,11 @@ import torch
 from torch.func import jacfwd, jacrev, vmap
 from tqdm.auto import tqdm
 
-from .kernels import (check_choice, check_rank, check_same_device_dtype, check_tensor, make_generator,
-                              random_normal)
-from .decompositions import CPTensor, FitRecord, cp_als, factor_match_score, jennrich, symmetric_cp_power
+from .validation import check_choice, check_rank, check_same_device_dtype, check_tensor
+from .kernels import make_generator, random_normal
+from .formats import CPTensor
+from .decompositions import FitRecord, cp_als
+from .theory import factor_match_score, jennrich, symmetric_cp_power
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .kernels import (check_choice, check_rank, check_tensor, ht_contract_vectors, ht_tree, make_generator,
-                              random_normal, tt_contract_vectors)
-from .decompositions import CPTensor, HTTensor, TTTensor, tt_svd
+from .validation import check_choice, check_rank, check_tensor
+from .kernels import ht_contract_vectors, ht_tree, make_generator, random_normal, tt_contract_vectors
+from .formats import CPTensor, HTTensor, TTTensor
+from .decompositions import tt_svd
 
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',

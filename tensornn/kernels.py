@@ -11,70 +11,12 @@ from collections.abc import Mapping, Sequence
 import opt_einsum
 import torch
 
+from .validation import _describe, check_choice, check_int, check_rank, check_same_device_dtype, check_tensor, check_tol
+
 # %% auto #0
-__all__ = ['check_tensor', 'check_rank', 'check_same_device_dtype', 'check_choice', 'make_generator', 'random_normal', 'unfold',
-           'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp', 'cp_full', 'cp_inner',
-           'cp_entries', 'check_tucker', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors',
-           'ht_tree', 'ht_full', 'ht_inner', 'ht_contract_vectors']
-
-# %% ../nbs/00_kernels.ipynb #458ff0b6
-def _describe(x) -> str:
-    if isinstance(x, torch.Tensor):
-        return f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}"
-    return f"{type(x).__name__}"
-
-
-def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None = None,
-                 finite: bool = True, allow_empty: bool = False, floating: bool = True) -> torch.Tensor:
-    "Validate that `x` is a tensor fit for numerical work, raising an error that names `name`."
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {_describe(x)}")
-    if floating and not (x.is_floating_point() or x.is_complex()):
-        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name}: expected a {ndim}-way tensor, got {x.ndim} dimensions (shape {tuple(x.shape)})")
-    if min_ndim is not None and x.ndim < min_ndim:
-        raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
-    if not allow_empty and x.numel() == 0:
-        raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
-    if finite and x.device.type != "meta" and x.numel() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name}: expected finite entries, found NaN or inf")
-    return x
-
-
-def check_rank(rank, name: str = "rank", *, length: int | None = None):
-    "Validate a rank (an int >= 1) or a sequence of them of the given `length`."
-    def one(r, label):
-        if isinstance(r, bool) or not isinstance(r, (int,)) and not (isinstance(r, torch.Tensor) and r.ndim == 0):
-            raise TypeError(f"{label}: expected a positive int, got {type(r).__name__}")
-        r = int(r)
-        if r < 1: raise ValueError(f"{label}: expected a rank >= 1, got {r}")
-        return r
-    if isinstance(rank, Sequence) and not isinstance(rank, str):
-        if length is not None and len(rank) != length:
-            raise ValueError(f"{name}: expected {length} ranks, got {len(rank)}")
-        return tuple(one(r, f"{name}[{i}]") for i, r in enumerate(rank))
-    return one(rank, name)
-
-
-def check_same_device_dtype(**tensors: torch.Tensor) -> None:
-    "Raise if the keyword tensors are not all on one device with one dtype; the error names them."
-    items = [(k, v) for k, v in tensors.items() if v is not None]
-    if not items: return
-    k0, t0 = items[0]
-    for k, t in items[1:]:
-        if t.device != t0.device:
-            raise ValueError(f"{k}: expected device {t0.device} (as {k0}), got {t.device}")
-        if t.dtype != t0.dtype:
-            raise TypeError(f"{k}: expected dtype {t0.dtype} (as {k0}), got {t.dtype}")
-
-
-def check_choice(value, choices: Mapping, name: str):
-    "Look `value` up in `choices`; an unknown one gets an error listing the valid choices."
-    try:
-        return choices[value]
-    except (KeyError, TypeError):
-        raise ValueError(f"{name}: expected one of {sorted(map(str, choices))}, got {value!r}") from None
+__all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp',
+           'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries',
+           'tt_contract_vectors', 'ht_tree', 'ht_full', 'ht_inner', 'ht_contract_vectors', 'numerical_rank']
 
 # %% ../nbs/00_kernels.ipynb #8573d4a6
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
@@ -85,7 +27,7 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
         return generator
     g = torch.Generator()
     if seed is None: g.seed()
-    else: g.manual_seed(int(seed))
+    else: g.manual_seed(check_int(seed, "seed", minimum=0, what="a non-negative int"))
     return g
 
 
@@ -415,3 +357,13 @@ def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
         B = transfers[node]
         h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
     return h[(0, d)][:, 0]
+
+# %% ../nbs/00_kernels.ipynb #8d924ee1
+def numerical_rank(M: torch.Tensor,  # a matrix (m, n) or a batch of them (..., m, n)
+                   *, rtol: float | None = None,  # relative threshold on singular values; default max(m, n) * eps
+                   ) -> torch.Tensor:
+    "Number of singular values of `M` above `rtol` times the largest (0 for a zero matrix), as an integer tensor."
+    check_tensor(M, "M", min_ndim=2)
+    rtol = max(M.shape[-2:]) * torch.finfo(M.dtype).eps if rtol is None else check_tol(rtol, "rtol")
+    s = torch.linalg.svdvals(M)
+    return (s > rtol * s[..., :1]).sum(-1)

@@ -8,8 +8,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import DTYPES, rel_err, well_conditioned_factors
-from tensornn import decompositions as D
 from tensornn import kernels as K
+from tensornn import formats as Fmt
+from tensornn import decompositions as D
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
@@ -75,7 +76,7 @@ def test_cp_als_recovers_exact_low_rank(shape, R, gen):
 def test_cp_als_record_and_format(gen):
     T, _, _ = cp_tensor((5, 6, 7), 3, gen)
     cp, rec = D.cp_als(T, 3, n_iter=40, tol=0.0, init="random", seed=0)
-    assert isinstance(cp, D.CPTensor) and cp.rank == 3 and cp.shape == T.shape
+    assert isinstance(cp, Fmt.CPTensor) and cp.rank == 3 and cp.shape == T.shape
     assert isinstance(rec, D.FitRecord)
     assert rec.n_iter == len(rec.errors) <= 40
     assert all(isinstance(e, float) and math.isfinite(e) for e in rec.errors)
@@ -111,7 +112,7 @@ def test_cp_als_reproducible_with_seed_and_generator(gen):
 def test_cp_als_init_from_cptensor(gen):
     "Starting at the exact solution, ALS stays there."
     T, w, F = cp_tensor((5, 6, 7), 3, gen)
-    cp, rec = D.cp_als(T, 3, n_iter=5, init=D.CPTensor(w, F))
+    cp, rec = D.cp_als(T, 3, n_iter=5, init=Fmt.CPTensor(w, F))
     assert rel_err(cp.full(), T) < 1e-10
 
 
@@ -159,7 +160,7 @@ def test_nn_cp_nonnegative_and_fits(gen):
     best = math.inf
     for seed in range(3):
         cp, rec = D.nn_cp(T, R, n_iter=500, seed=seed)
-        assert isinstance(cp, D.CPTensor)
+        assert isinstance(cp, Fmt.CPTensor)
         assert all(bool((A >= 0).all()) for A in cp.factors) and bool((cp.weights >= 0).all())
         assert rec.errors[-1] <= rec.errors[0] + 1e-12
         best = min(best, rel_err(cp.full(), T))
@@ -187,7 +188,7 @@ def test_hosvd_hooi_recover_exact_tucker_property(case, seed):
     g = torch.Generator().manual_seed(seed)
     T = tucker_tensor(shape, ranks, g)
     tk = D.hosvd(T, ranks)
-    assert isinstance(tk, D.TuckerTensor) and tuple(tk.rank) == ranks
+    assert isinstance(tk, Fmt.TuckerTensor) and tuple(tk.rank) == ranks
     assert rel_err(tk.full(), T) < EXACT
     tk2, rec = D.hooi(T, ranks, n_iter=10)
     assert tuple(tk2.rank) == ranks and rel_err(tk2.full(), T) < EXACT
@@ -236,7 +237,7 @@ def test_tt_svd_recovers_exact_tt_property(case, seed):
     g = torch.Generator().manual_seed(seed)
     T = tt_tensor(shape, ranks, g)
     tt = D.tt_svd(T, max_rank=max(ranks))
-    assert isinstance(tt, D.TTTensor)
+    assert isinstance(tt, Fmt.TTTensor)
     assert rel_err(tt.full(), T) < EXACT
     tt = D.tt_svd(T, tol=1e-10)
     assert rel_err(tt.full(), T) < EXACT
@@ -262,7 +263,7 @@ def test_tt_round_redundant_sum_property(case, seed):
     g = torch.Generator().manual_seed(seed)
     r = [1] + ranks + [1]
     cores = [torch.randn(r[k], n, r[k + 1], generator=g, dtype=torch.float64) for k, n in enumerate(shape)]
-    X = D.TTTensor(cores)
+    X = Fmt.TTTensor(cores)
     # a second representation of the same tensor, after a random gauge change between the cores
     gauged = [c.clone() for c in cores]
     for k in range(len(shape) - 1):
@@ -283,7 +284,7 @@ def test_tt_round_redundant_sum_property(case, seed):
             Z[:A.shape[0], :, :A.shape[2]] = A
             Z[A.shape[0]:, :, A.shape[2]:] = B
             s.append(Z)
-    Y = D.TTTensor(s)
+    Y = Fmt.TTTensor(s)
     assert_close(Y.full(), 2 * X.full(), rtol=1e-9, atol=1e-9)
     Z = D.tt_round(Y, tol=1e-10)
     assert tuple(Z.rank) == (1, *ranks, 1)
@@ -319,7 +320,7 @@ def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
     g = torch.Generator().manual_seed(seed)
     T = ht_tensor(shape, rank, g)
     ht = D.ht_svd(T, max_rank=rank)
-    assert isinstance(ht, D.HTTensor)
+    assert isinstance(ht, Fmt.HTTensor)
     assert all(r <= rank for r in ht.rank.values())
     assert rel_err(ht.full(), T) < EXACT
     ht = D.ht_svd(T, tol=1e-10)

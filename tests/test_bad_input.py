@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from conftest import randn
-from tensornn import decompositions as D
+from tensornn import validation as Val
 from tensornn import kernels as K
+from tensornn import formats as Fmt
+from tensornn import decompositions as D
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
 
@@ -29,19 +31,19 @@ INF = float("inf")
 ])
 def test_check_tensor_rejects(bad, exc, match):
     with pytest.raises(exc, match=match):
-        K.check_tensor(bad, "T")
+        Val.check_tensor(bad, "T")
 
 
 def test_check_tensor_shape_options():
     x = torch.zeros(2, 3)
-    assert K.check_tensor(x, "x", ndim=2) is x
+    assert Val.check_tensor(x, "x", ndim=2) is x
     with pytest.raises(ValueError, match=r"^x\b.*3"):
-        K.check_tensor(x, "x", ndim=3)
+        Val.check_tensor(x, "x", ndim=3)
     with pytest.raises(ValueError, match=r"^x\b"):
-        K.check_tensor(x, "x", min_ndim=3)
-    assert K.check_tensor(torch.zeros(0, 3), "x", allow_empty=True).shape == (0, 3)
-    assert K.check_tensor(torch.tensor([NAN]), "x", finite=False).shape == (1,)
-    assert K.check_tensor(torch.zeros(2, 3, device="meta"), "x").device.type == "meta"
+        Val.check_tensor(x, "x", min_ndim=3)
+    assert Val.check_tensor(torch.zeros(0, 3), "x", allow_empty=True).shape == (0, 3)
+    assert Val.check_tensor(torch.tensor([NAN]), "x", finite=False).shape == (1,)
+    assert Val.check_tensor(torch.zeros(2, 3, device="meta"), "x").device.type == "meta"
 
 
 @pytest.mark.parametrize("bad,exc,match", [
@@ -50,21 +52,21 @@ def test_check_tensor_shape_options():
 ])
 def test_check_rank_rejects(bad, exc, match):
     with pytest.raises(exc, match=match):
-        K.check_rank(bad)
+        Val.check_rank(bad)
 
 
 def test_check_rank_length():
     with pytest.raises(ValueError, match=r"^ranks\b.*3.*2"):
-        K.check_rank((2, 2), "ranks", length=3)
+        Val.check_rank((2, 2), "ranks", length=3)
 
 
 def test_check_same_device_dtype():
     a = torch.zeros(2)
-    K.check_same_device_dtype(a=a, b=torch.ones(3), c=None)
+    Val.check_same_device_dtype(a=a, b=torch.ones(3), c=None)
     with pytest.raises(ValueError, match=r"^b\b.*meta"):
-        K.check_same_device_dtype(a=a, b=torch.zeros(2, device="meta"))
+        Val.check_same_device_dtype(a=a, b=torch.zeros(2, device="meta"))
     with pytest.raises(TypeError, match=r"^b\b.*float64"):
-        K.check_same_device_dtype(a=a, b=torch.zeros(2, dtype=torch.float64))
+        Val.check_same_device_dtype(a=a, b=torch.zeros(2, dtype=torch.float64))
 
 
 def test_make_generator_rejects_non_generator():
@@ -304,10 +306,10 @@ def test_cp_init_mismatch():
     T = torch.randn(3, 4, 5, dtype=torch.float64)
     F = [torch.randn(n, 2, dtype=torch.float64) for n in (3, 4, 5)]
     w = torch.ones(2, dtype=torch.float64)
-    bad = [D.CPTensor(w, [F[0], F[1], torch.randn(6, 2, dtype=torch.float64)]),             # wrong shape
-           D.CPTensor(torch.ones(3, dtype=torch.float64), [torch.randn(n, 3, dtype=torch.float64) for n in (3, 4, 5)]),
-           D.CPTensor(w.float(), [A.float() for A in F]),                                   # wrong dtype
-           D.CPTensor(w.to("meta"), [A.to("meta") for A in F])]                             # wrong device
+    bad = [Fmt.CPTensor(w, [F[0], F[1], torch.randn(6, 2, dtype=torch.float64)]),             # wrong shape
+           Fmt.CPTensor(torch.ones(3, dtype=torch.float64), [torch.randn(n, 3, dtype=torch.float64) for n in (3, 4, 5)]),
+           Fmt.CPTensor(w.float(), [A.float() for A in F]),                                   # wrong dtype
+           Fmt.CPTensor(w.to("meta"), [A.to("meta") for A in F])]                             # wrong device
     for init in bad:
         with pytest.raises((ValueError, TypeError), match=r"^init\b"):
             D.cp_als(T, 2, init=init, n_iter=2)
@@ -316,30 +318,30 @@ def test_cp_init_mismatch():
 def test_format_constructors_reject_bad_input():
     f64 = dict(dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^factors\b"):
-        D.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 3, **f64)])
+        Fmt.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 3, **f64)])
     with pytest.raises(ValueError, match=r"^weights\b"):
-        D.CPTensor(torch.ones(3, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64)])
+        Fmt.CPTensor(torch.ones(3, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64)])
     with pytest.raises((ValueError, TypeError), match=r"^(factors|weights)\b"):
-        D.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64).to("meta")])
+        Fmt.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64).to("meta")])
     with pytest.raises((ValueError, TypeError), match=r"^(factors|weights)\b"):
-        D.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2)])
+        Fmt.CPTensor(torch.ones(2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2)])
     with pytest.raises(TypeError, match=r"^weights\b"):
-        D.CPTensor([1.0, 2.0], [torch.randn(3, 2, **f64)])
+        Fmt.CPTensor([1.0, 2.0], [torch.randn(3, 2, **f64)])
     with pytest.raises(ValueError, match=r"^(factors|core)\b"):
-        D.TuckerTensor(torch.randn(2, 2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 3, **f64)])
+        Fmt.TuckerTensor(torch.randn(2, 2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 3, **f64)])
     with pytest.raises(ValueError, match=r"^(core|factors)\b"):
-        D.TuckerTensor(torch.randn(2, 2, 2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64)])
+        Fmt.TuckerTensor(torch.randn(2, 2, 2, **f64), [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64)])
     with pytest.raises(ValueError, match=r"^cores\b"):
-        D.TTTensor([torch.randn(1, 3, 2, **f64), torch.randn(3, 4, 1, **f64)])
+        Fmt.TTTensor([torch.randn(1, 3, 2, **f64), torch.randn(3, 4, 1, **f64)])
     with pytest.raises((ValueError, TypeError), match=r"^cores\b"):
-        D.TTTensor([])
+        Fmt.TTTensor([])
     leaves = [torch.randn(3, 2, **f64), torch.randn(4, 2, **f64)]
     with pytest.raises(ValueError, match=r"^transfers\b"):
-        D.HTTensor(leaves, {(0, 2): torch.randn(2, 3, 1, **f64)})
+        Fmt.HTTensor(leaves, {(0, 2): torch.randn(2, 3, 1, **f64)})
 
 
 def test_entries_bad_index():
-    cp = D.CPTensor(torch.ones(2, dtype=torch.float64), [torch.randn(n, 2, dtype=torch.float64) for n in (3, 4)])
+    cp = Fmt.CPTensor(torch.ones(2, dtype=torch.float64), [torch.randn(n, 2, dtype=torch.float64) for n in (3, 4)])
     with pytest.raises(ValueError, match=r"^index\b"):
         cp.entries(torch.tensor([[3, 0]]))
     with pytest.raises(TypeError, match=r"^index\b"):
@@ -350,7 +352,7 @@ def test_inner_shape_mismatch():
     a = torch.randn(3, 4, 5, dtype=torch.float64)
     tt = D.tt_svd(torch.randn(3, 4, 6, dtype=torch.float64), max_rank=2)
     with pytest.raises(ValueError, match=r"^b\b.*shape"):
-        D.inner(a, tt)
+        Fmt.inner(a, tt)
 
 
 def test_algorithm_options_rejected():
@@ -372,7 +374,7 @@ def test_algorithm_options_rejected():
     with pytest.raises(ValueError, match=r"^n_iter\b"):
         D.hooi(T, 2, n_iter=0)
     with pytest.raises(ValueError, match=r"^init\b"):
-        D.nn_cp(T.abs(), 2, init=D.CPTensor(-torch.ones(2, dtype=torch.float64),
+        D.nn_cp(T.abs(), 2, init=Fmt.CPTensor(-torch.ones(2, dtype=torch.float64),
                                             [torch.rand(n, 2, dtype=torch.float64) for n in (3, 4, 5)]))
     with pytest.raises(ValueError, match=r"^rank\[0\]"):
         D.hosvd(T, (4, 2, 2))                                    # rank above the mode size
@@ -387,10 +389,10 @@ def test_options_are_keyword_only():
 
 
 def test_inner_mixed_devices_and_dtypes():
-    cp = D.CPTensor(torch.ones(2, dtype=torch.float64), [torch.randn(n, 2, dtype=torch.float64) for n in (3, 4)])
+    cp = Fmt.CPTensor(torch.ones(2, dtype=torch.float64), [torch.randn(n, 2, dtype=torch.float64) for n in (3, 4)])
     with pytest.raises(ValueError, match=r"^b\b"):
-        D.inner(cp, cp.to("meta"))
+        Fmt.inner(cp, cp.to("meta"))
     with pytest.raises(TypeError, match=r"^b\b"):
-        D.inner(cp, cp.to(torch.float32))
+        Fmt.inner(cp, cp.to(torch.float32))
     with pytest.raises(TypeError, match=r"^b\b"):
-        D.inner(cp, [[1.0]])
+        Fmt.inner(cp, [[1.0]])

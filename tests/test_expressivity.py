@@ -10,7 +10,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from tensornn.decompositions import CPTensor, HTTensor, TTTensor, generic_rank
+from tensornn.formats import CPTensor, HTTensor, TTTensor
+from tensornn.theory import generic_rank
 from tensornn.expressivity import (CPSumProduct, HTSumProduct, PolynomialNetwork, SecondOrderRNN, TTSumProduct,
                                    balanced_partition, dyadic_tensor, feature_map, grid_tensor, interleaved_partition,
                                    matricization_rank, matricize, pnn_counts, pnn_identifiability,

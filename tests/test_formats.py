@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, strategies as st
 
 from conftest import DTYPES, TOL
-from tensornn import decompositions as D
 from tensornn import kernels as K
+from tensornn import formats as Fmt
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
@@ -19,18 +19,18 @@ SHAPE = (3, 4, 5)
 
 
 def make_cp(shape, R, g, dtype=torch.float64):
-    return D.CPTensor(torch.rand(R, generator=g, dtype=dtype) + 0.5,
+    return Fmt.CPTensor(torch.rand(R, generator=g, dtype=dtype) + 0.5,
                       [torch.randn(n, R, generator=g, dtype=dtype) for n in shape])
 
 
 def make_tucker(shape, ranks, g, dtype=torch.float64):
-    return D.TuckerTensor(torch.randn(*ranks, generator=g, dtype=dtype),
+    return Fmt.TuckerTensor(torch.randn(*ranks, generator=g, dtype=dtype),
                           [torch.randn(n, r, generator=g, dtype=dtype) for n, r in zip(shape, ranks)])
 
 
 def make_tt(shape, ranks, g, dtype=torch.float64):
     r = [1] + list(ranks) + [1]
-    return D.TTTensor([torch.randn(r[k], n, r[k + 1], generator=g, dtype=dtype) for k, n in enumerate(shape)])
+    return Fmt.TTTensor([torch.randn(r[k], n, r[k + 1], generator=g, dtype=dtype) for k, n in enumerate(shape)])
 
 
 def make_ht(shape, rank, g, dtype=torch.float64):
@@ -41,7 +41,7 @@ def make_ht(shape, rank, g, dtype=torch.float64):
     for node, (a, b) in K.ht_tree(d).items():
         r[node] = 1 if node == (0, d) else rank
         transfers[node] = torch.randn(r[a], r[b], r[node], generator=g, dtype=dtype)
-    return D.HTTensor(leaves, transfers)
+    return Fmt.HTTensor(leaves, transfers)
 
 
 def all_formats(shape, g, dtype=torch.float64):
@@ -105,7 +105,7 @@ def test_ht_attributes(gen):
 def test_norms_match_full(shape, gen):
     for name, x in all_formats(shape, gen).items():
         expected = full_of(x).norm()
-        assert_close(D.norm(x), expected, rtol=1e-9, atol=0, msg=f"D.norm({name})")
+        assert_close(Fmt.norm(x), expected, rtol=1e-9, atol=0, msg=f"Fmt.norm({name})")
         if name != "dense":
             assert_close(x.norm(), expected, rtol=1e-9, atol=0, msg=f"{name}.norm()")
 
@@ -115,7 +115,7 @@ def test_inner_products_every_pair(shape, gen):
     fmts = all_formats(shape, gen)
     for (na, a), (nb, b) in itertools.product(fmts.items(), repeat=2):
         expected = (full_of(a) * full_of(b)).sum()
-        got = D.inner(a, b)
+        got = Fmt.inner(a, b)
         scale = float(full_of(a).norm() * full_of(b).norm())
         assert_close(torch.as_tensor(got, dtype=torch.float64), expected, rtol=1e-9, atol=1e-11 * scale,
                      msg=f"inner({na}, {nb})")
@@ -179,7 +179,7 @@ def test_formats_agree_with_full_property(shape, seed):
         assert_close(x.entries(idx), fulls[name].reshape(-1), **TOL[torch.float64])
         for other in fmts:                                                       # every pair of formats
             expected = (fulls[name] * fulls[other]).sum()
-            assert_close(torch.as_tensor(D.inner(x, fmts[other])), expected, rtol=1e-9,
+            assert_close(torch.as_tensor(Fmt.inner(x, fmts[other])), expected, rtol=1e-9,
                          atol=1e-11 * float(fulls[name].norm() * fulls[other].norm()) + 1e-14)
 
 
@@ -188,5 +188,5 @@ def test_inner_of_tensor_trains_with_large_ranks(gen):
     a = make_tt((70, 2, 70), (70, 70), gen)
     b = make_tt((70, 2, 70), (64, 64), gen)
     A, B = a.full(), b.full()
-    assert_close(D.inner(a, b), (A * B).sum(), rtol=1e-9, atol=1e-9 * float(A.norm() * B.norm()))
-    assert_close(D.norm(a), A.norm(), rtol=1e-9, atol=0)
+    assert_close(Fmt.inner(a, b), (A * B).sum(), rtol=1e-9, atol=1e-9 * float(A.norm() * B.norm()))
+    assert_close(Fmt.norm(a), A.norm(), rtol=1e-9, atol=0)

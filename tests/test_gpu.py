@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import DTYPES, TOL, rel_err
-from tensornn import decompositions as D
 from tensornn import kernels as K
+from tensornn import formats as Fmt
+from tensornn import decompositions as D
 from tensornn.testing import assert_close
 
 
@@ -117,4 +118,4 @@ def test_decompositions_on_cuda(dtype, gen):
         y = x.to("cpu")
         assert y.device.type == "cpu"
         assert_close(y.full(), x.full().cpu(), **GTOL[dtype])
-        assert_close(D.norm(x).cpu(), x.full().norm().cpu(), rtol=1e-3 if dtype == torch.float32 else 1e-9, atol=0)
+        assert_close(Fmt.norm(x).cpu(), x.full().norm().cpu(), rtol=1e-3 if dtype == torch.float32 else 1e-9, atol=0)

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from conftest import DTYPES, TOL, randn
+from tensornn import validation as Val
 from tensornn import kernels as K
 from tensornn.testing import assert_close
 
@@ -446,15 +447,15 @@ def test_kernels_are_differentiable(gen):
 
 # ---------------------------------------------------------------- helpers
 def test_check_rank():
-    assert K.check_rank(3) == 3
-    assert K.check_rank((1, 2, 3), length=3) == (1, 2, 3)
-    assert K.check_rank([2, 2]) == (2, 2)
+    assert Val.check_rank(3) == 3
+    assert Val.check_rank((1, 2, 3), length=3) == (1, 2, 3)
+    assert Val.check_rank([2, 2]) == (2, 2)
 
 
 def test_check_choice():
-    assert K.check_choice("a", {"a": 1, "b": 2}, "init") == 1
+    assert Val.check_choice("a", {"a": 1, "b": 2}, "init") == 1
     with pytest.raises(ValueError, match=r"init.*\['a', 'b'\].*'c'"):
-        K.check_choice("c", {"a": 1, "b": 2}, "init")
+        Val.check_choice("c", {"a": 1, "b": 2}, "init")
 
 
 def test_make_generator_and_random_normal_are_reproducible():

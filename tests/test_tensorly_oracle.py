@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import DTYPES, TOL, randn, rel_err
-from tensornn import decompositions as D
 from tensornn import kernels as K
+from tensornn import decompositions as D
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]

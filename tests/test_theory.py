@@ -8,8 +8,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from conftest import rel_err
-from tensornn import decompositions as D
 from tensornn import kernels as K
+from tensornn import formats as Fmt
+from tensornn import decompositions as D
+from tensornn import theory as Th
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
@@ -24,10 +26,10 @@ def test_jennrich_recovers_exact_cp_property(I, J, Kk, R, seed):
     g = torch.Generator().manual_seed(seed)
     F = [torch.randn(n, R, generator=g, **F64) for n in (I, J, Kk)]
     T = K.cp_full(torch.ones(R, **F64), F)
-    cp = D.jennrich(T, R, seed=seed)
-    assert isinstance(cp, D.CPTensor) and cp.rank == R
+    cp = Th.jennrich(T, R, seed=seed)
+    assert isinstance(cp, Fmt.CPTensor) and cp.rank == R
     assert rel_err(cp.full(), T) < 1e-8
-    score, perm = D.factor_match_score(cp, F)
+    score, perm = Th.factor_match_score(cp, F)
     assert score > 1 - 1e-8
     assert sorted(perm.tolist()) == list(range(R))
 
@@ -35,11 +37,11 @@ def test_jennrich_recovers_exact_cp_property(I, J, Kk, R, seed):
 def test_jennrich_bad_input(gen):
     T = torch.randn(3, 4, 5, generator=gen, **F64)
     with pytest.raises(ValueError, match=r"^rank\b"):
-        D.jennrich(T, 4)                               # rank > min(I, J)
+        Th.jennrich(T, 4)                               # rank > min(I, J)
     with pytest.raises(ValueError, match=r"^T\b"):
-        D.jennrich(torch.randn(3, 4, 5, 2, generator=gen, **F64), 2)
+        Th.jennrich(torch.randn(3, 4, 5, 2, generator=gen, **F64), 2)
     with pytest.raises(ValueError, match=r"^T\b"):
-        D.jennrich(torch.randn(3, 4, 1, generator=gen, **F64), 2)
+        Th.jennrich(torch.randn(3, 4, 1, generator=gen, **F64), 2)
 
 
 # ---------------------------------------------------------------- tensor power method
@@ -53,46 +55,46 @@ def _odeco(n, R, m, g):
 @pytest.mark.parametrize("n,R,m", [(5, 3, 3), (6, 4, 3), (4, 2, 4)])
 def test_symmetric_cp_power_recovers_odeco(n, R, m, gen):
     T, lam, V = _odeco(n, R, m, gen)
-    cp, rec = D.symmetric_cp_power(T, R, seed=0)
+    cp, rec = Th.symmetric_cp_power(T, R, seed=0)
     assert cp.ndim == m and cp.rank == R
     for A in cp.factors[1:]:
         assert_close(A, cp.factors[0], rtol=0, atol=0)                 # identical factors
     assert rel_err(cp.full(), T) < 1e-8
     assert rec.errors[-1] < 1e-8 and len(rec.errors) == R
     assert_close(cp.weights.abs().sort(descending=True).values, lam, rtol=1e-8, atol=1e-10)
-    score, _ = D.factor_match_score(cp.factors, [V] * m)
+    score, _ = Th.factor_match_score(cp.factors, [V] * m)
     assert score > 1 - 1e-8
 
 
 def test_symmetric_cp_power_rejects_non_symmetric(gen):
     with pytest.raises(ValueError, match=r"^T\b"):
-        D.symmetric_cp_power(torch.randn(4, 4, 4, generator=gen, **F64), 2)
+        Th.symmetric_cp_power(torch.randn(4, 4, 4, generator=gen, **F64), 2)
     with pytest.raises(ValueError, match=r"^T\b"):
-        D.symmetric_cp_power(torch.randn(4, 4, 5, generator=gen, **F64), 2)
+        Th.symmetric_cp_power(torch.randn(4, 4, 5, generator=gen, **F64), 2)
 
 
 # ---------------------------------------------------------------- Kruskal rank and uniqueness
 def test_kruskal_rank_known_matrices(gen):
     e = torch.eye(4, **F64)
-    assert D.kruskal_rank(e) == 4
-    assert D.kruskal_rank(torch.stack([e[0], e[1], e[0] + e[1]], 1)) == 2      # rank 2, every pair independent
-    assert D.kruskal_rank(torch.stack([e[0], e[1], e[2], 2 * e[0]], 1)) == 1   # two parallel columns
-    assert D.kruskal_rank(torch.stack([e[0], e[1], e[0] + e[1], e[2]], 1)) == 2   # rank 3 but k-rank 2
-    assert D.kruskal_rank(torch.randn(3, 7, generator=gen, **F64)) == 3        # generic: min(I, R)
-    assert D.kruskal_rank(torch.randn(6, 4, generator=gen, **F64)) == 4
+    assert Th.kruskal_rank(e) == 4
+    assert Th.kruskal_rank(torch.stack([e[0], e[1], e[0] + e[1]], 1)) == 2      # rank 2, every pair independent
+    assert Th.kruskal_rank(torch.stack([e[0], e[1], e[2], 2 * e[0]], 1)) == 1   # two parallel columns
+    assert Th.kruskal_rank(torch.stack([e[0], e[1], e[0] + e[1], e[2]], 1)) == 2   # rank 3 but k-rank 2
+    assert Th.kruskal_rank(torch.randn(3, 7, generator=gen, **F64)) == 3        # generic: min(I, R)
+    assert Th.kruskal_rank(torch.randn(6, 4, generator=gen, **F64)) == 4
     nodes = torch.tensor([0.5, 1.0, 1.5, 2.0, 2.5], **F64)                       # Vandermonde, distinct nodes
-    assert D.kruskal_rank(nodes[None, :] ** torch.arange(3, **F64)[:, None]) == 3
-    assert D.kruskal_rank(torch.zeros(3, 2, **F64)) == 0
+    assert Th.kruskal_rank(nodes[None, :] ** torch.arange(3, **F64)[:, None]) == 3
+    assert Th.kruskal_rank(torch.zeros(3, 2, **F64)) == 0
 
 
 def test_kruskal_uniqueness(gen):
     F = [torch.randn(4, 4, generator=gen, **F64) for _ in range(3)]
-    assert D.kruskal_uniqueness(D.CPTensor(torch.ones(4, **F64), F))            # 4+4+4 >= 2*4 + 2
+    assert Th.kruskal_uniqueness(Fmt.CPTensor(torch.ones(4, **F64), F))            # 4+4+4 >= 2*4 + 2
     F6 = [torch.randn(4, 6, generator=gen, **F64) for _ in range(3)]
-    assert not D.kruskal_uniqueness(F6)                                        # 4+4+4 < 2*6 + 2
+    assert not Th.kruskal_uniqueness(F6)                                        # 4+4+4 < 2*6 + 2
     bad = [F[0].clone(), F[1], F[2]]
     bad[0][:, 1] = bad[0][:, 0]                                                # k-rank 1 in mode 0: 1+4+4 < 10
-    assert not D.kruskal_uniqueness(bad)
+    assert not Th.kruskal_uniqueness(bad)
 
 
 # ---------------------------------------------------------------- generic rank: published values
@@ -106,27 +108,27 @@ def test_kruskal_uniqueness(gen):
     ((2, 2, 2, 2), 4),
 ])
 def test_generic_rank_published_values(shape, rank):
-    assert D.generic_rank(shape, seed=0) == rank
+    assert Th.generic_rank(shape, seed=0) == rank
 
 
 def test_secant_dimension_defective_3x3x3():
     "Rank-4 tensors of size 3x3x3 fill a hypersurface (dimension 26), not the whole 27-dim space (Strassen 1983)."
-    assert D.expected_secant_dimension((3, 3, 3), 4) == 27
-    assert D.secant_dimension((3, 3, 3), 4, seed=0) == 26
-    assert D.secant_dimension((3, 3, 3), 5, seed=0) == 27
+    assert Th.expected_secant_dimension((3, 3, 3), 4) == 27
+    assert Th.secant_dimension((3, 3, 3), 4, seed=0) == 26
+    assert Th.secant_dimension((3, 3, 3), 5, seed=0) == 27
     # a non-defective case matches the parameter count R (sum I_k - d + 1)
-    assert D.secant_dimension((4, 5, 6), 3, seed=0) == D.expected_secant_dimension((4, 5, 6), 3) == 3 * 13
+    assert Th.secant_dimension((4, 5, 6), 3, seed=0) == Th.expected_secant_dimension((4, 5, 6), 3) == 3 * 13
 
 
 # ---------------------------------------------------------------- multilinear and TT ranks
 def test_multilinear_and_tt_rank(gen):
     core = torch.randn(2, 3, 4, generator=gen, **F64)
     U = [torch.randn(n, r, generator=gen, **F64) for n, r in zip((5, 6, 7), (2, 3, 4))]
-    assert D.multilinear_rank(K.tucker_full(core, U)) == (2, 3, 4)
+    assert Th.multilinear_rank(K.tucker_full(core, U)) == (2, 3, 4)
     cores = [torch.randn(1, 4, 2, generator=gen, **F64), torch.randn(2, 5, 3, generator=gen, **F64),
              torch.randn(3, 4, 2, generator=gen, **F64), torch.randn(2, 3, 1, generator=gen, **F64)]
-    assert D.tt_rank(K.tt_full(cores)) == (1, 2, 3, 2, 1)
-    assert D.tt_rank(D.tt_svd(K.tt_full(cores)).full()) == (1, 2, 3, 2, 1)
+    assert Th.tt_rank(K.tt_full(cores)) == (1, 2, 3, 2, 1)
+    assert Th.tt_rank(D.tt_svd(K.tt_full(cores)).full()) == (1, 2, 3, 2, 1)
 
 
 # ---------------------------------------------------------------- Paratuck-2, t-product, t-SVD
@@ -135,7 +137,7 @@ def test_paratuck2_matches_slice_formula(gen):
     A, DA = torch.randn(I, P, generator=gen, **F64), torch.randn(Kk, P, generator=gen, **F64)
     H, DB = torch.randn(P, Q, generator=gen, **F64), torch.randn(Kk, Q, generator=gen, **F64)
     B = torch.randn(J, Q, generator=gen, **F64)
-    X = D.paratuck2(A, DA, H, DB, B)
+    X = Th.paratuck2(A, DA, H, DB, B)
     assert X.shape == (I, J, Kk)
     for k in range(Kk):
         assert_close(X[:, :, k], A @ torch.diag(DA[k]) @ H @ torch.diag(DB[k]) @ B.T, rtol=1e-10, atol=1e-12)
@@ -155,17 +157,17 @@ def _t_product_definition(A, B):
 def test_t_product_and_t_svd(n3, gen):
     A = torch.randn(4, 3, n3, generator=gen, **F64)
     B = torch.randn(3, 2, n3, generator=gen, **F64)
-    assert_close(D.t_product(A, B), _t_product_definition(A, B), rtol=1e-10, atol=1e-12)
-    U, S, V = D.t_svd(A)
+    assert_close(Th.t_product(A, B), _t_product_definition(A, B), rtol=1e-10, atol=1e-12)
+    U, S, V = Th.t_svd(A)
     assert U.dtype == S.dtype == V.dtype == torch.float64
-    assert_close(D.t_product(D.t_product(U, S), D.t_transpose(V)), A, rtol=1e-10, atol=1e-12)
+    assert_close(Th.t_product(Th.t_product(U, S), Th.t_transpose(V)), A, rtol=1e-10, atol=1e-12)
     # U has orthonormal t-columns: U^T * U is the identity tensor (identity in slice 0, zeros elsewhere)
     m = U.shape[1]
     ident = torch.zeros(m, m, n3, **F64)
     ident[:, :, 0] = torch.eye(m, **F64)
-    assert_close(D.t_product(D.t_transpose(U), U), ident, rtol=0, atol=1e-10)
+    assert_close(Th.t_product(Th.t_transpose(U), U), ident, rtol=0, atol=1e-10)
     # t_transpose reverses the t-product: (A * B)^T = B^T * A^T
-    assert_close(D.t_transpose(D.t_product(A, B)), D.t_product(D.t_transpose(B), D.t_transpose(A)),
+    assert_close(Th.t_transpose(Th.t_product(A, B)), Th.t_product(Th.t_transpose(B), Th.t_transpose(A)),
                  rtol=1e-10, atol=1e-12)
 
 
@@ -173,8 +175,8 @@ def test_factor_match_score_permutation_and_scaling(gen):
     F = [torch.randn(n, 3, generator=gen, **F64) for n in (4, 5, 6)]
     perm = torch.tensor([2, 0, 1])
     G = [F[0][:, perm] * torch.tensor([2.0, -1.0, 0.5], **F64), F[1][:, perm], F[2][:, perm]]
-    score, p = D.factor_match_score(F, G)
+    score, p = Th.factor_match_score(F, G)
     assert score == pytest.approx(1.0, abs=1e-12)
     assert_close(G[1][:, p], F[1], rtol=0, atol=0)
-    score, _ = D.factor_match_score(F, [torch.randn(n, 3, generator=gen, **F64) for n in (4, 5, 6)])
+    score, _ = Th.factor_match_score(F, [torch.randn(n, 3, generator=gen, **F64) for n in (4, 5, 6)])
     assert score < 0.9

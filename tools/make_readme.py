@@ -34,9 +34,9 @@ def _strip(cell):
     return cell
 
 
-def _link_into_nbs(markdown):
-    "Links between notebooks are relative to nbs/; from the repository root they need the folder."
-    return re.sub(r"\]\((?!https?:|#|/)([\w./-]+\.ipynb)", r"](nbs/\1", markdown)
+def _name_notebooks(markdown):
+    "A relative link breaks wherever the README is read outside a clone (a package index, a mirror): name the notebook instead."
+    return re.sub(r"\[([^\]]+)\]\((?!https?:|#|/)([\w./-]+\.ipynb)\)", r"\1 (`nbs/\2`)", markdown)
 
 
 def render(nb_path):
@@ -45,7 +45,7 @@ def render(nb_path):
     exporter = MarkdownExporter(exclude_input_prompt=True, exclude_output_prompt=True)
     exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}), enabled=True)
     body, _ = exporter.from_notebook_node(nb)
-    body = _link_into_nbs(body)
+    body = _name_notebooks(body)
     header = "<!-- Generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file. -->\n\n"
     return header + body.strip() + "\n"
 
