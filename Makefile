@@ -85,5 +85,9 @@ test: $(STAMP) site-deps $(GRADE_STAMP)
 	$(BIN)/python -m pytest tests/ -q
 	$(BIN)/nbdev-test --n-workers 2
 
+# Ratios against the peer libraries, measured side by side in one process (run on a quiet machine).
+# On a GPU machine: `bash bench/gpu_check.sh OUTDIR` runs tests/test_gpu.py and these with --device cuda.
 bench: $(STAMP)
 	$(BIN)/python bench/cp_als.py
+	$(BIN)/python bench/cp_als.py --dtype float64
+	$(BIN)/python bench/layers.py
