@@ -23,7 +23,8 @@ from .compression import effective_rank
 from .expressivity import matricization_rank
 
 # %% auto #0
-__all__ = ['MatrixFactorization', 'CompletionRecord', 'component_norms', 'factorized_completion']
+__all__ = ['MatrixFactorization', 'CompletionRecord', 'component_norms', 'factorized_completion', 'numerical_cp_rank',
+           'hierarchical_rank', 'NormDynamics', 'norm_dynamics']
 
 # %% ../nbs/08_implicit.ipynb #8e2053b8
 @dataclasses.dataclass(repr=False)
@@ -70,7 +71,10 @@ def _ht_layout(d: int, width) -> tuple[dict, dict]:
     parent = {c: node for node, kids in tree.items() for c in kids}
     if isinstance(width, Mapping):
         missing = sorted(set(tree) - set(width))
-        if missing: raise ValueError(f"rank: expected a width for every internal node {sorted(tree)}, missing {missing}")
+        extra = sorted(set(width) - set(tree))
+        if missing or extra:
+            raise ValueError(f"rank: expected a width for every internal node {sorted(tree)} and no other, "
+                             f"missing {missing}, unknown {extra}")
         widths = {node: check_rank(width[node], f"rank[{node}]") for node in tree}
     else:
         w = check_rank(width, "rank")
@@ -362,7 +366,7 @@ def _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_to
                 params = last; step = rec["steps"][-1]; break
             _record(rec, step, t, loss, res.norm() / scale, kind, params, meta, keep_models)
             last = [p.detach().clone() for p in params]
-            if loss_tol is not None and float(loss) <= loss_tol:
+            if loss_tol is not None and float(loss.detach()) <= loss_tol:
                 converged, message = True, f"loss <= loss_tol at step {step}"; break
         if step == steps: break
         grads = torch.autograd.grad(loss, params)
@@ -374,3 +378,91 @@ def _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_to
     bar.close()
     model = _as_model(kind, [p.detach() for p in params], meta)
     return model, _finish_record(rec, kind, step, message or f"ran {step} steps", converged)
+
+# %% ../nbs/08_implicit.ipynb #48050561
+def numerical_cp_rank(T: torch.Tensor,          # dense tensor of order >= 2
+                      *, tol: float = 1e-3,      # relative Frobenius error a fit must reach
+                      max_rank: int | None = None,  # largest rank tried (default prod(shape) / max(shape))
+                      n_iter: int = 500, seed: int | None = 0) -> int:
+    """Smallest `R` such that `cp_als(T, R)` reaches relative error <= `tol` (0 for the zero tensor, `max_rank + 1`
+    when no rank up to `max_rank` does)."""
+    check_tensor(T, "T", min_ndim=2)
+    tol = _check_positive(tol, "tol")
+    max_rank = check_rank(max_rank if max_rank is not None else _default_width("cp", tuple(T.shape)), "max_rank")
+    if float(T.norm()) == 0.0: return 0
+    for R in range(1, max_rank + 1):
+        _, fit = cp_als(T, R, n_iter=n_iter, tol=1e-12, seed=seed)
+        if fit.final_error <= tol: return R
+    return max_rank + 1
+
+# %% ../nbs/08_implicit.ipynb #cbeb37c1
+def hierarchical_rank(T: torch.Tensor,           # dense tensor of order >= 2
+                      *, tol: float = 1e-3) -> dict:  # singular values above tol * largest count
+    """Hierarchical tensor rank on `ht_tree(T.ndim)`: node `(a, b)` -> numerical rank of the matricization with modes
+    `a..b-1` as rows, for every leaf and internal node except the root."""
+    check_tensor(T, "T", min_ndim=2)
+    tol = _check_positive(tol, "tol")
+    d = T.ndim
+    nodes = [(k, k + 1) for k in range(d)] + [nu for nu in ht_tree(d) if nu != (0, d)]
+    return {nu: matricization_rank(T, range(*nu), tol=tol) for nu in nodes}
+
+# %% ../nbs/08_implicit.ipynb #1ef3bda7
+@dataclasses.dataclass
+class NormDynamics:
+    "Both sides of the component-norm law along a trajectory: `lhs` (finite differences) and `rhs` (the formula), `(K, R)`."
+    time: torch.Tensor          # (K,) times of the interior records
+    norms: torch.Tensor         # (K, R) component norms there
+    lhs: torch.Tensor           # (K, R) d/dt of the norms, central differences of the record
+    rhs: torch.Tensor           # (K, R) N ||c||^(2-2/N) <-grad L, c_hat>
+    order: int                  # N: factors per component (CP order, depth, or 3 for a local component)
+    nodes: list | None = None   # for "ht": the tree node of each column
+
+    def relative_gap(self) -> torch.Tensor:
+        "Largest `|lhs - rhs|` over the largest `|rhs|`, per component."
+        return (self.lhs - self.rhs).abs().amax(0) / self.rhs.abs().amax().clamp_min(torch.finfo(self.rhs.dtype).tiny)
+
+# %% ../nbs/08_implicit.ipynb #8c15bd51
+def _law_rhs(kind: str, x, idx: torch.Tensor, val: torch.Tensor, meta) -> tuple[torch.Tensor, int]:
+    "Right side `N ||c||^(2-2/N) <-grad L, c_hat>` for every component of the model `x`, and N."
+    if kind == "matrix":
+        W = x.full()
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        G = torch.zeros_like(W).index_put_((idx[:, 0], idx[:, 1]), (W[idx[:, 0], idx[:, 1]] - val) / len(val))
+        inner = torch.einsum("ir,ij,rj->r", U, G, Vh)
+        return -x.depth * S ** (2 - 2 / x.depth) * inner, x.depth
+    if kind == "cp": params, N = [A.clone().requires_grad_(True) for A in x.factors], x.ndim
+    else:
+        nodes = _ht_node_matrices(x)
+        params, N = [U.clone() for U in x.leaves] + [nodes[nu].clone().requires_grad_(True) for nu in meta["tree"]], 3
+    with torch.enable_grad():
+        res = _entries(kind, params, idx, meta) - val
+        probe = params[:1] if kind == "cp" else params[len(x.leaves):]
+        grads = torch.autograd.grad(0.5 * (res * res).mean(), probe)
+    inner = (grads[0] * probe[0]).sum(0) if kind == "cp" else torch.cat([(G * P).sum(1) for G, P in zip(grads, probe)])
+    norms = component_norms(x)
+    norms = norms if kind == "cp" else torch.cat([norms[nu] for nu in meta["tree"]])
+    return -N * norms.clamp_min(torch.finfo(norms.dtype).tiny) ** (1 - 2 / N) * inner, N
+
+# %% ../nbs/08_implicit.ipynb #f1329326
+def norm_dynamics(record: CompletionRecord,      # from factorized_completion(..., keep_models=True)
+                  observed_idx: torch.Tensor,    # the observations the run was fitted to
+                  observed_val: torch.Tensor) -> NormDynamics:
+    "Both sides of `d/dt ||c_r|| = N ||c_r||^(2-2/N) <-grad L, c_hat_r>` at the interior records of a trajectory."
+    if not isinstance(record, CompletionRecord):
+        raise TypeError(f"record: expected a CompletionRecord, got {type(record).__name__}")
+    if len(record.models) < 3:
+        raise ValueError(f"record: expected at least 3 kept models (run with keep_models=True), got {len(record.models)}")
+    shape = tuple(record.models[0].shape)
+    idx, val = _check_observations(observed_idx, observed_val, shape)
+    meta = {"shape": shape, "tree": ht_tree(len(shape))}
+    kind = record.model
+    if kind == "ht":
+        norms, cols = torch.cat([record.local_norms[nu] for nu in meta["tree"]], 1), \
+            [nu for nu in meta["tree"] for _ in range(record.local_norms[nu].shape[1])]
+    else: norms, cols = record.components, None
+    t = record.time
+    lhs = (norms[2:] - norms[:-2]) / (t[2:] - t[:-2])[:, None]
+    with torch.no_grad():
+        rhs = torch.stack([_law_rhs(kind, x, idx, val, meta)[0] for x in record.models[1:-1]])
+    N = record.models[0].depth if kind == "matrix" else (len(shape) if kind == "cp" else 3)
+    return NormDynamics(time=t[1:-1], norms=norms[1:-1], lhs=lhs, rhs=rhs, order=N, nodes=cols)
