@@ -17,8 +17,10 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .kernels import check_choice, check_rank, check_tensor, ht_tree, make_generator, random_normal
-from .decompositions import CPTensor, FitRecord, HTTensor, _check_count, _check_tol, cp_als
+from .validation import check_choice, check_int, check_rank, check_shape, check_tensor, check_tol
+from .kernels import ht_tree, make_generator, random_normal
+from .formats import CPTensor, HTTensor
+from .decompositions import FitRecord, cp_als
 from .compression import effective_rank
 from .expressivity import matricization_rank
 
@@ -152,13 +154,7 @@ def _entries(kind: str, params: list, index: torch.Tensor, meta) -> torch.Tensor
         h[node] = (h[l] * h[r]) @ params[d + i]
     return h[(0, d)][:, 0]
 
-# %% ../nbs/08_implicit.ipynb #50bc06b4
-def _check_shape(shape, name: str = "shape") -> tuple:
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, torch.Size)):
-        raise TypeError(f"{name}: expected a sequence of positive ints, got {type(shape).__name__}")
-    return tuple(check_rank(n, f"{name}[{k}]") for k, n in enumerate(shape))
-
-
+# %% ../nbs/08_implicit.ipynb #6245a848
 def _check_observations(observed_idx, observed_val, shape) -> tuple[torch.Tensor, torch.Tensor]:
     "Validate `(n_obs, N)` integer positions and `(n_obs,)` values; drop repeated positions that agree, reject ones that do not."
     if not isinstance(observed_idx, torch.Tensor) or observed_idx.is_floating_point() or observed_idx.is_complex() \
@@ -256,15 +252,7 @@ def _step_size(optimizer: str, lr: float, grads: list, state: dict) -> torch.Ten
     state["gamma"] = _ADAPTIVE_BETA * state.get("gamma", 0.0) + (1 - _ADAPTIVE_BETA) * g2
     return lr / ((state["gamma"] / (1 - _ADAPTIVE_BETA ** state["k"])).sqrt() + _ADAPTIVE_EPS)
 
-# %% ../nbs/08_implicit.ipynb #e4d14fe9
-def _check_positive(x, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"{name}: expected a positive float, got {type(x).__name__}")
-    if not math.isfinite(x) or x <= 0:
-        raise ValueError(f"{name}: expected a finite float > 0, got {x}")
-    return float(x)
-
-
+# %% ../nbs/08_implicit.ipynb #55ded5bb
 def _default_width(kind: str, shape: tuple) -> int:
     "Width that leaves rank unconstrained: min(m, n); prod/max for CP; the largest matricization rank of the tree for HT."
     if kind == "matrix": return min(shape)
@@ -289,8 +277,8 @@ def _check_fit_args(shape, kind, depth, rank, init_scale, lr, steps, record_ever
     elif not (kind == "ht" and isinstance(rank, Mapping)): rank = check_rank(rank, "rank")
     if not isinstance(balanced, bool): raise TypeError(f"balanced: expected a bool, got {type(balanced).__name__}")
     if balanced and kind == "ht": raise ValueError("balanced: only available for model='matrix' and model='cp'")
-    return (depth, rank, _check_positive(init_scale, "init_scale"), _check_positive(lr, "lr"),
-            _check_count(steps, "steps", minimum=0), _check_count(record_every, "record_every"))
+    return (depth, rank, check_tol(init_scale, "init_scale", positive=True), check_tol(lr, "lr", positive=True),
+            check_int(steps, "steps", minimum=0), check_int(record_every, "record_every"))
 
 # %% ../nbs/08_implicit.ipynb #1c3b6b9a
 def _record(rec: dict, step: int, t, loss, rel, kind: str, params: list, meta, keep_models: bool) -> None:
@@ -332,13 +320,13 @@ def factorized_completion(observed_idx: torch.Tensor,  # (n_obs, N) integer posi
     """Complete a tensor from `observed_val` at `observed_idx` by gradient descent on a factorization; returns the
     fitted model (`MatrixFactorization`, `CPTensor` or `HTTensor` with diagonal transfers) and a `CompletionRecord`.
     Loss: `sum (W[idx] - val)^2 / (2 n_obs)`."""
-    shape = _check_shape(shape)
+    shape = check_shape(shape, min_ndim=2)
     kind = check_choice(model, _MODELS, "model")
     opt = check_choice(optimizer, _OPTIMIZERS, "optimizer")
     idx, val = _check_observations(observed_idx, observed_val, shape)
     depth, rank, init_scale, lr, steps, record_every = _check_fit_args(
         shape, kind, depth, rank, init_scale, lr, steps, record_every, balanced)
-    loss_tol = _check_tol(loss_tol, "loss_tol", allow_none=True)
+    loss_tol = check_tol(loss_tol, "loss_tol", allow_none=True)
     g, dt, dev = make_generator(seed, generator), val.dtype, val.device
     meta = {"shape": shape, "tree": ht_tree(len(shape))}
     if kind == "matrix": params = _init_matrix(shape, depth, rank, init_scale, balanced, g, dt, dev)
@@ -387,7 +375,7 @@ def numerical_cp_rank(T: torch.Tensor,          # dense tensor of order >= 2
     """Smallest `R` such that `cp_als(T, R)` reaches relative error <= `tol` (0 for the zero tensor, `max_rank + 1`
     when no rank up to `max_rank` does)."""
     check_tensor(T, "T", min_ndim=2)
-    tol = _check_positive(tol, "tol")
+    tol = check_tol(tol, "tol", positive=True)
     max_rank = check_rank(max_rank if max_rank is not None else _default_width("cp", tuple(T.shape)), "max_rank")
     if float(T.norm()) == 0.0: return 0
     for R in range(1, max_rank + 1):
@@ -401,7 +389,7 @@ def hierarchical_rank(T: torch.Tensor,           # dense tensor of order >= 2
     """Hierarchical tensor rank on `ht_tree(T.ndim)`: node `(a, b)` -> numerical rank of the matricization with modes
     `a..b-1` as rows, for every leaf and internal node except the root."""
     check_tensor(T, "T", min_ndim=2)
-    tol = _check_positive(tol, "tol")
+    tol = check_tol(tol, "tol", positive=True)
     d = T.ndim
     nodes = [(k, k + 1) for k in range(d)] + [nu for nu in ht_tree(d) if nu != (0, d)]
     return {nu: matricization_rank(T, range(*nu), tol=tol) for nu in nodes}

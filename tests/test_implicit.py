@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from tensornn.compression import effective_rank
-from tensornn.decompositions import CPTensor, HTTensor
+from tensornn.formats import CPTensor, HTTensor
 from tensornn.kernels import ht_full
 from tensornn.implicit import (CompletionRecord, MatrixFactorization, NormDynamics, component_norms, factorized_completion,
                                hierarchical_rank, norm_dynamics, numerical_cp_rank)
