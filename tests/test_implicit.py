@@ -147,17 +147,17 @@ def test_norm_law_needs_balance():
     assert float(norm_dynamics(rec, idx, val).relative_gap().max()) > 0.05
 
 
-def test_ht_local_law_holds_once_norms_dominate_the_imbalance():
-    T = _cp_target((3, 3, 3, 3), 1, seed=6)
+def test_ht_local_law_holds_from_a_small_start():
+    "Local components (N = 3): the random start's imbalance is O(init^2), negligible once the norms grow."
+    T = _cp_target((3, 3, 3, 3), 2, seed=6)
     T = T / T.norm() * 9
     idx, val = _observe(T, 50, seed=6)
-    _, rec = factorized_completion(idx, val, T.shape, model="ht", rank=3, init_scale=0.4, lr=2e-3, steps=40,
-                                   record_every=1, keep_models=True, seed=6)
+    _, rec = factorized_completion(idx, val, T.shape, model="ht", rank=3, init_scale=0.05, lr=4e-3, steps=600,
+                                   optimizer="adaptive", record_every=1, keep_models=True, seed=6)
     dyn = norm_dynamics(rec, idx, val)
     assert dyn.order == 3 and len(dyn.nodes) == dyn.lhs.shape[1] == 9
-    big = dyn.norms[0] > 0.5 * dyn.norms[0].max()
-    gap = (dyn.lhs - dyn.rhs).abs()[:, big].max() / dyn.rhs.abs().max()
-    assert float(gap) < 0.3
+    assert float(dyn.norms[-1].max()) > 1.0                                   # components did leave zero
+    assert float(dyn.relative_gap().max()) < 0.02
 
 
 # ---------------------------------------------------------------- HT factorization = chapter 01's HT contraction
