@@ -349,6 +349,8 @@ def _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_to
         loss = 0.5 * (res * res).mean()
         if step % record_every == 0 or step == steps:
             if not bool(torch.isfinite(loss)):
+                if not rec["steps"]:
+                    raise ValueError(f"init_scale: the loss at the initialisation is not finite (too large for these values?)")
                 message = f"loss not finite at step {step} (step size too large?): returned the state of step {rec['steps'][-1]}"
                 warnings.warn(f"factorized_completion: {message}")
                 params = last; step = rec["steps"][-1]; break

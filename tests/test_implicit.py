@@ -95,6 +95,13 @@ def test_loss_tol_stops_early_and_divergence_is_reported():
     assert bool(torch.isfinite(x.full()).all()) and not rec.converged and "not finite" in rec.message
 
 
+def test_non_finite_start_is_an_error_not_nan():
+    T = _cp_target((6, 6, 6), 2)
+    idx, val = _observe(T, 40)
+    with pytest.raises(ValueError, match="init_scale"):
+        factorized_completion(idx, val, T.shape, model="cp", rank=4, init_scale=1e120, steps=5, seed=0)
+
+
 # ---------------------------------------------------------------- the papers' claims, small
 def test_two_by_two_unobserved_entry_and_nuclear_norm_grow_while_loss_falls():
     "Razin & Cohen (2020): depth 3, small steps, positive determinant: |W11| and every norm grow as the loss falls."
@@ -193,6 +200,21 @@ def test_hierarchical_rank_of_factorization_is_bounded_by_widths(w_low, w_root, 
     r = hierarchical_rank(x.full(), tol=1e-9)
     assert r[(0, 2)] == r[(2, 4)] == min(w_low, w_root)                          # generic: the smaller width
     assert all(r[(k, k + 1)] == w_low for k in range(4))
+
+
+def test_hierarchical_rank_against_numpy_matrix_rank():
+    "Oracle: NumPy's matrix_rank of the same matricizations (rows: the node's modes, in order)."
+    np = pytest.importorskip("numpy")
+    g = _gen(12)
+    T = torch.einsum("ia,ja,kb,lb,ab->ijkl", *[torch.randn(n, 3, generator=g, dtype=torch.float64) for n in (3, 4, 4, 3)],
+                     torch.randn(3, 3, generator=g, dtype=torch.float64))
+    r = hierarchical_rank(T, tol=1e-10)
+    A = T.numpy()
+    for (a, b), rank in r.items():
+        rows = list(range(a, b)); cols = [m for m in range(4) if m not in rows]
+        M = A.transpose(rows + cols).reshape(int(np.prod([A.shape[m] for m in rows])), -1)
+        s = np.linalg.svd(M, compute_uv=False)
+        assert rank == np.linalg.matrix_rank(M, tol=1e-10 * s[0])
 
 
 def test_component_norms_match_dense_components():
