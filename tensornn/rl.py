@@ -600,7 +600,7 @@ CoopGridEnv.P = property(_coop_table)
 if "tensornn/CoopGrid-v0" not in gym.registry:
     gym.register("tensornn/CoopGrid-v0", entry_point="tensornn.rl:CoopGridEnv", max_episode_steps=50)
 
-# %% ../nbs/06_rl.ipynb #65033aed
+# %% ../nbs/06_rl.ipynb #08374a0f
 def random_cp_q(state_shape, action_shape, rank: int, *, scale: float = 0.01,
                 generator: torch.Generator | None = None, dtype=None, device=None) -> CPTensor:
     """A CP Q-tensor to start learning from: factors near 1 (so every factor gets a gradient) in all modes but the last
@@ -625,7 +625,7 @@ def _cp_td_step(Q: CPTensor, x: torch.Tensor, target: torch.Tensor, lr: float) -
     for A, i, g in zip(Q.factors, x, loo): A[i] += step * g
     return delta
 
-# %% ../nbs/06_rl.ipynb #0a3e43e5
+# %% ../nbs/06_rl.ipynb #c93901e9
 _MODELS = {"tabular": "tabular", "cp": "cp"}
 
 
@@ -673,7 +673,7 @@ def q_learning(env,  # a gymnasium env with Discrete or MultiDiscrete observatio
     rec.message = f"{n_steps} env steps, {len(rec.info['returns'])} evaluations"
     return _q_out(Q, S, U), rec
 
-# %% ../nbs/06_rl.ipynb #0398df56
+# %% ../nbs/06_rl.ipynb #7b0b1de9
 def _q_out(Q, S, U): return Q.reshape(S + U) if isinstance(Q, torch.Tensor) else Q
 
 
