@@ -190,21 +190,21 @@ FactoredMDP.q_optimal = _q_optimal
 
 # %% ../nbs/06_rl.ipynb #2ad7e5bc
 def _as_policy(self, policy: torch.Tensor) -> torch.Tensor:
-    "Probabilities `(*B, S, A)` from a stochastic policy `(*B, *S, *U)` or a deterministic one `(*B, *S, n_agents)` (long)."
+    "`(probs (*B, S, A), joint actions (*B, S) or None)` from a stochastic policy `(*B, *S, *U)` or actions `(*B, *S, n)` (long)."
     m, n = len(self.state_shape), len(self.action_shape)
     if not isinstance(policy, torch.Tensor):
         raise TypeError(f"policy: expected a torch.Tensor, got {type(policy).__name__}")
     if policy.dtype == torch.long:
         if tuple(policy.shape[policy.ndim - m - 1:]) != self.state_shape + (n,):
             raise ValueError(f"policy: expected actions of shape (*B, *{self.state_shape}, {n}), got {tuple(policy.shape)}")
-        joint = _ravel(policy, self.action_shape)
-        return torch.nn.functional.one_hot(joint, self.n_actions).to(self.dtype).reshape(*policy.shape[:-m - 1], self.n_states, -1)
+        joint = _ravel(policy, self.action_shape).reshape(*policy.shape[:-m - 1], self.n_states)
+        return torch.nn.functional.one_hot(joint, self.n_actions).to(self.dtype), joint
     check_tensor(policy, "policy", min_ndim=m + n)
     if tuple(policy.shape[policy.ndim - m - n:]) != self.q_shape:
         raise ValueError(f"policy: expected probabilities of shape (*B, *{self.q_shape}), got {tuple(policy.shape)}")
     pi = policy.reshape(*policy.shape[:policy.ndim - m - n], self.n_states, self.n_actions)
     _check_stochastic(pi, "policy", 1e-6)
-    return pi
+    return pi, None
 
 
 def _ravel(actions: torch.Tensor, shape: tuple) -> torch.Tensor:
@@ -218,32 +218,19 @@ FactoredMDP._as_policy = _as_policy
 
 # %% ../nbs/06_rl.ipynb #055daf1f
 def _q_policy(self, policy: torch.Tensor,  # probabilities `(*B, *S, *U)` or actions `(*B, *S, n_agents)` (long); a batch of policies
-              gamma: float) -> torch.Tensor:
-    "Exact `Q^pi` `(*B, *S, *U)` of one policy or a batch, by solving the linear Bellman equation `(I - gamma P_pi) V = r_pi`."
+              gamma: float,
+              *, method: str = "auto") -> torch.Tensor:  # "solve" (linear system), "iterate" (to 1e-12), "auto": solve up to 4096 states
+    "Exact `Q^pi` `(*B, *S, *U)` of one policy or a batch, from the linear Bellman equation `(I - gamma P_pi) V = r_pi`."
     gamma = _check_gamma(gamma)
-    pi = self._as_policy(policy)
-    V = self._v_policy(pi, gamma)
+    pi, joint = self._as_policy(policy)
+    V = self._v_policy(pi, joint, gamma, method)
     return self._backup(V, gamma).reshape(*pi.shape[:-2], *self.q_shape)
 
 
-def _v_policy(self, pi: torch.Tensor, gamma: float) -> torch.Tensor:
-    "Flat `V^pi` `(*B, S)` of policies given as probabilities `(*B, S, A)`."
-    S = self.n_states
-    batch = pi.shape[:-2]
-    pi = pi.reshape(-1, S, self.n_actions)
-    live = (~self.terminal).to(self.dtype)
-    eye = torch.eye(S, dtype=self.dtype, device=self.device)
-    r_pi = (pi * self.R).sum(-1) * live
-    V = torch.linalg.solve(eye - gamma * live[:, None] * self._policy_matrix(pi), r_pi[..., None])[..., 0]
-    if not bool(torch.isfinite(V).all()):
-        raise FloatingPointError("q_policy: the linear system gave non-finite values")
-    return V.reshape(*batch, S)
-
-
-def _v_policy_public(self, policy: torch.Tensor, gamma: float) -> torch.Tensor:
+def _v_policy_public(self, policy: torch.Tensor, gamma: float, *, method: str = "auto") -> torch.Tensor:
     "Exact state values `V^pi` `(*B, *S)` of one policy or a batch (same inputs as `q_policy`)."
-    pi = self._as_policy(policy)
-    return self._v_policy(pi, _check_gamma(gamma)).reshape(*pi.shape[:-2], *self.state_shape)
+    pi, joint = self._as_policy(policy)
+    return self._v_policy(pi, joint, _check_gamma(gamma), method).reshape(*pi.shape[:-2], *self.state_shape)
 
 
 def _policy_matrix(self, pi: torch.Tensor) -> torch.Tensor:
@@ -259,10 +246,42 @@ def _policy_matrix(self, pi: torch.Tensor) -> torch.Tensor:
     rows, cols = self._P                                                    # (S A, R), (S', R)
     return (pi[..., None] * rows.reshape(S, self.n_actions, -1)).sum(2) @ cols.mT
 
-FactoredMDP.q_policy, FactoredMDP.v_policy = _q_policy, _v_policy_public
-FactoredMDP._v_policy, FactoredMDP._policy_matrix = _v_policy, _policy_matrix
+FactoredMDP.q_policy, FactoredMDP.v_policy, FactoredMDP._policy_matrix = _q_policy, _v_policy_public, _policy_matrix
 
-# %% ../nbs/06_rl.ipynb #cfe25a2b
+# %% ../nbs/06_rl.ipynb #1ea51da8
+_EVAL_METHODS = {"auto": "auto", "solve": "solve", "iterate": "iterate"}
+
+
+def _v_policy(self, pi: torch.Tensor, joint, gamma: float, method: str) -> torch.Tensor:
+    """Flat `V^pi` `(*B, S)`: one batched linear solve, or fixed-point iteration to a sup-norm change <= 1e-12 (for
+    large state spaces; a deterministic policy on an outcomes table then costs `S K` per sweep)."""
+    S, A = self.n_states, self.n_actions
+    method = check_choice(method, _EVAL_METHODS, "method")
+    if method == "auto": method = "solve" if S <= 4096 else "iterate"
+    batch, pi = pi.shape[:-2], pi.reshape(-1, S, A)
+    live = (~self.terminal).to(self.dtype)
+    r_pi = (pi * self.R).sum(-1) * live
+    if method == "solve":
+        eye = torch.eye(S, dtype=self.dtype, device=self.device)
+        V = torch.linalg.solve(eye - gamma * live[:, None] * self._policy_matrix(pi), r_pi[..., None])[..., 0]
+    else:
+        if joint is not None and self.transition_kind == "outcomes":
+            rows = torch.arange(S, device=self.device)
+            p, ix = (t[rows, joint.reshape(-1, S)] for t in self._P)                 # (B, S, K) chosen outcomes
+            step = lambda V: (p * V.gather(1, ix.flatten(1)).reshape(p.shape)).sum(-1)
+        else:
+            step = lambda V: (pi * self._expected_next(V)).sum(-1)
+        V = torch.zeros_like(r_pi)
+        for _ in range(1_000_000):
+            V, old = r_pi + gamma * live * step(V), V
+            if float((V - old).abs().max()) <= 1e-12: break
+    if not bool(torch.isfinite(V).all()):
+        raise FloatingPointError("policy evaluation gave non-finite values")
+    return V.reshape(*batch, S)
+
+FactoredMDP._v_policy = _v_policy
+
+# %% ../nbs/06_rl.ipynb #c4831b3c
 def _unravel(flat: torch.Tensor, shape: tuple) -> torch.Tensor:
     "Multi-indices `(..., len(shape))` of flat C-order indices."
     out = []
@@ -297,7 +316,7 @@ def _check_states(states, shape) -> torch.Tensor:
         raise TypeError(f"states: expected a long tensor of shape (B, {len(shape)}), got {states!r:.60}")
     return states
 
-# %% ../nbs/06_rl.ipynb #393a1768
+# %% ../nbs/06_rl.ipynb #98f2b7b6
 def _cp_greedy(Q: CPTensor, n: int, states, method: str, n_sweeps: int) -> torch.Tensor:
     "Greedy joint actions of a CP Q-tensor: per-state term weights, then exact enumeration or one agent at a time."
     m = Q.ndim - n
@@ -328,7 +347,7 @@ def _cp_greedy(Q: CPTensor, n: int, states, method: str, n_sweeps: int) -> torch
     u = u.reshape(Bn, R + 1, n)[torch.arange(Bn, device=u.device), val.argmax(-1)]
     return u.reshape(*out_shape, n)
 
-# %% ../nbs/06_rl.ipynb #e825b9ad
+# %% ../nbs/06_rl.ipynb #5dbf9711
 def from_gymnasium(env,  # a gymnasium env (or its `unwrapped`) with a transition table `P[s][a] = [(p, s', r, done), ...]`
                    *, state_shape=None,  # sizes of the state factors (product: the number of states; default `env.state_shape` or flat)
                    action_shape=None,  # sizes of the action factors (default: from a MultiDiscrete action space, else one)
@@ -363,7 +382,7 @@ def from_gymnasium(env,  # a gymnasium env (or its `unwrapped`) with a transitio
                         index.reshape(state_shape + action_shape + (K,)).to(device)),
                        state_shape=state_shape, terminal=terminal.reshape(state_shape).to(device))
 
-# %% ../nbs/06_rl.ipynb #329f57e1
+# %% ../nbs/06_rl.ipynb #10907e16
 def rollout_returns(env,  # a gymnasium env (Discrete or MultiDiscrete observations and actions)
                     policy,  # actions table `(*S, n_agents)` (long) or a callable mapping a state tuple to a joint action tuple
                     *, state_shape,  # sizes of the state factors (a Discrete observation is unravelled into them)
@@ -396,7 +415,7 @@ def rollout_returns(env,  # a gymnasium env (Discrete or MultiDiscrete observati
         out.append(ret)
     return torch.tensor(out, dtype=torch.float64)
 
-# %% ../nbs/06_rl.ipynb #d20cbd80
+# %% ../nbs/06_rl.ipynb #986dadd8
 def random_lowrank_mdp(state_shape, action_shape,  # sizes of the state factors and of the per-agent action sets
                        reward_rank: int,  # k1: CP rank of r(s, .) over the action modes, for every state
                        transition_rank: int,  # k2: CP rank of P(.|s, .) over the action modes and the next state
@@ -417,7 +436,7 @@ def random_lowrank_mdp(state_shape, action_shape,  # sizes of the state factors 
     P = (1 - c.sum(-1, keepdim=True)) * dists[:, None, 0] + c @ dists[:, 1:]     # (nS, A, nS)
     return FactoredMDP(R.reshape(S + U).to(device), P.reshape(S + U + S).to(device))
 
-# %% ../nbs/06_rl.ipynb #8d463a4d
+# %% ../nbs/06_rl.ipynb #cf0900ca
 def action_multilinear_ranks(Q: torch.Tensor,  # Q-tensor `(*S, *U)` (or any tensor whose trailing modes are actions)
                              n_agents: int,  # number of trailing action modes
                              *, tol: float | None = None) -> torch.Tensor:  # relative singular-value threshold (default `max(size) eps`)
@@ -430,7 +449,7 @@ def action_multilinear_ranks(Q: torch.Tensor,  # Q-tensor `(*S, *U)` (or any ten
              for i in range(n_agents)]
     return torch.stack(ranks, -1).reshape(*lead, n_agents)
 
-# %% ../nbs/06_rl.ipynb #1ce703a7
+# %% ../nbs/06_rl.ipynb #e97e57ac
 _FORMATS = {"cp": "cp", "tt": "tt"}
 
 
@@ -471,7 +490,7 @@ def lowrank_q_iteration(mdp: FactoredMDP, gamma: float,
         rec.message += f"; cp_als warned {rec.info['als_warnings']} times (e.g. diverging terms: rank {rank} may be ill-posed)"
     return model, rec
 
-# %% ../nbs/06_rl.ipynb #651afd7c
+# %% ../nbs/06_rl.ipynb #3821273d
 _MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]])               # stay, up, down, left, right
 
 
@@ -507,7 +526,7 @@ class CoopGridEnv(gym.Env):
         pairs = int((counts * (counts - 1) // 2).sum())
         return -float(off) - self.collision_cost * pairs, off == 0
 
-# %% ../nbs/06_rl.ipynb #3b2ecd6d
+# %% ../nbs/06_rl.ipynb #ceeade0a
 def _coop_reset(self, *, seed: int | None = None, options: dict | None = None):
     "Agents start on uniformly random cells, not all on their goals."
     super(CoopGridEnv, self).reset(seed=seed)
@@ -531,7 +550,7 @@ def _coop_step(self, action):
 
 CoopGridEnv.reset, CoopGridEnv.step = _coop_reset, _coop_step
 
-# %% ../nbs/06_rl.ipynb #bd5ebb06
+# %% ../nbs/06_rl.ipynb #0dae83a1
 def _coop_render(self):
     "ANSI text (goals `g`, agents `0`-`9`, `*` for several) or an RGB image `(16 size, 16 size, 3)`."
     if self.render_mode is None:
@@ -554,7 +573,7 @@ def _coop_render(self):
 
 CoopGridEnv.render = _coop_render
 
-# %% ../nbs/06_rl.ipynb #a0e9ceaf
+# %% ../nbs/06_rl.ipynb #509fd910
 def _coop_mdp(self, *, dtype: torch.dtype = torch.float64, device=None) -> FactoredMDP:
     "The exact `FactoredMDP` (vectorised; slipping multiplies the outcomes per state-action by `5 ** n_agents`)."
     n, cells = self.n_agents, self.size * self.size
@@ -579,7 +598,7 @@ def _coop_mdp(self, *, dtype: torch.dtype = torch.float64, device=None) -> Facto
 
 CoopGridEnv.mdp = _coop_mdp
 
-# %% ../nbs/06_rl.ipynb #6db8299c
+# %% ../nbs/06_rl.ipynb #89ab4ce6
 def _coop_table(self) -> dict:
     "gymnasium's toy-text table `P[s][a] = [(p, s', r, terminated)]` over flat states and joint actions (small sizes)."
     if (self.size ** 2) ** self.n_agents * 5 ** self.n_agents > 200_000:
@@ -600,7 +619,7 @@ CoopGridEnv.P = property(_coop_table)
 if "tensornn/CoopGrid-v0" not in gym.registry:
     gym.register("tensornn/CoopGrid-v0", entry_point="tensornn.rl:CoopGridEnv", max_episode_steps=50)
 
-# %% ../nbs/06_rl.ipynb #08374a0f
+# %% ../nbs/06_rl.ipynb #4ccd85eb
 def random_cp_q(state_shape, action_shape, rank: int, *, scale: float = 0.01,
                 generator: torch.Generator | None = None, dtype=None, device=None) -> CPTensor:
     """A CP Q-tensor to start learning from: factors near 1 (so every factor gets a gradient) in all modes but the last
@@ -614,18 +633,19 @@ def random_cp_q(state_shape, action_shape, rank: int, *, scale: float = 0.01,
     return CPTensor(torch.ones(rank, dtype=dt), f).to(device)
 
 
-def _cp_td_step(Q: CPTensor, x: torch.Tensor, target: torch.Tensor, lr: float) -> torch.Tensor:
-    "Normalised LMS step on the rows `x` (one entry per mode) of the factors towards `target`; returns the TD error."
-    rows = [A[i] for A, i in zip(Q.factors, x)]                               # (R,) each
-    P = torch.stack(rows)                                                     # (d, R)
-    full = P.prod(0) * Q.weights
-    delta = target - full.sum()
-    loo = torch.stack([torch.cat([P[:k], P[k + 1:]]).prod(0) for k in range(P.shape[0])]) * Q.weights   # (d, R)
+def _cp_td_step(Q: CPTensor, x: Sequence[int], target: float, lr: float) -> torch.Tensor:
+    "Normalised LMS step on the rows `x` (one index per mode) of the factors towards `target`; returns the TD error."
+    rows = torch.stack([A[i] for A, i in zip(Q.factors, x)])                  # (d, R)
+    one = torch.ones_like(rows[:1])
+    pre = torch.cat([one, rows[:-1]]).cumprod(0)                              # products of the rows before mode k
+    suf = torch.cat([rows[1:], one]).flip(0).cumprod(0).flip(0)               # ... and after it
+    loo = pre * suf * Q.weights                                               # gradient of Q(x) w.r.t. row k
+    delta = target - (rows[0] * loo[0]).sum()
     step = lr * delta / (loo.pow(2).sum() + 1e-8)
     for A, i, g in zip(Q.factors, x, loo): A[i] += step * g
     return delta
 
-# %% ../nbs/06_rl.ipynb #c93901e9
+# %% ../nbs/06_rl.ipynb #372a28b6
 _MODELS = {"tabular": "tabular", "cp": "cp"}
 
 
@@ -673,7 +693,7 @@ def q_learning(env,  # a gymnasium env with Discrete or MultiDiscrete observatio
     rec.message = f"{n_steps} env steps, {len(rec.info['returns'])} evaluations"
     return _q_out(Q, S, U), rec
 
-# %% ../nbs/06_rl.ipynb #7b0b1de9
+# %% ../nbs/06_rl.ipynb #b51bbbdd
 def _q_out(Q, S, U): return Q.reshape(S + U) if isinstance(Q, torch.Tensor) else Q
 
 
@@ -704,4 +724,4 @@ def _td_update(Q, s, u, target: float, lr: float, S, U) -> float:
         i, j = int(np.ravel_multi_index(s, S)), int(np.ravel_multi_index(u, U))
         delta = target - float(Q[i, j]); Q[i, j] += lr * delta
         return delta
-    return float(_cp_td_step(Q, torch.tensor(s + u), torch.tensor(target, dtype=Q.dtype), lr))
+    return float(_cp_td_step(Q, s + u, target, lr))

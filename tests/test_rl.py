@@ -103,6 +103,17 @@ def test_greedy_policy_of_q_star_solves_taxi_from_every_start_state(taxi):
     assert_close(v, Q.reshape(500, 6).amax(-1)[starts], rtol=0, atol=1e-8)
 
 
+def test_iterative_policy_evaluation_matches_solve(lake, taxi):
+    _, mdp = taxi
+    acts = greedy_actions(mdp.q_optimal(0.95)[0], 1)
+    assert_close(mdp.v_policy(acts, 0.95, method="iterate"), mdp.v_policy(acts, 0.95, method="solve"), rtol=0, atol=1e-9)
+    _, mdp = lake
+    pi = torch.rand(8, 8, 4, generator=_gen(3), dtype=torch.float64)
+    pi = pi / pi.sum(-1, keepdim=True)
+    assert_close(mdp.q_policy(pi, 0.9, method="iterate"), mdp.q_policy(pi, 0.9, method="solve"), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="method"): mdp.v_policy(pi, 0.9, method="lu")
+
+
 def test_transition_forms_agree():
     "Dense, CP and outcomes forms of the same transition give the same Q* and Q^pi."
     g = _gen(2)
