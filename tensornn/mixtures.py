@@ -17,9 +17,11 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .kernels import check_choice, check_rank, check_same_device_dtype, check_tensor, make_generator, \
-    random_normal, unfold
-from .decompositions import FitRecord, cp_als, jennrich
+from .validation import check_choice, check_int, check_rank, check_real, check_same_device_dtype, \
+    check_tensor, check_tol
+from .kernels import make_generator, random_normal, unfold
+from .decompositions import FitRecord, cp_als
+from .theory import jennrich
 from .derivatives import _symmetric_decomposition, stein_moment
 
 # %% auto #0
@@ -29,10 +31,7 @@ __all__ = ['MixtureOfClassifiers', 'moment_constant', 'conditional_moment', 'max
 
 # %% ../nbs/07_mixtures.ipynb #401bd639
 def _check_real(x, name: str, ndim: int) -> torch.Tensor:
-    check_tensor(x, name, ndim=ndim)
-    if x.is_complex():
-        raise TypeError(f"{name}: expected a real floating-point tensor, got dtype {x.dtype}")
-    return x
+    return check_real(check_tensor(x, name, ndim=ndim), name)
 
 
 def _check_mixture(weights, vectors) -> None:
@@ -132,10 +131,7 @@ def moment_constant(k: int) -> float:
     """`c_k` with `E_{x|y=1}[He_k(x)] = c_k sum_j w_j a_hat_j^{(x)k}` for a mixture of linear classifiers with Gaussian
     inputs: `c_k = 2 E[1{t >= 0} He_k(t)]`, `t ~ N(0, 1)`. `c_0 = 1`, `c_k = 0` for even `k >= 2`, and
     `c_{2D+1} = (-1)^D (2D-1)!! sqrt(2/pi)`. `k` is a nonnegative int."""
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k: expected a nonnegative int, got {type(k).__name__}")
-    if k < 0:
-        raise ValueError(f"k: expected a nonnegative int, got {k}")
+    k = check_int(k, "k", minimum=0, what="a nonnegative int")
     if k == 0: return 1.0
     if k % 2 == 0: return 0.0
     D = (k - 1) // 2
@@ -189,29 +185,37 @@ def max_components(dim: int, order: int) -> int:
     order = check_choice(order, _ORDERS, "order")
     return dim if order == 3 else dim * (dim + 1) // 2
 
-# %% ../nbs/07_mixtures.ipynb #ab4b36f3
+# %% ../nbs/07_mixtures.ipynb #99b88234
+def _directions_jennrich(T3: torch.Tensor, M: int, g: torch.Generator, n_tries: int = 2, n_iter: int = 60) -> torch.Tensor:
+    "Unit mode-2 factor `(K, M)` of a 3-way `T3`: Jennrich's algorithm from `n_tries` random pencils, each polished by CP-ALS."
+    best = None
+    for _ in range(n_tries):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)                    # noisy moments: judged by the fit below
+            cp, rec = cp_als(T3, M, init=jennrich(T3, M, generator=g), n_iter=n_iter, tol=1e-10)
+        if best is None or rec.final_error < best[0]: best = (rec.final_error, cp.factors[2])
+    return best[1] / best[1].norm(dim=0)
+
+
 def _directions_order3(T: torch.Tensor, M: int, method: str, g: torch.Generator) -> torch.Tensor:
     "Unit columns `(d, M)` of a symmetric order-3 `T = sum_j lam_j v_j^{(x)3}` with independent `v_j`."
     U = torch.linalg.svd(unfold(T, 0), full_matrices=False).U[:, :M]           # span of the components
     if M == 1: return U                                                        # one component: its span is it
     core = torch.einsum("abc,ai,bj,ck->ijk", T, U, U, U)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)                        # noisy moments: judged by the fit
-        V, _ = _symmetric_decomposition(core, M, method, g)                   # chapter 04: Jennrich + ALS, or power
+    if method == "jennrich":
+        V = _directions_jennrich(core, M, g)
+    else:                                                                      # chapter 04: whitening + power method
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            V, _ = _symmetric_decomposition(core, M, "power", g)
     V = U @ V
     return V / V.norm(dim=0)
 
 
-def _directions_order5(T: torch.Tensor, M: int, g: torch.Generator, n_tries: int = 3) -> torch.Tensor:
-    "Unit columns `(d, M)` of a symmetric order-5 `T`, from Jennrich on the `d^2 x d^2 x d` reshaping, polished by ALS."
+def _directions_order5(T: torch.Tensor, M: int, g: torch.Generator) -> torch.Tensor:
+    "Unit columns `(d, M)` of a symmetric order-5 `T`: Jennrich on the `d^2 x d^2 x d` reshaping, whose mode-2 factor is `v_j`."
     d = T.shape[0]
-    T3, best = T.reshape(d * d, d * d, d), None
-    for _ in range(n_tries):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)                    # judged by the fit below
-            cp, rec = cp_als(T3, M, init=jennrich(T3, M, generator=g), n_iter=100, tol=1e-12)
-        if best is None or rec.final_error < best[0]: best = (rec.final_error, cp.factors[2])
-    return best[1] / best[1].norm(dim=0)
+    return _directions_jennrich(T.reshape(d * d, d * d, d), M, g)
 
 # %% ../nbs/07_mixtures.ipynb #9566d69b
 _CP_METHODS = {"jennrich": "jennrich", "power": "power"}
@@ -313,7 +317,7 @@ def compare_mixtures(estimate, truth) -> MixtureMatch:
     vec = (estimate.vectors.to(truth.vectors)[p] - truth.vectors).norm(dim=1) / truth.vectors.norm(dim=1)
     return MixtureMatch(cos, (w_hat - truth.weights).abs(), torch.where(ok, vec, torch.ones_like(vec)), perm)
 
-# %% ../nbs/07_mixtures.ipynb #445012df
+# %% ../nbs/07_mixtures.ipynb #48ff866c
 def _mixture_nll(x, s, U, logits):
     "Mean negative log-likelihood of labels `s` in {-1, +1} under `P(y=1|x) = sum_j softmax(logits)_j sigmoid(u_j . x)`."
     return -torch.logsumexp(F.logsigmoid(s[:, None] * (x @ U.mT)) + torch.log_softmax(logits, 0), 1).mean()
@@ -328,7 +332,7 @@ def _check_init(init, cls, M: int, x: torch.Tensor):
     check_same_device_dtype(x=x, init=init.vectors)
     return init
 
-# %% ../nbs/07_mixtures.ipynb #b8716078
+# %% ../nbs/07_mixtures.ipynb #8373a596
 def fit_mixture_likelihood(x: torch.Tensor, y: torch.Tensor, n_components: int, *, init=None, steps: int = 500,
                            lr: float = 0.05, scale: float = 4.0, tol: float = 1e-8, generator: torch.Generator | None = None,
                            seed: int | None = None, progress: bool = False):
@@ -341,7 +345,8 @@ def fit_mixture_likelihood(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     _check_real(x, "x", 2)
     s = 2 * _check_labels(y, x) - 1
     M = check_rank(n_components, "n_components")
-    init, steps = _check_init(init, MixtureOfClassifiers, M, x), check_rank(steps, "steps")
+    init, steps = _check_init(init, MixtureOfClassifiers, M, x), check_int(steps, "steps")
+    lr, scale, tol = check_tol(lr, "lr", positive=True), check_tol(scale, "scale", positive=True), check_tol(tol)
     g = make_generator(seed, generator)
     if init is None:
         U0, w0 = random_normal((M, x.shape[1]), generator=g, dtype=x.dtype, device=x.device), torch.full_like(x[0, :M], 1 / M)
@@ -363,7 +368,7 @@ def fit_mixture_likelihood(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     return fit, FitRecord(errors=errors, converged=it + 1 < steps, n_iter=it + 1,
                           message=f"mean negative log-likelihood {errors[-1]:.4f} after {it + 1} Adam steps")
 
-# %% ../nbs/07_mixtures.ipynb #af39b959
+# %% ../nbs/07_mixtures.ipynb #ba960580
 @dataclasses.dataclass(frozen=True, repr=False)
 class MixtureOfRegressions(_Mixture):
     """A mixture of `M` linear regressions: `x ~ N(0, I_d)`, a hidden `j` with probability `weights[j]`, and
@@ -373,8 +378,7 @@ class MixtureOfRegressions(_Mixture):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) or not 0 <= self.noise < math.inf:
-            raise ValueError(f"noise: expected a nonnegative finite float (a standard deviation), got {self.noise!r}")
+        check_tol(self.noise, "noise")                                          # a standard deviation: finite, >= 0
 
     def sample(self, n: int, *, generator: torch.Generator | None = None, dtype=None, device=None,
                return_components: bool = False):
@@ -389,7 +393,7 @@ class MixtureOfRegressions(_Mixture):
         order = check_rank(order, "order")
         return _power_sum(math.factorial(order) * self.weights, self.vectors, order)
 
-# %% ../nbs/07_mixtures.ipynb #fcfc83c9
+# %% ../nbs/07_mixtures.ipynb #f2c51dfd
 def learn_mixed_regression(x: torch.Tensor, y: torch.Tensor, n_components: int, *, method: str = "jennrich",
                            chunk_size: int | None = None, generator: torch.Generator | None = None,
                            seed: int | None = None) -> MixtureOfRegressions:
@@ -419,7 +423,7 @@ def learn_mixed_regression(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     noise2 = float((y ** 2).mean() - (w / w.sum()) @ (A * A).sum(1))
     return MixtureOfRegressions(w / w.sum(), A, noise=math.sqrt(max(noise2, 0.0)))
 
-# %% ../nbs/07_mixtures.ipynb #2bdd857f
+# %% ../nbs/07_mixtures.ipynb #80fc0c6b
 def _regression_loglik(x, y, w, A, var):
     "Per-sample, per-component log-densities `(N, M)` of the mixture of regressions."
     R = y[:, None] - x @ A.mT
@@ -436,7 +440,7 @@ def fit_mixed_regression_em(x: torch.Tensor, y: torch.Tensor, n_components: int,
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"y: expected shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
     check_same_device_dtype(x=x, y=y)
-    M, n_iter = check_rank(n_components, "n_components"), check_rank(n_iter, "n_iter")
+    M, n_iter, tol = check_rank(n_components, "n_components"), check_int(n_iter, "n_iter"), check_tol(tol)
     init, (N, d) = _check_init(init, MixtureOfRegressions, M, x), x.shape
     g, floor = make_generator(seed, generator), 1e-12 * float(y.var()) + torch.finfo(x.dtype).tiny
     if init is None:
@@ -451,8 +455,9 @@ def fit_mixed_regression_em(x: torch.Tensor, y: torch.Tensor, n_components: int,
         nll[it] = -torch.logsumexp(L, 1).mean()
         r = torch.softmax(L, 1)                                                  # E-step: (N, M) responsibilities
         G = torch.einsum("nj,na,nb->jab", r, x, x) + 1e-10 * eye                 # M-step: M weighted normal equations
-        A = torch.linalg.solve(G, torch.einsum("nj,na,n->ja", r, x, y)[..., None])[..., 0]
         w = r.mean(0)
+        A_new = torch.linalg.solve(G, torch.einsum("nj,na,n->ja", r, x, y)[..., None])[..., 0]
+        A = torch.where((w > 1e-8)[:, None], A_new, A)                          # an emptied component keeps its vector
         var = ((r * (y[:, None] - x @ A.mT) ** 2).sum() / N).clamp_min(floor)
         if it >= 10 and it % 10 == 0 and bool((nll[it - 10] - nll[it]).abs() < tol): break
     errors = nll[:it + 1].tolist()
