@@ -296,7 +296,7 @@ class MixtureMatch:
     @property
     def max_vector_error(self) -> float: return float(self.vector_errors.max())
 
-# %% ../nbs/07_mixtures.ipynb #3f8d21d7
+# %% ../nbs/07_mixtures.ipynb #166f3c2b
 def compare_mixtures(estimate, truth) -> MixtureMatch:
     """Match the components of `estimate` to those of `truth` (mixtures of the same dimension) by the Hungarian
     algorithm on signed cosines of their directions, and report the matched cosines and errors (`MixtureMatch`)."""
@@ -317,7 +317,7 @@ def compare_mixtures(estimate, truth) -> MixtureMatch:
     vec = (estimate.vectors.to(truth.vectors)[p] - truth.vectors).norm(dim=1) / truth.vectors.norm(dim=1)
     return MixtureMatch(cos, (w_hat - truth.weights).abs(), torch.where(ok, vec, torch.ones_like(vec)), perm)
 
-# %% ../nbs/07_mixtures.ipynb #48ff866c
+# %% ../nbs/07_mixtures.ipynb #c7a4a8ba
 def _mixture_nll(x, s, U, logits):
     "Mean negative log-likelihood of labels `s` in {-1, +1} under `P(y=1|x) = sum_j softmax(logits)_j sigmoid(u_j . x)`."
     return -torch.logsumexp(F.logsigmoid(s[:, None] * (x @ U.mT)) + torch.log_softmax(logits, 0), 1).mean()
@@ -332,7 +332,7 @@ def _check_init(init, cls, M: int, x: torch.Tensor):
     check_same_device_dtype(x=x, init=init.vectors)
     return init
 
-# %% ../nbs/07_mixtures.ipynb #8373a596
+# %% ../nbs/07_mixtures.ipynb #6433c4b2
 def fit_mixture_likelihood(x: torch.Tensor, y: torch.Tensor, n_components: int, *, init=None, steps: int = 500,
                            lr: float = 0.05, scale: float = 4.0, tol: float = 1e-8, generator: torch.Generator | None = None,
                            seed: int | None = None, progress: bool = False):
@@ -368,7 +368,7 @@ def fit_mixture_likelihood(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     return fit, FitRecord(errors=errors, converged=it + 1 < steps, n_iter=it + 1,
                           message=f"mean negative log-likelihood {errors[-1]:.4f} after {it + 1} Adam steps")
 
-# %% ../nbs/07_mixtures.ipynb #ba960580
+# %% ../nbs/07_mixtures.ipynb #ffeee916
 @dataclasses.dataclass(frozen=True, repr=False)
 class MixtureOfRegressions(_Mixture):
     """A mixture of `M` linear regressions: `x ~ N(0, I_d)`, a hidden `j` with probability `weights[j]`, and
@@ -393,7 +393,7 @@ class MixtureOfRegressions(_Mixture):
         order = check_rank(order, "order")
         return _power_sum(math.factorial(order) * self.weights, self.vectors, order)
 
-# %% ../nbs/07_mixtures.ipynb #f2c51dfd
+# %% ../nbs/07_mixtures.ipynb #bdeded7b
 def learn_mixed_regression(x: torch.Tensor, y: torch.Tensor, n_components: int, *, method: str = "jennrich",
                            chunk_size: int | None = None, generator: torch.Generator | None = None,
                            seed: int | None = None) -> MixtureOfRegressions:
@@ -423,7 +423,7 @@ def learn_mixed_regression(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     noise2 = float((y ** 2).mean() - (w / w.sum()) @ (A * A).sum(1))
     return MixtureOfRegressions(w / w.sum(), A, noise=math.sqrt(max(noise2, 0.0)))
 
-# %% ../nbs/07_mixtures.ipynb #80fc0c6b
+# %% ../nbs/07_mixtures.ipynb #771d1eff
 def _regression_loglik(x, y, w, A, var):
     "Per-sample, per-component log-densities `(N, M)` of the mixture of regressions."
     R = y[:, None] - x @ A.mT
