@@ -22,7 +22,7 @@ from .decompositions import (FitRecord, TTTensor, _Format, _check_tol, _delta2, 
 
 # %% auto #0
 __all__ = ['HMMParams', 'random_hmm', 'hmm_to_tt', 'log_likelihood', 'sample_hmm', 'sample_tt', 'fit_hmm_em',
-           'observable_operators', 'spectral_hmm', 'tensor_hmm', 'align_states']
+           'observable_operators', 'spectral_hmm', 'tensor_hmm', 'align_states', 'TRTensor', 'tr_inner', 'tr_svd']
 
 # %% ../nbs/05_generative.ipynb #3185ebda
 def _check_stochastic(x, name: str, ndim: int) -> torch.Tensor:
@@ -355,7 +355,7 @@ def _finish_hmm(O: torch.Tensor, M3: torch.Tensor, P1: torch.Tensor) -> HMMParam
     pi = _project_stochastic((torch.linalg.pinv(O) @ P1)[None])[0]
     return HMMParams(pi, A, O.T.contiguous())
 
-# %% ../nbs/05_generative.ipynb #80acff88
+# %% ../nbs/05_generative.ipynb #d74a0d07
 def spectral_hmm(sequences,                # integer tensor (B, d), d >= 3
                  n_states: int,            # H <= V
                  *, n_symbols: int | None = None, generator: torch.Generator | None = None,
@@ -367,9 +367,13 @@ def spectral_hmm(sequences,                # integer tensor (B, d), d >= 3
     Usv, _, Vh = torch.linalg.svd(P31)
     U, Vr = Usv[:, :H], Vh[:H].T
     Bx = U.T @ P3x1 @ Vr @ torch.linalg.inv(U.T @ P31 @ Vr)                # R diag(B[:, x]) R^{-1}
-    eta = random_normal((V,), generator=make_generator(generator=generator), dtype=dtype, device=X.device)
-    R = torch.linalg.eig(torch.einsum("x,xab->ab", eta, Bx)).eigenvectors.real.to(dtype)
-    O = torch.linalg.solve(R, Bx @ R).diagonal(dim1=1, dim2=2)            # (V, H): O[x, h] = B[h, x]
+    eta = random_normal((8, V), generator=make_generator(generator=generator), dtype=dtype, device=X.device)
+    evals, evecs = torch.linalg.eig(torch.einsum("sx,xab->sab", eta, Bx))    # 8 random mixtures of the operators
+    gaps = (evals[:, :, None] - evals[:, None, :]).abs() + torch.eye(H, device=X.device) * evals.abs().amax(1)[:, None, None]
+    best = int((gaps.flatten(1).amin(1) / evals.abs().amax(1)).argmax())  # keep the best-separated eigenvalues
+    evals, evecs = evals[best], evecs[best]
+    R = torch.where(evals.imag[None] >= 0, evecs.real, evecs.imag).to(dtype)   # noise can pair eigenvalues: real basis
+    O = (torch.linalg.pinv(R) @ Bx @ R).diagonal(dim1=1, dim2=2)          # (V, H): O[x, h] = B[h, x]
     scale = (torch.linalg.pinv(U.T @ O.clamp_min(0)) @ R).sum(0)          # R = U^T M3 D: fix D by column sums
     return _finish_hmm(O, U @ R / scale, P1)
 
@@ -428,3 +432,109 @@ def align_states(est: HMMParams,   # estimated parameters
     _, perm = linear_sum_assignment(cost.detach().cpu().numpy())
     perm = torch.as_tensor(perm, device=est.device)
     return HMMParams(est.initial[perm], est.transition[perm][:, perm], est.emission[perm])
+
+# %% ../nbs/05_generative.ipynb #4c9100cf
+class TRTensor(_Format):
+    "Tensor ring with cores of shape `(r_k, I_k, r_{k+1})` and `r_d = r_0`: entries are traces of products of core slices."
+    def __init__(self, cores):  # list of (r_k, I_k, r_{k+1}) tensors, the last right rank equal to the first left rank
+        if isinstance(cores, torch.Tensor) or not isinstance(cores, (list, tuple)) or len(cores) == 0:
+            raise TypeError(f"cores: expected a non-empty list of (r_k, I_k, r_k+1) tensors, got {type(cores).__name__}")
+        cores = list(cores)
+        for k, G in enumerate(cores):
+            check_tensor(G, f"cores[{k}]", ndim=3, finite=False)
+            if G.is_complex(): raise TypeError(f"cores[{k}]: expected a real floating-point tensor, got dtype {G.dtype}")
+            if k and G.shape[0] != cores[k - 1].shape[2]:
+                raise ValueError(f"cores[{k}]: expected left rank {cores[k - 1].shape[2]} (right rank of cores[{k - 1}]), got shape {tuple(G.shape)}")
+        if cores[-1].shape[2] != cores[0].shape[0]:
+            raise ValueError(f"cores: expected the ring to close, r_d = r_0, got {cores[-1].shape[2]} and {cores[0].shape[0]}")
+        check_same_device_dtype(**{f"cores[{k}]": G for k, G in enumerate(cores)})
+        self.cores = cores
+
+    def _tensors(self): return list(self.cores)
+    def _rebuild(self, ts): return TRTensor(ts)
+    shape = property(lambda self: torch.Size(G.shape[1] for G in self.cores))
+    rank = property(lambda self: tuple(G.shape[0] for G in self.cores), doc="(r_0, ..., r_{d-1})")
+
+    def full(self) -> torch.Tensor:
+        "The dense tensor."
+        r0 = self.cores[0].shape[0]
+        out = self.cores[0].reshape(-1, self.cores[0].shape[2])               # (r_0 I_0, r_1)
+        for G in self.cores[1:]:
+            out = (out @ G.reshape(G.shape[0], -1)).reshape(-1, G.shape[2])
+        return out.reshape(r0, -1, r0).diagonal(dim1=0, dim2=2).sum(-1).reshape(self.shape)
+
+    def entries(self, index: torch.Tensor) -> torch.Tensor:
+        "Entries at a batch of multi-indices `index` of shape `(B, d)`: traces of products of slices."
+        from tensornn.kernels import _check_index
+        index = _check_index(index, self.shape)
+        M = self.cores[0][:, index[:, 0], :].transpose(0, 1)                   # (B, r_0, r_1)
+        for k, G in enumerate(self.cores[1:], 1):
+            M = torch.bmm(M, G[:, index[:, k], :].transpose(0, 1))
+        return M.diagonal(dim1=1, dim2=2).sum(-1)
+
+    def norm(self) -> torch.Tensor:
+        "Frobenius norm from the cores (transfer matrices around the ring)."
+        return tr_inner(self, self).clamp_min(0).sqrt()
+
+# %% ../nbs/05_generative.ipynb #572dc5e5
+def tr_inner(a: TRTensor,   # a tensor ring
+             b,             # a tensor ring of the same shape, or a dense tensor
+             ) -> torch.Tensor:
+    "Inner product `<a, b>` of a tensor ring with another ring (by transfer matrices, never dense) or a dense tensor."
+    if not isinstance(a, TRTensor): raise TypeError(f"a: expected a TRTensor, got {type(a).__name__}")
+    if isinstance(b, torch.Tensor):
+        check_tensor(b, "b", finite=False)
+        if tuple(b.shape) != tuple(a.shape): raise ValueError(f"b: expected shape {tuple(a.shape)} like a, got {tuple(b.shape)}")
+        check_same_device_dtype(a=a.cores[0], b=b)
+        return _tr_inner_dense(a, b)
+    if not isinstance(b, TRTensor): raise TypeError(f"b: expected a TRTensor or a torch.Tensor, got {type(b).__name__}")
+    if tuple(b.shape) != tuple(a.shape): raise ValueError(f"b: expected shape {tuple(a.shape)} like a, got {tuple(b.shape)}")
+    check_same_device_dtype(a=a.cores[0], b=b.cores[0])
+    ra, rb = a.cores[0].shape[0], b.cores[0].shape[0]
+    S = torch.eye(ra * rb, dtype=a.dtype, device=a.device).reshape(ra * rb, ra, rb)   # open indices of the ring
+    for A, B in zip(a.cores, b.cores):
+        S = torch.einsum("pbic,bid->pcd", torch.einsum("pab,aic->pbic", S, A), B)
+    return S.reshape(ra * rb, ra * rb).diagonal().sum()
+
+# %% ../nbs/05_generative.ipynb #a012bf38
+def _tr_inner_dense(a: TRTensor, T: torch.Tensor) -> torch.Tensor:
+    "<a, T>: contract T with the cores one mode at a time, keeping the two ring indices open."
+    r0 = a.cores[0].shape[0]
+    state = torch.einsum("aib,ij->abj", a.cores[0], T.reshape(T.shape[0], -1))       # (r_0, r_1, rest)
+    for G in a.cores[1:]:
+        state = torch.einsum("abij,bic->acj", state.reshape(r0, G.shape[0], G.shape[1], -1), G)
+    return state.reshape(r0, r0).diagonal().sum()
+
+# %% ../nbs/05_generative.ipynb #253979da
+def _split_rank(r: int, cap: int | None) -> tuple[int, int]:
+    "r = r0 * r1 with r0 <= r1 as close as possible (r is lowered until both fit under `cap`)."
+    while True:
+        r0 = max(k for k in range(1, math.isqrt(r) + 1) if r % k == 0)
+        if cap is None or r // r0 <= cap: return r0, r // r0
+        r -= 1
+
+
+def tr_svd(T: torch.Tensor,                # dense tensor, d >= 1 modes
+           *, max_rank: int | None = None,  # cap on every ring rank r_k
+           tol: float | None = None,        # relative Frobenius error bound (None: exact up to round-off)
+           ) -> TRTensor:
+    "TR-SVD of Zhao et al. (2016): a tensor ring with relative error <= `tol` and ranks <= `max_rank`."
+    check_tensor(T, "T", min_ndim=1)
+    if T.is_complex(): raise TypeError(f"T: expected a real floating-point tensor, got dtype {T.dtype}")
+    cap = None if max_rank is None else check_rank(max_rank, "max_rank")
+    tol, d, n = _check_tol(tol, allow_none=True), T.ndim, tuple(T.shape)
+    if d == 1: return TRTensor([T.reshape(1, -1, 1)])
+    norm2 = float((T * T).sum())
+    delta2 = _delta2(tol, norm2, d)
+    U, S, Vh = _svd_truncate(T.reshape(n[0], -1), None if delta2 is None else 2 * delta2, None if cap is None else cap * cap)
+    r0, r1 = _split_rank(U.shape[1], cap)
+    U, S, Vh = U[:, :r0 * r1], S[:r0 * r1], Vh[:r0 * r1]
+    cores = [U.reshape(n[0], r0, r1).permute(1, 0, 2)]
+    C = (S[:, None] * Vh).reshape(r0, r1, -1).permute(1, 2, 0)             # (r_1, I_2 ... I_d, r_0)
+    r = r1
+    for k in range(1, d - 1):
+        U, S, Vh = _svd_truncate(C.reshape(r * n[k], -1), delta2, cap)
+        cores.append(U.reshape(r, n[k], U.shape[1]))
+        C, r = S[:, None] * Vh, U.shape[1]
+    cores.append(C.reshape(r, n[-1], r0))
+    return TRTensor(cores)
