@@ -298,3 +298,115 @@ def test_hmm_and_ring_on_cuda():
     assert S.device.type == "cuda"
     T = torch.randn(3, 4, 5, device="cuda", dtype=torch.float64)
     assert_close(G.tr_svd(T).full(), T)
+
+
+# ----------------------------------------------------------------------------- Born machines, RBMs, pushforwards
+def _dense(cores):
+    out = cores[0].reshape(-1, cores[0].shape[2])
+    for c in cores[1:]:
+        out = (out @ c.reshape(c.shape[0], -1)).reshape(-1, c.shape[2])
+    return out.reshape([c.shape[1] for c in cores])
+
+
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=4), rank=st.integers(1, 3), cplx=st.booleans(),
+       seed=st.integers(0, 10_000))
+def test_born_machine_is_normalised_and_matches_dense(shape, rank, cplx, seed):
+    g = torch.Generator().manual_seed(seed)
+    bm = G.random_born(shape, rank, complex=cplx, generator=g, dtype=torch.float64)
+    psi = _dense([c.detach() for c in bm.cores])
+    P = psi.abs() ** 2 / (psi.abs() ** 2).sum()
+    assert_close(bm.full(), P)
+    idx = torch.stack([torch.randint(0, n, (6,), generator=g) for n in shape], 1)
+    assert_close(bm.log_prob(idx).detach(), P[tuple(idx.T)].log(), rtol=1e-9, atol=1e-9)
+    assert_close(bm.log_prob(torch.cartesian_prod(*[torch.arange(n) for n in shape]).reshape(-1, len(shape))).detach().exp().sum(),
+                 torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_born_machine_long_chain_is_finite_and_samples_follow_p():
+    g = torch.Generator().manual_seed(15)
+    bm = G.random_born([2] * 400, 3, generator=g, dtype=torch.float64)
+    S = bm.sample(5, generator=g)
+    assert S.shape == (5, 400) and bool(torch.isfinite(bm.log_prob(S)).all())
+    small = G.random_born((2, 3, 2), 2, complex=True, generator=g, dtype=torch.float64)
+    S = small.sample(30_000, generator=g)
+    assert _chi2_pvalue_mixed(S, small.full()) > 1e-4
+
+
+def _chi2_pvalue_mixed(samples, probs):
+    from scipy.stats import chisquare
+    flat = torch.zeros(samples.shape[0], dtype=torch.long)
+    for k, n in enumerate(probs.shape): flat = flat * n + samples[:, k]
+    counts = torch.bincount(flat, minlength=probs.numel()).double()
+    return chisquare(counts.numpy(), (probs.reshape(-1) * samples.shape[0]).numpy()).pvalue
+
+
+def test_fit_born_approaches_the_teacher_nll():
+    "A student Born machine trained on samples of a rank-2 teacher reaches (about) the teacher's NLL on those samples."
+    g = torch.Generator().manual_seed(16)
+    teacher = G.random_born([2] * 5, 2, generator=g, dtype=torch.float64)
+    data = teacher.sample(3000, generator=g)
+    floor = -float(teacher.log_prob(data).detach().mean())
+    student = G.random_born([2] * 5, 2, generator=g, dtype=torch.float64)
+    student, rec = G.fit_born(student, data, n_iter=150, lr=0.1, generator=g)
+    assert rec.errors[-1] < rec.errors[0]
+    assert rec.errors[-1] < floor + 0.05, (rec.errors[-1], floor)
+
+
+def test_rbm_tensor_matches_product_formula_and_rank_bound():
+    g = torch.Generator().manual_seed(17)
+    n, m = 7, 2
+    W, b, c = torch.randn(n, m, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64), torch.randn(m, generator=g, dtype=torch.float64)
+    cp = G.rbm_tensor(W, b, c)
+    assert cp.rank == 2 ** m
+    P = cp.full()
+    V = ((torch.arange(2 ** n)[:, None] >> torch.arange(n - 1, -1, -1)) & 1).double()
+    u = torch.exp(V @ b) * torch.prod(1 + torch.exp(c + V @ W), 1)
+    assert_close(P.reshape(-1), u / u.sum())
+    for k in range(1, n):
+        assert int(torch.linalg.matrix_rank(P.reshape(2 ** k, -1))) <= 2 ** m
+
+
+def test_pushforward_moment_identities_within_monte_carlo_error():
+    g = torch.Generator().manual_seed(18)
+    B = torch.randn(4, 3, 3, generator=g, dtype=torch.float64)
+    A = (B + B.mT) / 2
+    N = 400_000
+    x = torch.randn(N, 3, generator=g, dtype=torch.float64)
+    Y = torch.einsum("na,iab,nb->ni", x, A, x)
+    mean, cov, k3 = G.pushforward_moments(A)
+    emp = G.empirical_moments(Y)
+    se = Y.std(0) / N ** 0.5
+    assert bool(((emp[0] - mean).abs() < 5 * se).all())                       # mean within 5 standard errors
+    assert float((emp[1] - cov).norm() / cov.norm()) < 0.03
+    assert float((emp[2] - k3).norm() / k3.norm()) < 0.1
+    assert_close(mean, torch.einsum("iaa->i", A))                            # independent formulas
+    assert_close(cov, 2 * torch.einsum("iab,jba->ij", A, A))
+
+
+def test_pushforward_fit_recovers_up_to_rotation():
+    g = torch.Generator().manual_seed(19)
+    B = torch.randn(6, 3, 3, generator=g, dtype=torch.float64)
+    A = (B + B.mT) / 2
+    Q = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))[0]
+    rotated = Q @ A @ Q.T
+    assert_close(G.align_orthogonal(rotated, A, generator=g), A, rtol=1e-8, atol=1e-8)
+    A_fit, rec = G.fit_pushforward(G.pushforward_moments(A), 3, generator=g)
+    assert float((G.align_orthogonal(A_fit, A, generator=g) - A).norm() / A.norm()) < 1e-2
+
+
+@pytest.mark.parametrize("make, exc, words", [
+    (lambda: G.BornMachine([torch.randn(1, 2, 2), torch.randn(3, 2, 1)]), ValueError, "cores"),
+    (lambda: G.random_born((2, 2), 0), ValueError, "rank"),
+    (lambda: G.random_born((2, 2), 2).log_prob(torch.tensor([[0, 2]])), ValueError, "x"),
+    (lambda: G.fit_born("model", torch.zeros(2, 2, dtype=torch.long)), TypeError, "model"),
+    (lambda: G.fit_born(G.random_born((2, 2), 2), torch.zeros(2, 3, dtype=torch.long)), ValueError, "data"),
+    (lambda: G.rbm_tensor(torch.randn(3, 2), torch.randn(4), torch.randn(2)), ValueError, "b, c"),
+    (lambda: G.pushforward_moments(torch.randn(2, 3, 4)), ValueError, "A"),
+    (lambda: G.empirical_moments(torch.randn(5)), ValueError, "Y"),
+    (lambda: G.fit_pushforward((torch.randn(2), torch.randn(3, 3), torch.randn(2, 2, 2)), 2), ValueError, "moments"),
+    (lambda: G.align_orthogonal(torch.randn(2, 3, 3), torch.randn(2, 4, 4)), ValueError, "A_est"),
+    (lambda: G.smooth_hmm(_p(), 1.5), ValueError, "eps"),
+])
+def test_bad_input_born_rbm_pushforward(make, exc, words):
+    with pytest.raises(exc, match=words):
+        make()
