@@ -10,7 +10,7 @@ from hypothesis import given, strategies as st
 
 from conftest import TOL
 from tensornn import generative as G
-from tensornn.decompositions import TTTensor
+from tensornn.formats import TTTensor
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
