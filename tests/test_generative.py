@@ -410,3 +410,28 @@ def test_pushforward_fit_recovers_up_to_rotation():
 def test_bad_input_born_rbm_pushforward(make, exc, words):
     with pytest.raises(exc, match=words):
         make()
+
+
+def test_mixed_devices_and_dtypes_name_the_argument():
+    "Mixed devices are simulated with the 'meta' device (no GPU needed)."
+    p = _p()
+    with pytest.raises(ValueError, match="transition"):
+        G.HMMParams(p.initial, p.transition.to("meta"), p.emission)
+    with pytest.raises(TypeError, match="transition"):
+        G.HMMParams(p.initial, p.transition.float(), p.emission)
+    with pytest.raises(ValueError, match="sequences"):
+        G.log_likelihood(p, torch.zeros(2, 3, dtype=torch.long, device="meta"))
+    ring = random_ring((2, 3), (2, 2), torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="b"):
+        G.tr_inner(ring, ring.to(torch.float32))
+    with pytest.raises(ValueError, match="b"):
+        G.tr_inner(ring, ring.full().to("meta"))
+
+
+def test_numpy_parameters_from_hmmlearn_are_accepted():
+    import numpy as np
+    p = _p()
+    q = G.HMMParams(*(t.numpy() for t in p))
+    for a, b in zip(q, p): assert_close(a, b)
+    with pytest.raises(ValueError, match="emission"):
+        G.HMMParams(p.initial.numpy(), p.transition.numpy(), np.full((2, 3), 0.5))
