@@ -26,10 +26,10 @@ from .theory import jennrich, symmetric_cp_power
 # %% auto #0
 __all__ = ['HMMParams', 'random_hmm', 'hmm_to_tt', 'log_likelihood', 'sample_hmm', 'sample_tt', 'fit_hmm_em',
            'observable_operators', 'spectral_hmm', 'tensor_hmm', 'align_states', 'smooth_hmm', 'TRTensor', 'tr_inner',
-           'tr_svd', 'BornMachine', 'random_born', 'fit_born', 'rbm_tensor', 'pushforward_moments', 'empirical_moments',
-           'fit_pushforward', 'align_orthogonal']
+           'tr_svd', 'tr_als', 'BornMachine', 'random_born', 'fit_born', 'rbm_tensor', 'pushforward_moments',
+           'empirical_moments', 'fit_pushforward', 'align_orthogonal']
 
-# %% ../nbs/05_generative.ipynb #a409257a
+# %% ../nbs/05_generative.ipynb #6308da9e
 def _check_stochastic(x, name: str, ndim: int) -> torch.Tensor:
     "A real floating tensor of nonnegative rows that sum to 1 (within sqrt(eps))."
     x = check_real(as_tensor(x, name, ndim=ndim), name)                  # NumPy arrays (hmmlearn's) are accepted
@@ -553,6 +553,40 @@ def tr_svd(T: torch.Tensor,                # dense tensor, d >= 1 modes
         C, r = S[:, None] * Vh, U.shape[1]
     cores.append(C.reshape(r, n[-1], r0))
     return TRTensor(cores)
+
+# %% ../nbs/05_generative.ipynb #b738f9e8
+def _tr_subchain(cores: list, k: int) -> torch.Tensor:
+    "Product of the cores after k around the ring, (r_{k+1}, prod of the other mode sizes, r_k)."
+    d = len(cores)
+    M = cores[(k + 1) % d]
+    for j in range(k + 2, k + d):
+        G = cores[j % d]
+        M = (M.reshape(-1, M.shape[2]) @ G.reshape(G.shape[0], -1)).reshape(M.shape[0], -1, G.shape[2])
+    return M
+
+
+def tr_als(T: torch.Tensor,            # dense tensor, d >= 2 modes
+           rank,                       # ring ranks: an int or (r_0, ..., r_{d-1})
+           *, n_iter: int = 100, tol: float = 1e-10,   # sweeps, and stop when the relative error changes less than tol
+           generator: torch.Generator | None = None) -> tuple[TRTensor, FitRecord]:
+    "Tensor-ring approximation of fixed ranks by alternating least squares (Zhao et al. 2016); returns `(TRTensor, FitRecord)`."
+    check_real(check_tensor(T, "T", min_ndim=2), "T")
+    d = T.ndim
+    r = check_rank(rank, "rank", length=d if isinstance(rank, (list, tuple)) else None)
+    r = [r] * d if isinstance(r, int) else list(r)
+    n_iter, tol, g = check_int(n_iter, "n_iter"), check_tol(tol), make_generator(generator=generator)
+    cores = [random_normal((r[k], n, r[(k + 1) % d]), generator=g, dtype=T.dtype, device=T.device) for k, n in enumerate(T.shape)]
+    nT, record = T.norm(), FitRecord()
+    for it in range(n_iter):
+        for k in range(d):
+            Z = _tr_subchain(cores, k).permute(2, 0, 1).reshape(r[k] * r[(k + 1) % d], -1)   # (r_k r_{k+1}, rest)
+            Tk = T.permute(k, *range(k + 1, d), *range(k)).reshape(T.shape[k], -1)
+            G2 = torch.linalg.lstsq(Z.T, Tk.T).solution.T                   # (I_k, r_k r_{k+1})
+            cores[k] = G2.reshape(T.shape[k], r[k], r[(k + 1) % d]).permute(1, 0, 2)
+        record.errors.append(float((TRTensor(cores).full() - T).norm() / nT)); record.n_iter = it + 1
+        if it and abs(record.errors[-2] - record.errors[-1]) < tol: record.converged = True; break
+    record.message = "converged" if record.converged else f"stopped after n_iter={n_iter} sweeps"
+    return TRTensor(cores), record
 
 # %% ../nbs/05_generative.ipynb #8464414b
 def _born_log_norm(cores) -> torch.Tensor:

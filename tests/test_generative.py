@@ -435,3 +435,27 @@ def test_numpy_parameters_from_hmmlearn_are_accepted():
     for a, b in zip(q, p): assert_close(a, b)
     with pytest.raises(ValueError, match="emission"):
         G.HMMParams(p.initial.numpy(), p.transition.numpy(), np.full((2, 3), 0.5))
+
+
+def test_tr_als_is_monotone_and_fits_an_exact_ring():
+    g = torch.Generator().manual_seed(20)
+    ring = random_ring((3, 4, 3, 2), (2, 2, 3, 2), g)
+    T = ring.full()
+    fits = []
+    for seed in range(3):
+        fit, rec = G.tr_als(T, ring.rank, n_iter=150, generator=torch.Generator().manual_seed(100 + seed))
+        assert isinstance(fit, G.TRTensor) and fit.rank == ring.rank
+        assert bool((torch.tensor(rec.errors).diff() <= 1e-10).all())
+        fits.append(rec.final_error)
+    assert min(fits) < 1e-6
+
+
+@pytest.mark.parametrize("make, exc, words", [
+    (lambda: G.tr_als(torch.randn(3, 3, 3), 0), ValueError, "rank"),
+    (lambda: G.tr_als(torch.randn(3, 3, 3), (2, 2)), ValueError, "rank"),
+    (lambda: G.tr_als(torch.randn(3), 2), ValueError, "T"),
+    (lambda: G.tr_als(torch.randn(3, 3), 2, n_iter=0), ValueError, "n_iter"),
+])
+def test_tr_als_bad_input(make, exc, words):
+    with pytest.raises(exc, match=words):
+        make()
