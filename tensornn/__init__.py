@@ -9,7 +9,7 @@ __all__ = []
 # %% ../nbs/package.ipynb #541308d2
 import importlib
 
-from . import compression, decompositions, derivatives, expressivity, formats, implicit, kernels, mixtures, rl, testing, theory, validation
+from . import compression, decompositions, derivatives, expressivity, formats, generative, implicit, kernels, mixtures, rl, testing, theory, validation
 
 # %% ../nbs/package.ipynb #08b1d8ff
 def __getattr__(name: str):

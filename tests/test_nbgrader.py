@@ -3,8 +3,9 @@
 For each chapter with exercises: `tools/assignments.py nbgrader-source` writes the course source, nbgrader's own
 `generate_assignment` releases it, and its `autograde` grades three submissions in the book's kernel (`tensornn`,
 registered into .venv-grade): the released notebook as handed out (zero), the chapter's own solutions (full marks),
-and a cheat that binds every name the checks read (the answers, `torch`, `assert_close`, ...) to an object that says
-yes to everything: it must score zero, so checks import what they use instead of trusting the student's namespace. nbgrader lives in its own venv because it brings ipywidgets, which would turn the
+and a cheat that answers wrongly and rebinds every other name the checks read (`torch`, `assert_close`, helpers)
+to an object that says yes to everything: it must score zero, so checks import what they use instead of trusting
+the student's namespace. nbgrader lives in its own venv because it brings ipywidgets, which would turn the
 book's progress bars into widgets in the executed notebooks.
 """
 from __future__ import annotations
@@ -39,11 +40,28 @@ ANYTHING = ("class _Anything:\n"
             "    __pow__ = __rpow__ = __matmul__ = __rmatmul__ = __neg__ = __abs__ = __call__\n")
 
 
+PERTURB = ("import torch as _real_torch\n"
+           "def _perturb(v):\n"
+           "    'A wrong answer of the right kind: numbers and tensors moved, containers element by element, functions on their output.'\n"
+           "    if isinstance(v, _real_torch.Tensor): return ~v if v.dtype == _real_torch.bool else v * 3 + 1\n"
+           "    if isinstance(v, bool): return not v\n"
+           "    if isinstance(v, (int, float, complex)): return v * 3 + 1\n"
+           "    if isinstance(v, (list, tuple)): return type(v)(_perturb(x) for x in v)\n"
+           "    if isinstance(v, dict): return {k: _perturb(x) for k, x in v.items()}\n"
+           "    if callable(v): return lambda *a, **k: _perturb(v(*a, **k))\n"
+           "    return None\n")
+
+
 def cheat(nb, exercise) -> str:
-    "An answer that binds every name the exercise's checks read (the answer, helpers, torch, assert_close...) to a yes-sayer."
-    read = set()
-    for ci in exercise.checks: read |= A._names(nb.cells[ci].source)[1]
-    return ANYTHING + "".join(f"{n} = _Anything()\n" for n in sorted(read))
+    """The classic cheat, generalised: the exercise's own answer made wrong (`_perturb`), and every other name its checks
+    read (`torch`, `assert_close`, helpers and data from earlier cells) rebound to an object that says yes to everything.
+    A check that imports or builds what it uses fails the wrong answer; one that trusts the student's namespace passes it."""
+    solution = "\n".join(l for l in nb.cells[exercise.cell].source.splitlines() if l.strip() not in (A.BEGIN_SOLUTION, A.END_SOLUTION))
+    answers = A._names(solution)[0]
+    read = set().union(*(A._names(nb.cells[ci].source)[1] for ci in exercise.checks))
+    return (solution + "\n" + PERTURB + ANYTHING
+            + "".join(f"{n} = _perturb({n})\n" for n in sorted(answers & read))
+            + "".join(f"{n} = _Anything()\n" for n in sorted(read - answers)))
 
 
 pytestmark = [pytest.mark.slow,
