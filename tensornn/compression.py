@@ -49,7 +49,7 @@ def factorize(n: int,  # the size to split (an int >= 1; NumPy ints accepted)
         bins[bins.index(min(bins))] *= p
     return tuple(sorted(bins))
 
-# %% ../nbs/02_compression.ipynb #7f4bfe51
+# %% ../nbs/02_compression.ipynb #78847a24
 def _check_module(model, name: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}: expected an nn.Module, got {type(model).__name__}")
@@ -66,7 +66,7 @@ def _check_pattern(pattern, name: str = "pattern"):
     except re.error as e:
         raise ValueError(f"{name}: expected a valid regular expression, got {pattern!r} ({e})") from None
 
-# %% ../nbs/02_compression.ipynb #11f1b291
+# %% ../nbs/02_compression.ipynb #f7fdc7bf
 def _input_error(x, ref: torch.Tensor, err: Exception) -> None:
     "Called when a forward pass failed: raise an error naming `x` if its dtype or device does not match the layer's."
     if not isinstance(x, torch.Tensor):
@@ -86,7 +86,7 @@ def _factory_args(seed, generator, dtype, device):
             raise ValueError(f"device: expected a torch.device or its name such as 'cpu', got {device!r}") from None
     return make_generator(seed, generator), dtype, device
 
-# %% ../nbs/02_compression.ipynb #7962c5ad
+# %% ../nbs/02_compression.ipynb #a6b994c7
 def _resolve_modes(modes, features: int, name: str, features_name: str, n_modes: int) -> tuple[int, ...]:
     "Mode sizes of `features`: `modes` checked (product must be `features`), or `factorize(features, n_modes)`."
     if modes is None:
@@ -124,7 +124,7 @@ def _bias(out_features, fan_in, bias, g, dtype, device):
     u = torch.rand(out_features, generator=g, dtype=dtype or torch.get_default_dtype())
     return nn.Parameter((2 * bound * u - bound).to(device))
 
-# %% ../nbs/02_compression.ipynb #afd3a7a0
+# %% ../nbs/02_compression.ipynb #23b70bf8
 class _FactorizedLayer(nn.Module):
     "Scaffolding shared by the factorized layers; subclasses set `weight_shape` and define `to_format`, `_core_params`."
     def _init_bias(self, n_out: int, fan_in: int, bias, generator, dtype, device):
@@ -156,7 +156,7 @@ class _FactorizedLayer(nn.Module):
         except RuntimeError as e:
             _input_error(x, next(self.parameters()), e); raise
 
-# %% ../nbs/02_compression.ipynb #d5d5ccfa
+# %% ../nbs/02_compression.ipynb #1d3733d4
 class _Counts:
     "Parameter counts of a factorized layer and of the dense layer it replaces."
     @property
@@ -180,7 +180,7 @@ class _Counts:
     def _describe(self) -> str:
         return f"rank={self.rank}, params={self.n_params} (x{self.compression:.1f} smaller)"
 
-# %% ../nbs/02_compression.ipynb #1e2194d5
+# %% ../nbs/02_compression.ipynb #e7edad87
 class FactorizedLinear(_Counts, _FactorizedLayer):
     "Base class: a map `in_features -> out_features` whose weight is held in a tensor format."
     def __init__(self, in_features: int,  # input size N
@@ -216,7 +216,7 @@ class FactorizedLinear(_Counts, _FactorizedLayer):
         return (f"in_features={self.in_features}, out_features={self.out_features}, in_modes={self.in_modes}, "
                 f"out_modes={self.out_modes}, bias={self.bias is not None}, {self._describe()}")
 
-# %% ../nbs/02_compression.ipynb #fa8dd862
+# %% ../nbs/02_compression.ipynb #4fa5e6a3
 def _check_linear(layer, name="layer") -> nn.Linear:
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"{name}: expected an nn.Linear, got {type(layer).__name__}")
@@ -227,7 +227,7 @@ def _factory(layer: nn.Module, dtype=None, device=None):
     w = layer.weight
     return dict(dtype=dtype or w.dtype, device=device or w.device)
 
-# %% ../nbs/02_compression.ipynb #28d8d186
+# %% ../nbs/02_compression.ipynb #cd6966d4
 def _attach(cls, name: str, f, kind=None) -> None:
     "Attach `f` to `cls` as `name`, wrapped by `kind` (`property`, `classmethod`) when given."
     f.__name__, f.__qualname__ = name, f"{cls.__name__}.{name}"
@@ -264,7 +264,7 @@ def _exact_cp(T: torch.Tensor, rank: int):
 def _exact_cp_rank(shape) -> int:
     return min(shape) if len(shape) == 2 else math.prod(shape) // max(shape)
 
-# %% ../nbs/02_compression.ipynb #73eb9fe7
+# %% ../nbs/02_compression.ipynb #56f8b3ce
 def _cp_of_weight(T: torch.Tensor, rank: int, n_iter: int, seed) -> tuple:
     "`(weights, factors)` of a rank-`rank` CP of `T`: exact (SVD / slices) where possible, `cp_als` otherwise."
     if T.ndim == 2 or rank >= _exact_cp_rank(T.shape):
@@ -272,7 +272,7 @@ def _cp_of_weight(T: torch.Tensor, rank: int, n_iter: int, seed) -> tuple:
     cp, _ = cp_als(T, rank, n_iter=check_int(n_iter, "n_iter"), seed=seed)
     return cp.weights, cp.factors
 
-# %% ../nbs/02_compression.ipynb #fa51e43f
+# %% ../nbs/02_compression.ipynb #723acc53
 class CPLinear(FactorizedLinear):
     "Linear layer whose tensorized weight is a rank-`rank` CP tensor; forward = two thin GEMMs with Khatri-Rao factors."
     def __init__(self, in_features: int,  # input size N
@@ -305,7 +305,7 @@ class CPLinear(FactorizedLinear):
 
     def _core_params(self): return self.rank * (1 + sum(self.in_modes) + sum(self.out_modes))
 
-# %% ../nbs/02_compression.ipynb #5b8eb203
+# %% ../nbs/02_compression.ipynb #04ff8a1b
 def _cp_flops(self) -> int:
     "FLOPs per input row: `2R(M + N) + R`."
     return 2 * self.rank * (self.in_features + self.out_features) + self.rank
@@ -320,7 +320,7 @@ def _cp_setup_flops(self) -> int:
 _attach(CPLinear, "flops", _cp_flops, property)
 _attach(CPLinear, "setup_flops", _cp_setup_flops, property)
 
-# %% ../nbs/02_compression.ipynb #6c9ea204
+# %% ../nbs/02_compression.ipynb #e59042b0
 def _cp_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
                           rank: int,  # CP rank
                           *, in_modes=None,  # input mode sizes, as in the constructor
@@ -362,7 +362,7 @@ def _mode_product_flops(sizes, ranks) -> int:
         done *= t
     return total
 
-# %% ../nbs/02_compression.ipynb #bea608b4
+# %% ../nbs/02_compression.ipynb #932d9f67
 def _tucker_ranks(rank, sizes, name="rank"):
     "Multilinear ranks for modes `sizes`: a sequence checked against them, or an int capped per mode."
     if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
@@ -380,7 +380,7 @@ def _useful_ranks(ranks, sizes):
     total = math.prod(sizes)
     return tuple(min(r, s, total // s) for r, s in zip(ranks, sizes))
 
-# %% ../nbs/02_compression.ipynb #cfb8a975
+# %% ../nbs/02_compression.ipynb #6e82ceb9
 class TuckerLinear(FactorizedLinear):
     "Linear layer whose tensorized weight is a Tucker tensor; forward = mode products, core GEMM, mode products."
     def __init__(self, in_features: int,  # input size N
@@ -417,7 +417,7 @@ class TuckerLinear(FactorizedLinear):
         return (math.prod(self.rank) + sum(m * p for m, p in zip(self.out_modes, self._P))
                 + sum(n * q for n, q in zip(self.in_modes, self._Q)))
 
-# %% ../nbs/02_compression.ipynb #0f9dc539
+# %% ../nbs/02_compression.ipynb #501b9e9e
 def _tucker_flops(self) -> int:
     "FLOPs per input row of the three stages."
     return (_mode_product_flops(self.in_modes, self._Q) + 2 * math.prod(self._P) * math.prod(self._Q)
@@ -427,7 +427,7 @@ def _tucker_flops(self) -> int:
 _attach(TuckerLinear, "flops", _tucker_flops, property)
 TuckerLinear.setup_flops = 0
 
-# %% ../nbs/02_compression.ipynb #27835e4b
+# %% ../nbs/02_compression.ipynb #c28bfb7f
 def _tucker_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
                               rank,  # multilinear ranks, or an int capping every mode
                               *, in_modes=None,  # input mode sizes, as in the constructor
@@ -478,7 +478,7 @@ def _tt_sweep_flops(m, n, r) -> int:
         total += 2 * math.prod(n[:k]) * math.prod(m[k + 1:]) * n[k] * r[k + 1] * r[k] * m[k]
     return total
 
-# %% ../nbs/02_compression.ipynb #b350d7c4
+# %% ../nbs/02_compression.ipynb #0aad2ee1
 def _tt_bounds(m, n):
     s = [a * b for a, b in zip(m, n)]
     return [min(math.prod(s[:k + 1]), math.prod(s[k + 1:])) for k in range(len(s) - 1)]
@@ -502,7 +502,7 @@ def _tt_ranks(rank, m, n, name="rank"):
             raise ValueError(f"{name}[{k}]: expected at most {b} (the largest useful TT rank of bond {k + 1}), got {r}")
     return (1,) + rank + (1,)
 
-# %% ../nbs/02_compression.ipynb #a403de93
+# %% ../nbs/02_compression.ipynb #4e7a4362
 def _tt_einsum_eq(d: int) -> str:
     "Einsum equation of the TT-matrix product: x (B, n_1..n_d) and cores (r_{k-1}, m_k, n_k, r_k) -> (B, m_1..m_d)."
     sym = opt_einsum.get_symbol
@@ -521,7 +521,7 @@ def _keeps_weight_factored(path, d: int) -> bool:
         ops = [o for i, o in enumerate(ops) if i not in step] + [merged]
     return True
 
-# %% ../nbs/02_compression.ipynb #51b3ca5b
+# %% ../nbs/02_compression.ipynb #7807d29d
 class TTLinear(FactorizedLinear):
     "TT-matrix linear layer (Novikov et al. 2015): cores (r_{k-1}, m_k, n_k, r_k), forward by a sweep of GEMMs."
     def __init__(self, in_features: int,  # input size N
@@ -559,7 +559,7 @@ class TTLinear(FactorizedLinear):
     def _core_params(self):
         return sum(math.prod(G.shape) for G in self.cores)
 
-# %% ../nbs/02_compression.ipynb #302dffba
+# %% ../nbs/02_compression.ipynb #7194b296
 def _tt_flops(self) -> int:
     "FLOPs per input row of the sweep (forward switches to a >25% cheaper opt_einsum order for batches where one exists)."
     m, n, r = self.out_modes, self.in_modes, self.rank
@@ -569,7 +569,7 @@ def _tt_flops(self) -> int:
 _attach(TTLinear, "flops", _tt_flops, property)
 TTLinear.setup_flops = 0
 
-# %% ../nbs/02_compression.ipynb #310b1142
+# %% ../nbs/02_compression.ipynb #66625349
 def _tt_plan(self, B: int):
     "Contraction plan for batch size `B`: the sweep (None), or the optimal opt_einsum path if >25% cheaper and it never joins all cores."
     if B in self._plans: return self._plans[B]
@@ -598,7 +598,7 @@ def _tt_matvec(self, x):
 _attach(TTLinear, "_plan", _tt_plan)
 _attach(TTLinear, "_matvec", _tt_matvec)
 
-# %% ../nbs/02_compression.ipynb #b61c5b28
+# %% ../nbs/02_compression.ipynb #44887dc7
 def _tt_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
                           rank=None,  # cap on the TT ranks (None: exact TT-SVD)
                           *, in_modes=None,  # input mode sizes, as in the constructor
@@ -650,7 +650,7 @@ def _conv_padding(padding, kernel_size, dilation):
         raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
     return tuple(check_int(p, "padding", minimum=0, what="a padding") for p in _pair(padding))
 
-# %% ../nbs/02_compression.ipynb #87d88dc8
+# %% ../nbs/02_compression.ipynb #08fc884d
 class FactorizedConv2d(_Counts, _FactorizedLayer):
     "Base class: a 2-D convolution whose kernel is held in a tensor format."
     def __init__(self, in_channels: int,  # input channels c_1
@@ -694,7 +694,7 @@ class FactorizedConv2d(_Counts, _FactorizedLayer):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, {self._describe()}")
 
-# %% ../nbs/02_compression.ipynb #d36646ae
+# %% ../nbs/02_compression.ipynb #71a98753
 def _count_dense_flops(self, height: int, width: int) -> int:
     "FLOPs per image of the dense convolution on a `height x width` input."
     return 2 * math.prod(self.weight_shape) * self._out_size(height, 0) * self._out_size(width, 1)
@@ -712,7 +712,7 @@ _attach(FactorizedConv2d, "dense_flops", lambda self: self.count_dense_flops(*_n
 _attach(FactorizedConv2d, "_geometry", lambda cls, layer: dict(stride=layer.stride, padding=layer.padding,
         dilation=layer.dilation, bias=layer.bias is not None), classmethod)
 
-# %% ../nbs/02_compression.ipynb #7ac384ed
+# %% ../nbs/02_compression.ipynb #ade14968
 class CPConv2d(FactorizedConv2d):
     "CP-factorized convolution (Lebedev et al. 2015): 1x1 -> vertical depthwise -> horizontal depthwise -> 1x1."
     def __init__(self, in_channels: int,  # input channels c_1
@@ -749,7 +749,7 @@ class CPConv2d(FactorizedConv2d):
 
     def _core_params(self): return self.rank * (1 + sum(self.weight_shape))
 
-# %% ../nbs/02_compression.ipynb #ecee092f
+# %% ../nbs/02_compression.ipynb #514b5e2b
 def _cp_conv_count_flops(self, height: int, width: int) -> int:
     "FLOPs per image of the four stages on a `height x width` input."
     R, (kh, kw) = self.rank, self.kernel_size
@@ -777,7 +777,7 @@ def _cp_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
 _attach(CPConv2d, "count_flops", _cp_conv_count_flops)
 _attach(CPConv2d, "from_dense", _cp_conv_from_dense, classmethod)
 
-# %% ../nbs/02_compression.ipynb #28fbf054
+# %% ../nbs/02_compression.ipynb #f4c1075c
 class TuckerConv2d(FactorizedConv2d):
     "Tucker-2 convolution (Kim et al. 2016): 1x1 conv to R_in channels, core conv to R_out, 1x1 conv out."
     def __init__(self, in_channels: int,  # input channels c_1
@@ -816,7 +816,7 @@ class TuckerConv2d(FactorizedConv2d):
         (ro, ri) = self.rank
         return self.core.numel() + self.out_channels * ro + self.in_channels * ri
 
-# %% ../nbs/02_compression.ipynb #86d274bb
+# %% ../nbs/02_compression.ipynb #83f659e5
 def _tucker_conv_count_flops(self, height: int, width: int) -> int:
     "FLOPs per image of the three stages on a `height x width` input."
     (ro, ri), (kh, kw) = self.rank, self.kernel_size
@@ -847,7 +847,7 @@ def _tucker_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
 _attach(TuckerConv2d, "count_flops", _tucker_conv_count_flops)
 _attach(TuckerConv2d, "from_dense", _tucker_conv_from_dense, classmethod)
 
-# %% ../nbs/02_compression.ipynb #cc907d47
+# %% ../nbs/02_compression.ipynb #c13dbe54
 class TTConv2d(FactorizedConv2d):
     "Convolution as a TT-matrix on image patches (Garipov et al. 2016): modes (channel factors..., kh*kw)."
     def __init__(self, in_channels: int,  # input channels c_1
@@ -884,7 +884,7 @@ class TTConv2d(FactorizedConv2d):
         y = y.reshape(B, ho * wo, self.out_channels).transpose(1, 2).reshape(B, self.out_channels, ho, wo)
         return y if self.bias is None else y + self.bias[:, None, None]
 
-# %% ../nbs/02_compression.ipynb #dd4c4177
+# %% ../nbs/02_compression.ipynb #c1195753
 def _patch_linear(layer: nn.Conv2d) -> nn.Linear:
     "The conv kernel as an `nn.Linear` on flattened patches (no bias), sharing no storage."
     w = layer.weight.detach()
@@ -922,7 +922,7 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
-# %% ../nbs/02_compression.ipynb #9484db88
+# %% ../nbs/02_compression.ipynb #12cfd591
 def compress_model(model: nn.Module,  # the trained network (left unchanged)
                    format: str,  # tensor format: 'cp', 'tucker' or 'tt'
                    rank,  # rank for every layer, or a function `rank(name, module)`
@@ -955,7 +955,7 @@ def count_parameters(model: nn.Module,  # any module
     model = _check_module(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
-# %% ../nbs/02_compression.ipynb #f43dae53
+# %% ../nbs/02_compression.ipynb #9d5bcafd
 def _merged(base: nn.Linear, delta: torch.Tensor) -> nn.Linear:
     "A new `nn.Linear` with weight `base.weight + delta` and the bias of `base`."
     out = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
@@ -1002,7 +1002,7 @@ class LoRALinear(nn.Module):
         "A plain `nn.Linear` with weight `base.weight + delta_weight()`: same outputs, no adapter."
         return _merged(self.base, self.delta_weight())
 
-# %% ../nbs/02_compression.ipynb #67ece4e8
+# %% ../nbs/02_compression.ipynb #23996be9
 class TensorAdapterLinear(nn.Module):
     "Frozen `base` plus a tensorized update in `format` 'tt' (LoRETTA, Yang et al. 2024), 'cp' or 'tucker'."
     def __init__(self, base: nn.Linear,  # the pretrained layer (frozen here)
@@ -1040,7 +1040,7 @@ class TensorAdapterLinear(nn.Module):
         "A plain `nn.Linear` with weight `base.weight + delta_weight()`: same outputs, no adapter."
         return _merged(self.base, self.delta_weight())
 
-# %% ../nbs/02_compression.ipynb #b48c068e
+# %% ../nbs/02_compression.ipynb #39a1b428
 _ADAPTERS = {"lora": LoRALinear,
              **{f: (lambda f: lambda base, rank, **kw: TensorAdapterLinear(base, rank, format=f, **kw))(f) for f in _LINEAR}}
 
@@ -1072,7 +1072,7 @@ def add_adapters(model: nn.Module,  # the network, changed in place
         _set_module(model, n, make(model.get_submodule(n), r, generator=g, **kwargs))
     return names
 
-# %% ../nbs/02_compression.ipynb #4bf3fbd6
+# %% ../nbs/02_compression.ipynb #5d318a0b
 def merge_adapters(model: nn.Module,  # the network, changed in place
                   ) -> nn.Module:
     "Replace (in place) every adapter in `model` by its merged `nn.Linear`; returns `model`."
@@ -1104,7 +1104,7 @@ def _weight_layers(model: nn.Module):
             counted.append(name)
             yield name, m, info
 
-# %% ../nbs/02_compression.ipynb #6006ab74
+# %% ../nbs/02_compression.ipynb #e867065e
 @dataclass
 class LayerTerm:
     "One layer's part of `complexity_terms`."
@@ -1121,7 +1121,7 @@ class ComplexityTerms:
     wang2024: float  # Wang et al. (2024): sqrt(sum_l rank_l (c_in kh kw + c_out) / m)
     layers: list  # one `LayerTerm` per layer
 
-# %% ../nbs/02_compression.ipynb #445d79e9
+# %% ../nbs/02_compression.ipynb #4c882d71
 @torch.no_grad()
 def complexity_terms(model: nn.Module,  # network with dense, factorized or adapted linear/conv layers
                      n_samples: int,  # number m of training samples
@@ -1140,7 +1140,7 @@ def complexity_terms(model: nn.Module,  # network with dense, factorized or adap
         raise ValueError("model: expected at least one linear or convolutional layer")
     return ComplexityTerms(math.sqrt(li / n_samples), math.sqrt(wang / n_samples), layers)
 
-# %% ../nbs/02_compression.ipynb #9014dfc9
+# %% ../nbs/02_compression.ipynb #e117860c
 @dataclass
 class NeuralCollapse:
     "The neural-collapse measures of Papyan, Han & Donoho (2020); each tends to 0 under collapse."
@@ -1150,7 +1150,7 @@ class NeuralCollapse:
     nc3: float  # ||W/||W|| - M/||M||||^2: misalignment of classifier and means
     nc4: float  # fraction of samples where the classifier and the nearest class mean disagree
 
-# %% ../nbs/02_compression.ipynb #63a90348
+# %% ../nbs/02_compression.ipynb #19097d6d
 def _check_collapse_inputs(features, labels, weight, bias):
     "Validate the inputs of `neural_collapse` (NumPy arrays converted); returns them and the class counts."
     features, weight = as_tensor(features, "features", ndim=2), as_tensor(weight, "weight", ndim=2)
@@ -1172,7 +1172,7 @@ def _check_collapse_inputs(features, labels, weight, bias):
                          f"{labels.unique().tolist()[:12]}")
     return features, labels.long(), weight, bias, counts
 
-# %% ../nbs/02_compression.ipynb #8c12c353
+# %% ../nbs/02_compression.ipynb #52a34004
 @torch.no_grad()
 def neural_collapse(features: torch.Tensor,  # last-layer features, (N, p)
                     labels: torch.Tensor,  # integer class labels 0..C-1, (N,) (NumPy arrays accepted)
@@ -1198,7 +1198,7 @@ def neural_collapse(features: torch.Tensor,  # last-layer features, (N, p)
     nc4 = (logits.argmax(1) != torch.cdist(features, means).argmin(1)).to(features.dtype).mean()
     return NeuralCollapse(*(float(v) for v in (nc1, nc2, norms.std() / norms.mean(), nc3, nc4)))
 
-# %% ../nbs/02_compression.ipynb #21359008
+# %% ../nbs/02_compression.ipynb #bc9a17aa
 def effective_rank(W: torch.Tensor,  # a matrix, or a tensor read as a matrix (first mode x the rest); NumPy accepted
                   ) -> torch.Tensor:  # 0-d tensor; 0 for a zero matrix
     "Effective rank of Roy & Vetterli (2007): exp of the entropy of the normalised singular values."
