@@ -8,22 +8,26 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import opt_einsum
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .validation import check_choice, check_rank, check_tensor
-from .kernels import khatri_rao, make_generator, multi_mode_dot, \
-    random_normal, unfold
+from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_shape, check_tensor, check_tol
+from .kernels import khatri_rao, make_generator, multi_mode_dot, random_normal, unfold
+from .formats import CPTensor, TTTensor, TuckerTensor
 from .decompositions import cp_als, hooi, hosvd, tt_svd
 
 # %% auto #0
 __all__ = ['factorize', 'FactorizedLinear', 'CPLinear', 'TuckerLinear', 'TTLinear', 'FactorizedConv2d', 'CPConv2d',
            'TuckerConv2d', 'TTConv2d', 'compress_model', 'count_parameters', 'LoRALinear', 'TensorAdapterLinear',
-           'add_adapters', 'merge_adapters', 'complexity_terms', 'neural_collapse', 'effective_rank']
+           'add_adapters', 'merge_adapters', 'LayerTerm', 'ComplexityTerms', 'complexity_terms', 'NeuralCollapse',
+           'neural_collapse', 'effective_rank']
 
 # %% ../nbs/02_compression.ipynb #5100111d
 def _prime_factors(n: int) -> list[int]:
@@ -35,23 +39,17 @@ def _prime_factors(n: int) -> list[int]:
     return out + ([n] if n > 1 else [])
 
 
-def _positive_int(v, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    if v < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {v}")
-    return v
-
-
-def factorize(n: int, d: int) -> tuple[int, ...]:
-    "Split `n` into `d` integer factors as equal as possible (ascending; 1s appear when `n` has fewer than `d` prime factors)."
-    n, d = _positive_int(n, "n"), _positive_int(d, "d")
+def factorize(n: int,  # the size to split (an int >= 1; NumPy ints accepted)
+              d: int,  # how many factors
+             ) -> tuple[int, ...]:  # `d` factors of `n`, ascending
+    "Split `n` into `d` integer factors as equal as possible (1s appear when `n` has fewer than `d` prime factors)."
+    n, d = check_int(n, "n"), check_int(d, "d")
     bins = [1] * d
     for p in sorted(_prime_factors(n), reverse=True):
         bins[bins.index(min(bins))] *= p
     return tuple(sorted(bins))
 
-
+# %% ../nbs/02_compression.ipynb #78847a24
 def _check_module(model, name: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}: expected an nn.Module, got {type(model).__name__}")
@@ -68,7 +66,7 @@ def _check_pattern(pattern, name: str = "pattern"):
     except re.error as e:
         raise ValueError(f"{name}: expected a valid regular expression, got {pattern!r} ({e})") from None
 
-
+# %% ../nbs/02_compression.ipynb #f7fdc7bf
 def _input_error(x, ref: torch.Tensor, err: Exception) -> None:
     "Called when a forward pass failed: raise an error naming `x` if its dtype or device does not match the layer's."
     if not isinstance(x, torch.Tensor):
@@ -79,14 +77,21 @@ def _input_error(x, ref: torch.Tensor, err: Exception) -> None:
         raise ValueError(f"x: expected a tensor on {ref.device} (the layer's device), got {x.device}") from err
 
 
+def _factory_args(seed, generator, dtype, device):
+    "The generator, dtype and device of a layer factory, checked (`dtype` may be a name such as 'float32')."
+    dtype = check_dtype(dtype)
+    if device is not None:
+        try: device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device: expected a torch.device or its name such as 'cpu', got {device!r}") from None
+    return make_generator(seed, generator), dtype, device
+
+# %% ../nbs/02_compression.ipynb #a6b994c7
 def _resolve_modes(modes, features: int, name: str, features_name: str, n_modes: int) -> tuple[int, ...]:
+    "Mode sizes of `features`: `modes` checked (product must be `features`), or `factorize(features, n_modes)`."
     if modes is None:
         return factorize(features, n_modes)
-    if isinstance(modes, (int, str)) or not isinstance(modes, Sequence):
-        raise TypeError(f"{name}: expected a sequence of ints, got {type(modes).__name__}")
-    modes = tuple(_positive_int(m, f"{name}[{i}]") for i, m in enumerate(modes))
-    if not modes:
-        raise ValueError(f"{name}: expected at least one mode size, got ()")
+    modes = check_shape(modes, name)
     if math.prod(modes) != features:
         raise ValueError(f"{name}: expected mode sizes whose product is {features_name}={features}, "
                          f"got {modes} (product {math.prod(modes)})")
@@ -95,85 +100,123 @@ def _resolve_modes(modes, features: int, name: str, features_name: str, n_modes:
 
 def _paired_modes(in_features, out_features, in_modes, out_modes, n_modes):
     "Input and output mode tuples of equal length (needed by the TT-matrix); missing ones are factorized."
-    n_modes = _positive_int(n_modes, "n_modes")
-    in_features, out_features = _positive_int(in_features, "in_features"), _positive_int(out_features, "out_features")
+    n_modes = check_int(n_modes, "n_modes")
+    in_features, out_features = check_int(in_features, "in_features"), check_int(out_features, "out_features")
     if in_modes is not None and out_modes is None:
         in_modes = _resolve_modes(in_modes, in_features, "in_modes", "in_features", n_modes)
-        out_modes = factorize(out_features, len(in_modes))
-    elif out_modes is not None and in_modes is None:
-        out_modes = _resolve_modes(out_modes, out_features, "out_modes", "out_features", n_modes)
-        in_modes = factorize(in_features, len(out_modes))
-    else:
-        in_modes = _resolve_modes(in_modes, in_features, "in_modes", "in_features", n_modes)
-        out_modes = _resolve_modes(out_modes, out_features, "out_modes", "out_features", n_modes)
-    return in_modes, out_modes
+        return in_modes, factorize(out_features, len(in_modes))
+    out_modes = _resolve_modes(out_modes, out_features, "out_modes", "out_features", n_modes)
+    if in_modes is None: return factorize(in_features, len(out_modes)), out_modes
+    return _resolve_modes(in_modes, in_features, "in_modes", "in_features", n_modes), out_modes
 
 # %% ../nbs/02_compression.ipynb #b8fbb1d4
 def _normal(shape, std, g, dtype, device) -> nn.Parameter:
+    "A parameter with i.i.d. N(0, std^2) entries drawn on the CPU from `g`."
     return nn.Parameter(random_normal(shape, generator=g, dtype=dtype, device=device) * std)
 
 
 def _bias(out_features, fan_in, bias, g, dtype, device):
+    "PyTorch's default bias (uniform on +-1/sqrt(fan_in)), or None when `bias` is False."
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
     if not bias: return None
     bound = 1.0 / math.sqrt(fan_in)
     u = torch.rand(out_features, generator=g, dtype=dtype or torch.get_default_dtype())
     return nn.Parameter((2 * bound * u - bound).to(device))
 
-
-class FactorizedLinear(nn.Module):
-    "Base class: a map `in_features -> out_features` whose weight is held in a tensor format."
-    def __init__(self, in_features: int, out_features: int, in_modes, out_modes, *, bias: bool, generator, dtype, device):
-        super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
-        self.in_modes, self.out_modes = tuple(in_modes), tuple(out_modes)
-        b = _bias(out_features, in_features, bias, generator, dtype, device)
+# %% ../nbs/02_compression.ipynb #23b70bf8
+class _FactorizedLayer(nn.Module):
+    "Scaffolding shared by the factorized layers; subclasses set `weight_shape` and define `to_format`, `_core_params`."
+    def _init_bias(self, n_out: int, fan_in: int, bias, generator, dtype, device):
+        b = _bias(n_out, fan_in, bias, generator, dtype, device)
         if b is None: self.register_parameter("bias", None)
         else: self.bias = b
 
-    # subclasses provide _matvec (rows of x -> rows of y), full_weight, _core_params, flops
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x: expected last dimension in_features={self.in_features}, got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        lead = x.shape[:-1]
-        try:                                           # zero cost unless it fails; then say which argument is wrong
-            y = self._matvec(x.reshape(-1, self.in_features))
+    def to_format(self):
+        "The weight as a chapter 01 format (`CPTensor`, `TuckerTensor` or `TTTensor`) on the layer's parameters."
+        raise NotImplementedError
+
+    def _dense(self, T: torch.Tensor) -> torch.Tensor:
+        "The format's full tensor arranged as the dense weight."
+        return T.reshape(self.weight_shape)
+
+    def full_weight(self) -> torch.Tensor:
+        "The dense weight, rebuilt through `to_format()` (for analysis; `forward` never builds it)."
+        return self._dense(self.to_format().full())
+
+    def _init_common(self, layer: nn.Module):
+        "Copy the bias of the dense `layer` this one compresses."
+        if self.bias is not None:
+            with torch.no_grad(): self.bias.copy_(layer.bias)
+
+    def _run(self, fn, x: torch.Tensor) -> torch.Tensor:
+        "`fn(x)`; if torch fails, an error that names `x` when its dtype or device is the cause."
+        try:
+            return fn(x)
         except RuntimeError as e:
             _input_error(x, next(self.parameters()), e); raise
-        if self.bias is not None: y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+
+# %% ../nbs/02_compression.ipynb #1d3733d4
+class _Counts:
+    "Parameter counts of a factorized layer and of the dense layer it replaces."
+    @property
+    def _bias_params(self) -> int: return 0 if self.bias is None else self.bias.numel()
 
     @property
     def n_params(self) -> int:
         "Number of parameters from the format's formula (bias included)."
-        return self._core_params() + (self.out_features if self.bias is not None else 0)
+        return self._core_params() + self._bias_params
 
     @property
     def dense_params(self) -> int:
-        "Parameters of the dense `nn.Linear` of the same shape."
-        return self.in_features * self.out_features + (self.out_features if self.bias is not None else 0)
+        "Parameters of the dense layer of the same shape (bias included)."
+        return math.prod(self.weight_shape) + self._bias_params
 
     @property
-    def compression_ratio(self) -> float:
-        "Dense parameters divided by factorized parameters."
+    def compression(self) -> float:
+        "Dense parameters divided by factorized parameters: the formats' `compression`, bias included."
         return self.dense_params / self.n_params
+
+    def _describe(self) -> str:
+        return f"rank={self.rank}, params={self.n_params} (x{self.compression:.1f} smaller)"
+
+# %% ../nbs/02_compression.ipynb #e7edad87
+class FactorizedLinear(_Counts, _FactorizedLayer):
+    "Base class: a map `in_features -> out_features` whose weight is held in a tensor format."
+    def __init__(self, in_features: int,  # input size N
+                 out_features: int,  # output size M
+                 in_modes,  # input mode sizes (product N), or None for (N,)
+                 out_modes,  # output mode sizes (product M), or None to factorize M like in_modes
+                 *, bias: bool = True,  # learn an additive bias
+                 generator=None,  # torch.Generator of the bias initialisation
+                 dtype=None,  # dtype of the bias (a name such as 'float32' is accepted)
+                 device=None):  # device of the bias
+        super().__init__()
+        dtype = check_dtype(dtype)
+        self.in_features = check_int(in_features, "in_features")
+        self.out_features = check_int(out_features, "out_features")
+        self.in_modes, self.out_modes = _paired_modes(self.in_features, self.out_features, in_modes, out_modes, 1)
+        self.weight_shape = (self.out_features, self.in_features)
+        self._init_bias(self.out_features, self.in_features, bias, generator, dtype, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x: expected last dimension in_features={self.in_features}, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        y = self._run(self._matvec, x.reshape(-1, self.in_features))
+        if self.bias is not None: y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
 
     @property
     def dense_flops(self) -> int:
         "FLOPs per input row of the dense layer: `2 * in_features * out_features`."
         return 2 * self.in_features * self.out_features
 
-    def _init_common(self, layer: nn.Linear):
-        if self.bias is not None:
-            with torch.no_grad(): self.bias.copy_(layer.bias)
-
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, in_modes={self.in_modes}, "
-                f"out_modes={self.out_modes}, rank={self.rank}, bias={self.bias is not None}, "
-                f"params={self.n_params} (x{self.compression_ratio:.1f} smaller)")
+                f"out_modes={self.out_modes}, bias={self.bias is not None}, {self._describe()}")
 
-
+# %% ../nbs/02_compression.ipynb #4fa5e6a3
 def _check_linear(layer, name="layer") -> nn.Linear:
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"{name}: expected an nn.Linear, got {type(layer).__name__}")
@@ -183,6 +226,12 @@ def _check_linear(layer, name="layer") -> nn.Linear:
 def _factory(layer: nn.Module, dtype=None, device=None):
     w = layer.weight
     return dict(dtype=dtype or w.dtype, device=device or w.device)
+
+# %% ../nbs/02_compression.ipynb #cd6966d4
+def _attach(cls, name: str, f, kind=None) -> None:
+    "Attach `f` to `cls` as `name`, wrapped by `kind` (`property`, `classmethod`) when given."
+    f.__name__, f.__qualname__ = name, f"{cls.__name__}.{name}"
+    setattr(cls, name, kind(f) if kind else f)
 
 # %% ../nbs/02_compression.ipynb #0ba282d6
 def _exact_cp(T: torch.Tensor, rank: int):
@@ -195,18 +244,15 @@ def _exact_cp(T: torch.Tensor, rank: int):
     else:
         k = max(range(T.ndim), key=lambda j: shape[j])
         others = [j for j in range(T.ndim) if j != k]
-        P = math.prod(shape[j] for j in others)
         cols = unfold(T, k)                                     # (s_k, P), columns row-major over the other modes
-        norms = cols.norm(dim=0)
-        weights = norms
+        weights = cols.norm(dim=0)
         factors = [None] * T.ndim
-        factors[k] = cols / torch.where(norms > 0, norms, torch.ones_like(norms))
-        stride = P
-        idx = torch.arange(P, device=T.device)
+        factors[k] = cols / torch.where(weights > 0, weights, torch.ones_like(weights))
+        stride = r = cols.shape[1]
+        idx = torch.arange(r, device=T.device)
         for j in others:
             stride //= shape[j]
             factors[j] = torch.eye(shape[j], dtype=T.dtype, device=T.device)[:, (idx // stride) % shape[j]]
-        r = P
     if rank > r:                                                # pad with zero-weight unit components
         pad = rank - r
         weights = torch.cat([weights, weights.new_zeros(pad)])
@@ -218,74 +264,93 @@ def _exact_cp(T: torch.Tensor, rank: int):
 def _exact_cp_rank(shape) -> int:
     return min(shape) if len(shape) == 2 else math.prod(shape) // max(shape)
 
+# %% ../nbs/02_compression.ipynb #56f8b3ce
+def _cp_of_weight(T: torch.Tensor, rank: int, n_iter: int, seed) -> tuple:
+    "`(weights, factors)` of a rank-`rank` CP of `T`: exact (SVD / slices) where possible, `cp_als` otherwise."
+    if T.ndim == 2 or rank >= _exact_cp_rank(T.shape):
+        return _exact_cp(T, rank)
+    cp, _ = cp_als(T, rank, n_iter=check_int(n_iter, "n_iter"), seed=seed)
+    return cp.weights, cp.factors
 
+# %% ../nbs/02_compression.ipynb #723acc53
 class CPLinear(FactorizedLinear):
     "Linear layer whose tensorized weight is a rank-`rank` CP tensor; forward = two thin GEMMs with Khatri-Rao factors."
-    def __init__(self, in_features: int, out_features: int, rank: int, *, in_modes=None, out_modes=None,
-                 n_modes: int = 2, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_features: int,  # input size N
+                 out_features: int,  # output size M
+                 rank: int,  # CP rank R (NumPy ints accepted)
+                 *, in_modes=None,  # input mode sizes, product N (default: `factorize(N, n_modes)`)
+                 out_modes=None,  # output mode sizes, product M (default: as many as in_modes)
+                 n_modes: int = 2,  # modes per side when they are not given
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         in_modes, out_modes = _paired_modes(in_features, out_features, in_modes, out_modes, n_modes)
         super().__init__(in_features, out_features, in_modes, out_modes, bias=bias, generator=g, dtype=dtype, device=device)
-        self.rank = check_rank(rank, "rank")
-        D = len(in_modes) + len(out_modes)
-        std = (1.0 / (3 * in_features * self.rank)) ** (1.0 / (2 * D))
-        self.weights = nn.Parameter(torch.ones(self.rank, dtype=dtype or torch.get_default_dtype(), device=device))
-        self.out_factors = nn.ParameterList([_normal((m, self.rank), std, g, dtype, device) for m in out_modes])
-        self.in_factors = nn.ParameterList([_normal((n, self.rank), std, g, dtype, device) for n in in_modes])
+        R = self.rank = check_rank(rank, "rank")
+        std = (1.0 / (3 * self.in_features * R)) ** (1.0 / (2 * (len(in_modes) + len(out_modes))))
+        self.weights = nn.Parameter(torch.ones(R, dtype=dtype or torch.get_default_dtype(), device=device))
+        self.out_factors = nn.ParameterList([_normal((m, R), std, g, dtype, device) for m in self.out_modes])
+        self.in_factors = nn.ParameterList([_normal((n, R), std, g, dtype, device) for n in self.in_modes])
 
-    def _kr(self, factors):
-        factors = list(factors)
-        return factors[0] if len(factors) == 1 else khatri_rao(factors)
+    def to_format(self) -> CPTensor:
+        "The tensorized weight `(m_1..m_d, n_1..n_d)` as a `CPTensor` on the layer's parameters."
+        return CPTensor(self.weights, [*self.out_factors, *self.in_factors])
 
     def _matvec(self, x):
-        return ((x @ self._kr(self.in_factors)) * self.weights) @ self._kr(self.out_factors).T
+        kr = lambda fs: fs[0] if len(fs) == 1 else khatri_rao(list(fs))
+        return ((x @ kr(self.in_factors)) * self.weights) @ kr(self.out_factors).T
 
-    def full_weight(self) -> torch.Tensor:
-        "The dense `(out_features, in_features)` weight (for analysis; `forward` never builds it)."
-        return (self._kr(self.out_factors) * self.weights) @ self._kr(self.in_factors).T
+    def _core_params(self): return self.rank * (1 + sum(self.in_modes) + sum(self.out_modes))
 
-    def _core_params(self):
-        return self.rank * (1 + sum(self.in_modes) + sum(self.out_modes))
+# %% ../nbs/02_compression.ipynb #04ff8a1b
+def _cp_flops(self) -> int:
+    "FLOPs per input row: `2R(M + N) + R`."
+    return 2 * self.rank * (self.in_features + self.out_features) + self.rank
 
-    @property
-    def flops(self) -> int:
-        "FLOPs per input row: `2R(M + N) + R`."
-        return 2 * self.rank * (self.in_features + self.out_features) + self.rank
 
-    @property
-    def setup_flops(self) -> int:
-        "Batch-independent FLOPs per call (forming the Khatri-Rao products)."
-        kr = lambda modes: sum(math.prod(modes[:k + 1]) for k in range(1, len(modes))) * self.rank
-        return kr(self.in_modes) + kr(self.out_modes)
+def _cp_setup_flops(self) -> int:
+    "Batch-independent FLOPs per call (forming the Khatri-Rao products)."
+    kr = lambda modes: sum(math.prod(modes[:k + 1]) for k in range(1, len(modes))) * self.rank
+    return kr(self.in_modes) + kr(self.out_modes)
 
-    @classmethod
-    def from_dense(cls, layer: nn.Linear, rank: int, *, in_modes=None, out_modes=None, n_modes: int = 2,
-                   n_iter: int = 100, seed: int | None = 0) -> "CPLinear":
-        "Compress a trained `nn.Linear` with `cp_als` on its tensorized weight (exact SVD / slice CP at full rank)."
-        layer = _check_linear(layer)
-        rank = check_rank(rank, "rank")
-        new = cls(layer.in_features, layer.out_features, rank, in_modes=in_modes, out_modes=out_modes,
-                  n_modes=n_modes, bias=layer.bias is not None, seed=0, **_factory(layer))
-        T = layer.weight.detach().to(torch.float64).reshape(new.out_modes + new.in_modes)
-        if T.ndim == 2 or rank >= _exact_cp_rank(T.shape):
-            weights, factors = _exact_cp(T, rank)
-        else:
-            cp, _ = cp_als(T, rank, n_iter=n_iter, seed=seed)
-            weights, factors = cp.weights, cp.factors
-        d = len(new.out_modes)
-        with torch.no_grad():
-            new.weights.copy_(weights)
-            for P, A in zip(list(new.out_factors) + list(new.in_factors), factors): P.copy_(A)
-        new._init_common(layer)
-        return new
+
+_attach(CPLinear, "flops", _cp_flops, property)
+_attach(CPLinear, "setup_flops", _cp_setup_flops, property)
+
+# %% ../nbs/02_compression.ipynb #e59042b0
+def _cp_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
+                          rank: int,  # CP rank
+                          *, in_modes=None,  # input mode sizes, as in the constructor
+                             out_modes=None,  # output mode sizes, as in the constructor
+                          n_modes: int = 2,  # modes per side when they are not given
+                          n_iter: int = 100,  # iterations of `cp_als` (when it is needed)
+                          seed: int | None = 0,  # seed of `cp_als`
+                         ) -> CPLinear:
+    "Compress a trained `nn.Linear` with `cp_als` on its tensorized weight (exact SVD / slice CP at full rank)."
+    layer = _check_linear(layer)
+    new = cls(layer.in_features, layer.out_features, rank, in_modes=in_modes, out_modes=out_modes,
+              n_modes=n_modes, bias=layer.bias is not None, seed=0, **_factory(layer))
+    T = layer.weight.detach().to(torch.float64).reshape(new.out_modes + new.in_modes)
+    weights, factors = _cp_of_weight(T, new.rank, n_iter, seed)
+    with torch.no_grad():
+        new.weights.copy_(weights)
+        for P, A in zip([*new.out_factors, *new.in_factors], factors): P.copy_(A)
+    new._init_common(layer)
+    return new
+
+
+_attach(CPLinear, "from_dense", _cp_linear_from_dense, classmethod)
 
 # %% ../nbs/02_compression.ipynb #351420eb
 def _apply_modes(h: torch.Tensor, mats) -> torch.Tensor:
     "Multiply each non-batch mode `k` of `h` (B, s_1..s_k) by `mats[k]` (s_k, t_k): one GEMM per mode, modes cycle to the back."
     B = h.shape[0]
-    for M in mats:
-        h = h.reshape(B, M.shape[0], -1).transpose(1, 2) @ M     # (B, rest, t): the new mode goes last
-    return h.reshape(B, -1)
+    for M in mats:                                   # explicit sizes (no -1): an empty batch reshapes too
+        h = h.reshape(B, M.shape[0], math.prod(h.shape[1:]) // M.shape[0]).transpose(1, 2) @ M
+    return h.reshape(B, math.prod(h.shape[1:]))
 
 
 def _mode_product_flops(sizes, ranks) -> int:
@@ -297,9 +362,10 @@ def _mode_product_flops(sizes, ranks) -> int:
         done *= t
     return total
 
-
+# %% ../nbs/02_compression.ipynb #932d9f67
 def _tucker_ranks(rank, sizes, name="rank"):
-    if isinstance(rank, Sequence) and not isinstance(rank, str):
+    "Multilinear ranks for modes `sizes`: a sequence checked against them, or an int capped per mode."
+    if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
         rank = check_rank(rank, name, length=len(sizes))
         for k, (r, s) in enumerate(zip(rank, sizes)):
             if r > s:
@@ -314,79 +380,96 @@ def _useful_ranks(ranks, sizes):
     total = math.prod(sizes)
     return tuple(min(r, s, total // s) for r, s in zip(ranks, sizes))
 
-
+# %% ../nbs/02_compression.ipynb #6e82ceb9
 class TuckerLinear(FactorizedLinear):
     "Linear layer whose tensorized weight is a Tucker tensor; forward = mode products, core GEMM, mode products."
-    def __init__(self, in_features: int, out_features: int, rank, *, in_modes=None, out_modes=None,
-                 n_modes: int = 2, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_features: int,  # input size N
+                 out_features: int,  # output size M
+                 rank,  # multilinear ranks (P_1..P_d, Q_1..Q_d), or an int capping every mode
+                 *, in_modes=None,  # input mode sizes, product N (default: `factorize(N, n_modes)`)
+                 out_modes=None,  # output mode sizes, product M (default: as many as in_modes)
+                 n_modes: int = 2,  # modes per side when they are not given
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         in_modes, out_modes = _paired_modes(in_features, out_features, in_modes, out_modes, n_modes)
         super().__init__(in_features, out_features, in_modes, out_modes, bias=bias, generator=g, dtype=dtype, device=device)
-        self.rank = _tucker_ranks(rank, out_modes + in_modes)       # (P_1..P_d, Q_1..Q_d); an int is a cap per mode
-        P, Q = self.rank[:len(out_modes)], self.rank[len(out_modes):]
-        self._P, self._Q = P, Q
-        D = len(self.rank)
-        std = (1.0 / (3 * in_features * math.prod(self.rank))) ** (1.0 / (2 * (D + 1)))
+        self.rank = _tucker_ranks(rank, out_modes + in_modes)
+        self._P, self._Q = self.rank[:len(out_modes)], self.rank[len(out_modes):]
+        std = (1.0 / (3 * self.in_features * math.prod(self.rank))) ** (1.0 / (2 * (len(self.rank) + 1)))
         self.core = _normal(self.rank, std, g, dtype, device)
-        self.out_factors = nn.ParameterList([_normal((m, p), std, g, dtype, device) for m, p in zip(out_modes, P)])
-        self.in_factors = nn.ParameterList([_normal((n, q), std, g, dtype, device) for n, q in zip(in_modes, Q)])
+        self.out_factors = nn.ParameterList([_normal((m, p), std, g, dtype, device) for m, p in zip(out_modes, self._P)])
+        self.in_factors = nn.ParameterList([_normal((n, q), std, g, dtype, device) for n, q in zip(in_modes, self._Q)])
+
+    def to_format(self) -> TuckerTensor:
+        "The tensorized weight `(m_1..m_d, n_1..n_d)` as a `TuckerTensor` on the layer's parameters."
+        return TuckerTensor(self.core, [*self.out_factors, *self.in_factors])
 
     def _matvec(self, x):
         h = _apply_modes(x, list(self.in_factors))                                   # (B, prod Q)
         h = h @ self.core.reshape(math.prod(self._P), math.prod(self._Q)).T          # (B, prod P)
         return _apply_modes(h, [U.T for U in self.out_factors])                     # (B, M)
 
-    def full_weight(self) -> torch.Tensor:
-        "The dense `(out_features, in_features)` weight (for analysis; `forward` never builds it)."
-        T = multi_mode_dot(self.core, list(self.out_factors) + list(self.in_factors))
-        return T.reshape(self.out_features, self.in_features)
-
     def _core_params(self):
         return (math.prod(self.rank) + sum(m * p for m, p in zip(self.out_modes, self._P))
                 + sum(n * q for n, q in zip(self.in_modes, self._Q)))
 
-    @property
-    def flops(self) -> int:
-        "FLOPs per input row of the three stages."
-        return (_mode_product_flops(self.in_modes, self._Q) + 2 * math.prod(self._P) * math.prod(self._Q)
-                + _mode_product_flops(self._P, self.out_modes))
+# %% ../nbs/02_compression.ipynb #501b9e9e
+def _tucker_flops(self) -> int:
+    "FLOPs per input row of the three stages."
+    return (_mode_product_flops(self.in_modes, self._Q) + 2 * math.prod(self._P) * math.prod(self._Q)
+            + _mode_product_flops(self._P, self.out_modes))
 
-    setup_flops = 0
 
-    @classmethod
-    def from_dense(cls, layer: nn.Linear, rank, *, in_modes=None, out_modes=None, n_modes: int = 2,
-                   method: str = "hosvd", n_iter: int = 20) -> "TuckerLinear":
-        "Compress a trained `nn.Linear` with `hosvd` or `hooi` on its tensorized weight (exact at full multilinear rank)."
-        layer = _check_linear(layer)
-        method = check_choice(method, {"hosvd": "hosvd", "hooi": "hooi"}, "method")
-        in_modes, out_modes = _paired_modes(layer.in_features, layer.out_features, in_modes, out_modes, n_modes)
-        sizes = out_modes + in_modes
-        ranks = _useful_ranks(_tucker_ranks(rank, sizes), sizes)
-        T = layer.weight.detach().to(torch.float64).reshape(sizes)
-        tk = hosvd(T, ranks) if method == "hosvd" else hooi(T, ranks, n_iter=n_iter)[0]
-        new = cls(layer.in_features, layer.out_features, tuple(tk.core.shape), in_modes=in_modes, out_modes=out_modes,
-                  bias=layer.bias is not None, seed=0, **_factory(layer))
-        with torch.no_grad():
-            new.core.copy_(tk.core)
-            for P, U in zip(list(new.out_factors) + list(new.in_factors), tk.factors): P.copy_(U)
-        new._init_common(layer)
-        return new
+_attach(TuckerLinear, "flops", _tucker_flops, property)
+TuckerLinear.setup_flops = 0
+
+# %% ../nbs/02_compression.ipynb #c28bfb7f
+def _tucker_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
+                              rank,  # multilinear ranks, or an int capping every mode
+                              *, in_modes=None,  # input mode sizes, as in the constructor
+                                 out_modes=None,  # output mode sizes, as in the constructor
+                              n_modes: int = 2,  # modes per side when they are not given
+                              method: str = "hosvd",  # 'hosvd' or 'hooi'
+                              n_iter: int = 20,  # iterations of `hooi`
+                             ) -> TuckerLinear:
+    "Compress a trained `nn.Linear` with `hosvd` or `hooi` on its tensorized weight (exact at full multilinear rank)."
+    layer = _check_linear(layer)
+    method = check_choice(method, {"hosvd": "hosvd", "hooi": "hooi"}, "method")
+    in_modes, out_modes = _paired_modes(layer.in_features, layer.out_features, in_modes, out_modes, n_modes)
+    sizes = out_modes + in_modes
+    ranks = _useful_ranks(_tucker_ranks(rank, sizes), sizes)
+    T = layer.weight.detach().to(torch.float64).reshape(sizes)
+    tk = hosvd(T, ranks) if method == "hosvd" else hooi(T, ranks, n_iter=check_int(n_iter, "n_iter"))[0]
+    new = cls(layer.in_features, layer.out_features, tuple(tk.core.shape), in_modes=in_modes, out_modes=out_modes,
+              bias=layer.bias is not None, seed=0, **_factory(layer))
+    with torch.no_grad():
+        new.core.copy_(tk.core)
+        for P, U in zip([*new.out_factors, *new.in_factors], tk.factors): P.copy_(U)
+    new._init_common(layer)
+    return new
+
+
+_attach(TuckerLinear, "from_dense", _tucker_linear_from_dense, classmethod)
 
 # %% ../nbs/02_compression.ipynb #1a22cc99
 def _tt_sweep(cores, x: torch.Tensor) -> torch.Tensor:
     "Right-to-left TT-matrix product: `cores[k]` (r_{k-1}, m_k, n_k, r_k), `x` (B, N) -> (B, M)."
-    B = x.shape[0]
+    B, n = x.shape[0], [G.shape[2] for G in cores]
     t = x.T.contiguous()                     # batch innermost: layout (n_1..n_k, r_k, m_{k+1}..m_d, B)
     S = B                                    # size of the trailing (released output modes, batch) block
-    for G in reversed(cores):
-        r0, mk, nk, r1 = G.shape
-        A = G.reshape(r0 * mk, nk * r1)      # the core's own layout: no permutation needed
-        t = t.reshape(-1, nk * r1, S)        # (n_1..n_{k-1}, n_k r_k, S): contract the middle block
+    for k in reversed(range(len(cores))):
+        r0, mk, nk, r1 = cores[k].shape
+        A = cores[k].reshape(r0 * mk, nk * r1)   # the core's own layout: no permutation needed
+        t = t.reshape(math.prod(n[:k]), nk * r1, S)   # contract the middle block (sizes explicit: B may be 0)
         # bmm on the expanded core, not torch.matmul: matmul takes a slow path (several times slower on the
         # CPU) when its broadcast operand requires grad, which a layer's parameters always do
         t = (A @ t[0]).unsqueeze(0) if t.shape[0] == 1 else torch.bmm(A.expand(t.shape[0], -1, -1), t)
         S *= mk                              # (n_1..n_{k-1}, r_{k-1}, m_k S): m_k joins the released block
-    return t.reshape(-1, B).T
+    return t.reshape(math.prod(G.shape[1] for G in cores), B).T
 
 
 def _tt_sweep_flops(m, n, r) -> int:
@@ -395,30 +478,31 @@ def _tt_sweep_flops(m, n, r) -> int:
         total += 2 * math.prod(n[:k]) * math.prod(m[k + 1:]) * n[k] * r[k + 1] * r[k] * m[k]
     return total
 
-
+# %% ../nbs/02_compression.ipynb #0aad2ee1
 def _tt_bounds(m, n):
     s = [a * b for a, b in zip(m, n)]
     return [min(math.prod(s[:k + 1]), math.prod(s[k + 1:])) for k in range(len(s) - 1)]
 
 
 def _tt_ranks(rank, m, n, name="rank"):
-    bounds = _tt_bounds(m, n)
-    d = len(m)
-    if isinstance(rank, Sequence) and not isinstance(rank, str):
-        rank = tuple(rank)
-        if len(rank) == d + 1:
-            if rank[0] != 1 or rank[-1] != 1:
-                raise ValueError(f"{name}: expected boundary ranks r_0 = r_d = 1, got {rank[0]} and {rank[-1]}")
-            rank = rank[1:-1]
-        rank = check_rank(rank, name, length=d - 1)
-        for k, (r, b) in enumerate(zip(rank, bounds)):
-            if r > b:
-                raise ValueError(f"{name}[{k}]: expected at most {b} (the largest useful TT rank of bond {k + 1}), got {r}")
-        return (1,) + rank + (1,)
-    r = check_rank(rank, name)
-    return (1,) + tuple(min(r, b) for b in bounds) + (1,)
+    "TT ranks (1, r_1..r_{d-1}, 1): a sequence (inner ranks, or all with r_0 = r_d = 1) checked, or an int capped per bond."
+    bounds, d = _tt_bounds(m, n), len(m)
+    if not (isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str)):
+        r = check_rank(rank, name)
+        return (1,) + tuple(min(r, b) for b in bounds) + (1,)
+    rank = check_rank(rank, name)
+    if len(rank) == d + 1:
+        if rank[0] != 1 or rank[-1] != 1:
+            raise ValueError(f"{name}: expected boundary ranks r_0 = r_d = 1, got {rank[0]} and {rank[-1]}")
+        rank = rank[1:-1]
+    if len(rank) != d - 1:
+        raise ValueError(f"{name}: expected {d - 1} TT ranks (or {d + 1} with r_0 = r_d = 1), got {len(rank)}")
+    for k, (r, b) in enumerate(zip(rank, bounds)):
+        if r > b:
+            raise ValueError(f"{name}[{k}]: expected at most {b} (the largest useful TT rank of bond {k + 1}), got {r}")
+    return (1,) + rank + (1,)
 
-
+# %% ../nbs/02_compression.ipynb #4e7a4362
 def _tt_einsum_eq(d: int) -> str:
     "Einsum equation of the TT-matrix product: x (B, n_1..n_d) and cores (r_{k-1}, m_k, n_k, r_k) -> (B, m_1..m_d)."
     sym = opt_einsum.get_symbol
@@ -437,91 +521,108 @@ def _keeps_weight_factored(path, d: int) -> bool:
         ops = [o for i, o in enumerate(ops) if i not in step] + [merged]
     return True
 
-
+# %% ../nbs/02_compression.ipynb #7807d29d
 class TTLinear(FactorizedLinear):
     "TT-matrix linear layer (Novikov et al. 2015): cores (r_{k-1}, m_k, n_k, r_k), forward by a sweep of GEMMs."
-    def __init__(self, in_features: int, out_features: int, rank, *, in_modes=None, out_modes=None,
-                 n_modes: int = 2, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_features: int,  # input size N
+                 out_features: int,  # output size M
+                 rank,  # TT ranks (r_1..r_{d-1}, optionally with r_0 = r_d = 1), or an int capping every bond
+                 *, in_modes=None,  # input mode sizes, product N (default: `factorize(N, n_modes)`)
+                 out_modes=None,  # output mode sizes, product M, as many as in_modes
+                 n_modes: int = 2,  # modes per side when they are not given
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         in_modes, out_modes = _paired_modes(in_features, out_features, in_modes, out_modes, n_modes)
         if len(in_modes) != len(out_modes):
             raise ValueError(f"out_modes: expected {len(in_modes)} modes like in_modes {in_modes}, got {out_modes}")
         super().__init__(in_features, out_features, in_modes, out_modes, bias=bias, generator=g, dtype=dtype, device=device)
-        self.rank = _tt_ranks(rank, out_modes, in_modes)        # (1, r_1, ..., r_{d-1}, 1); an int is a cap
-        r, d = self.rank, len(in_modes)
-        std = (1.0 / (3 * in_features * math.prod(r))) ** (1.0 / (2 * d))
-        self.cores = nn.ParameterList([_normal((r[k], out_modes[k], in_modes[k], r[k + 1]), std, g, dtype, device)
-                                       for k in range(d)])
-        rl = _tt_sweep_flops(out_modes, in_modes, r)
-        lr = _tt_sweep_flops(out_modes[::-1], in_modes[::-1], r[::-1])
-        self._reverse = lr < rl
+        r = self.rank = _tt_ranks(rank, out_modes, in_modes)
+        std = (1.0 / (3 * self.in_features * math.prod(r))) ** (1.0 / (2 * len(in_modes)))
+        self.cores = nn.ParameterList([_normal((r[k], m, n, r[k + 1]), std, g, dtype, device)
+                                       for k, (m, n) in enumerate(zip(out_modes, in_modes))])
+        self._reverse = _tt_sweep_flops(out_modes[::-1], in_modes[::-1], r[::-1]) < _tt_sweep_flops(out_modes, in_modes, r)
         self._plans = {}                                 # batch size -> None (sweep) or a cached opt_einsum expression
 
-    def _plan(self, B: int):
-        "Contraction plan for batch size `B`: the sweep, or the optimal opt_einsum path if >25% cheaper and it never joins all cores."
-        if B in self._plans: return self._plans[B]
-        d = len(self.cores)
-        shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
-        eq, plan = _tt_einsum_eq(d), None
-        sweep_cost = self.flops * B
-        path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
-        if _keeps_weight_factored(path, d) and info.opt_cost < 0.75 * sweep_cost:
-            plan = opt_einsum.contract_expression(eq, *shapes, optimize=path)
-        self._plans[B] = plan
-        return plan
+    def to_format(self) -> TTTensor:
+        "The weight permuted to modes `(m_1 n_1, ..., m_d n_d)` as a `TTTensor` on the layer's parameters."
+        return TTTensor([G.reshape(G.shape[0], G.shape[1] * G.shape[2], G.shape[3]) for G in self.cores])
 
-    def _matvec(self, x):
-        cores = list(self.cores)
-        B = x.shape[0]
-        plan = self._plan(B)
-        if plan is not None:
-            return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, -1)
-        if not self._reverse:
-            return _tt_sweep(cores, x)
-        d, B = len(cores), x.shape[0]
-        xr = x.reshape(B, *self.in_modes).permute(0, *range(d, 0, -1)).reshape(B, -1)
-        y = _tt_sweep([G.permute(3, 1, 2, 0) for G in reversed(cores)], xr)
-        return y.reshape(B, *self.out_modes[::-1]).permute(0, *range(d, 0, -1)).reshape(B, -1)
-
-    def full_weight(self) -> torch.Tensor:
-        "The dense `(out_features, in_features)` weight (for analysis; `forward` never builds it)."
-        W = self.cores[0].reshape(-1, self.rank[1])                       # (m_1 n_1, r_1)
-        for G in list(self.cores)[1:]:
-            W = (W @ G.reshape(G.shape[0], -1)).reshape(-1, G.shape[3])
+    def _dense(self, T):
         d = len(self.cores)
-        W = W.reshape([s for k in range(d) for s in (self.out_modes[k], self.in_modes[k])])
-        W = W.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2))
-        return W.reshape(self.out_features, self.in_features)
+        T = T.reshape([s for m, n in zip(self.out_modes, self.in_modes) for s in (m, n)])
+        return T.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2)).reshape(self.weight_shape)
 
     def _core_params(self):
-        r = self.rank
-        return sum(r[k] * m * n * r[k + 1] for k, (m, n) in enumerate(zip(self.out_modes, self.in_modes)))
+        return sum(math.prod(G.shape) for G in self.cores)
 
-    @property
-    def flops(self) -> int:
-        "FLOPs per input row of the sweep (forward switches to a >25% cheaper opt_einsum order for batches where one exists)."
-        m, n, r = self.out_modes, self.in_modes, self.rank
-        return min(_tt_sweep_flops(m, n, r), _tt_sweep_flops(m[::-1], n[::-1], r[::-1]))
+# %% ../nbs/02_compression.ipynb #7194b296
+def _tt_flops(self) -> int:
+    "FLOPs per input row of the sweep (forward switches to a >25% cheaper opt_einsum order for batches where one exists)."
+    m, n, r = self.out_modes, self.in_modes, self.rank
+    return min(_tt_sweep_flops(m, n, r), _tt_sweep_flops(m[::-1], n[::-1], r[::-1]))
 
-    setup_flops = 0
 
-    @classmethod
-    def from_dense(cls, layer: nn.Linear, rank=None, *, in_modes=None, out_modes=None, n_modes: int = 2) -> "TTLinear":
-        "Compress a trained `nn.Linear` by TT-SVD of its permuted tensorized weight; `rank` caps the TT ranks (None: exact)."
-        layer = _check_linear(layer)
-        if rank is not None: rank = check_rank(rank, "rank")
-        in_modes, out_modes = _paired_modes(layer.in_features, layer.out_features, in_modes, out_modes, n_modes)
-        d = len(in_modes)
-        W = layer.weight.detach().to(torch.float64).reshape(out_modes + in_modes)
-        W = W.permute([j for k in range(d) for j in (k, d + k)]).reshape([m * n for m, n in zip(out_modes, in_modes)])
-        tt = tt_svd(W, max_rank=rank)
-        cores = [G.reshape(G.shape[0], m, n, G.shape[-1]) for G, m, n in zip(tt.cores, out_modes, in_modes)]
-        new = cls(layer.in_features, layer.out_features, tuple(G.shape[0] for G in cores) + (1,),
-                  in_modes=in_modes, out_modes=out_modes, bias=layer.bias is not None, seed=0, **_factory(layer))
-        with torch.no_grad():
-            for P, G in zip(new.cores, cores): P.copy_(G)
-        new._init_common(layer)
-        return new
+_attach(TTLinear, "flops", _tt_flops, property)
+TTLinear.setup_flops = 0
+
+# %% ../nbs/02_compression.ipynb #66625349
+def _tt_plan(self, B: int):
+    "Contraction plan for batch size `B`: the sweep (None), or the optimal opt_einsum path if >25% cheaper and it never joins all cores."
+    if B in self._plans: return self._plans[B]
+    d = len(self.cores)
+    shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
+    eq, plan = _tt_einsum_eq(d), None
+    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
+    if B > 0 and _keeps_weight_factored(path, d) and info.opt_cost < 0.75 * self.flops * B:
+        plan = opt_einsum.contract_expression(eq, *shapes, optimize=path)
+    self._plans[B] = plan
+    return plan
+
+
+def _tt_matvec(self, x):
+    cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
+    plan = self._plan(B)
+    if plan is not None:
+        return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
+    if not self._reverse:
+        return _tt_sweep(cores, x)
+    xr = x.reshape(B, *self.in_modes).permute(0, *range(d, 0, -1)).reshape(B, self.in_features)
+    y = _tt_sweep([G.permute(3, 1, 2, 0) for G in reversed(cores)], xr)
+    return y.reshape(B, *self.out_modes[::-1]).permute(0, *range(d, 0, -1)).reshape(B, self.out_features)
+
+
+_attach(TTLinear, "_plan", _tt_plan)
+_attach(TTLinear, "_matvec", _tt_matvec)
+
+# %% ../nbs/02_compression.ipynb #44887dc7
+def _tt_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
+                          rank=None,  # cap on the TT ranks (None: exact TT-SVD)
+                          *, in_modes=None,  # input mode sizes, as in the constructor
+                             out_modes=None,  # output mode sizes, as in the constructor
+                          n_modes: int = 2,  # modes per side when they are not given
+                         ) -> TTLinear:
+    "Compress a trained `nn.Linear` by TT-SVD of its permuted tensorized weight; `rank` caps the TT ranks (None: exact)."
+    layer = _check_linear(layer)
+    if rank is not None: rank = check_rank(rank, "rank")
+    in_modes, out_modes = _paired_modes(layer.in_features, layer.out_features, in_modes, out_modes, n_modes)
+    d = len(in_modes)
+    W = layer.weight.detach().to(torch.float64).reshape(out_modes + in_modes)
+    W = W.permute([j for k in range(d) for j in (k, d + k)]).reshape([m * n for m, n in zip(out_modes, in_modes)])
+    tt = tt_svd(W, max_rank=rank)
+    cores = [G.reshape(G.shape[0], m, n, G.shape[-1]) for G, m, n in zip(tt.cores, out_modes, in_modes)]
+    new = cls(layer.in_features, layer.out_features, tt.rank, in_modes=in_modes, out_modes=out_modes,
+              bias=layer.bias is not None, seed=0, **_factory(layer))
+    with torch.no_grad():
+        for P, G in zip(new.cores, cores): P.copy_(G)
+    new._init_common(layer)
+    return new
+
+
+_attach(TTLinear, "from_dense", _tt_linear_from_dense, classmethod)
 
 # %% ../nbs/02_compression.ipynb #a85acf09
 from torch.nn.modules.utils import _pair
@@ -538,6 +639,7 @@ def _check_conv(layer, name="layer") -> nn.Conv2d:
 
 
 def _conv_padding(padding, kernel_size, dilation):
+    "Padding as a pair of ints >= 0 ('valid' and symmetric 'same' resolved)."
     if isinstance(padding, str):
         if padding == "valid": return (0, 0)
         if padding == "same":
@@ -546,257 +648,270 @@ def _conv_padding(padding, kernel_size, dilation):
                 raise ValueError(f"padding: 'same' needs symmetric padding, kernel {kernel_size} with dilation {dilation} gives none")
             return tuple(t // 2 for t in tot)
         raise ValueError(f"padding: expected an int, a pair, 'valid' or 'same', got {padding!r}")
-    p = _pair(padding)
-    for v in p: _positive_int(v + 1, "padding")          # >= 0
-    return p
+    return tuple(check_int(p, "padding", minimum=0, what="a padding") for p in _pair(padding))
 
-
-class FactorizedConv2d(nn.Module):
+# %% ../nbs/02_compression.ipynb #08fc884d
+class FactorizedConv2d(_Counts, _FactorizedLayer):
     "Base class: a 2-D convolution whose kernel is held in a tensor format."
-    def __init__(self, in_channels, out_channels, kernel_size, *, stride, padding, dilation, bias, generator, dtype, device):
+    def __init__(self, in_channels: int,  # input channels c_1
+                 out_channels: int,  # output channels c_2
+                 kernel_size,  # int or (kh, kw)
+                 *, stride=1,  # as in nn.Conv2d
+                 padding=0,  # int, pair, 'valid' or 'same', as in nn.Conv2d
+                 dilation=1,  # as in nn.Conv2d
+                 bias: bool = True,  # learn an additive bias
+                 generator=None,  # torch.Generator of the bias initialisation
+                 dtype=None,  # dtype of the bias (a name such as 'float32' is accepted)
+                 device=None):  # device of the bias
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = tuple(_positive_int(k, "kernel_size") for k in _pair(kernel_size))
-        self.stride = tuple(_positive_int(s, "stride") for s in _pair(stride))
-        self.dilation = tuple(_positive_int(s, "dilation") for s in _pair(dilation))
+        dtype = check_dtype(dtype)
+        self.in_channels = check_int(in_channels, "in_channels")
+        self.out_channels = check_int(out_channels, "out_channels")
+        self.kernel_size = tuple(check_int(k, "kernel_size") for k in _pair(kernel_size))
+        self.stride = tuple(check_int(s, "stride") for s in _pair(stride))
+        self.dilation = tuple(check_int(s, "dilation") for s in _pair(dilation))
         self.padding = _conv_padding(padding, self.kernel_size, self.dilation)
-        fan_in = in_channels * self.kernel_size[0] * self.kernel_size[1]
-        b = _bias(out_channels, fan_in, bias, generator, dtype, device)
-        if b is None: self.register_parameter("bias", None)
-        else: self.bias = b
+        self.weight_shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self._init_bias(self.out_channels, math.prod(self.weight_shape[1:]), bias, generator, dtype, device)
         self.last_input_hw = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x: expected shape (B, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}")
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"x: expected shape (B, in_channels={self.in_channels}, H, W), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         H, W = int(x.shape[2]), int(x.shape[3])
         if self._out_size(H, 0) < 1 or self._out_size(W, 1) < 1:
             raise ValueError(f"x: spatial size {(H, W)} is smaller than the kernel {self.kernel_size} with padding "
                              f"{self.padding} and dilation {self.dilation}")
         self.last_input_hw = (H, W)
-        try:
-            return self._conv(x)
-        except RuntimeError as e:
-            _input_error(x, next(self.parameters()), e); raise
+        return self._run(self._conv, x)
 
     def _out_size(self, size, axis):
         k, s, p, d = self.kernel_size[axis], self.stride[axis], self.padding[axis], self.dilation[axis]
         return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
-    def count_dense_flops(self, height: int, width: int) -> int:
-        "FLOPs per image of the dense convolution on a `height x width` input."
-        ho, wo = self._out_size(height, 0), self._out_size(width, 1)
-        return 2 * self.out_channels * self.in_channels * self.kernel_size[0] * self.kernel_size[1] * ho * wo
-
-    def _need_hw(self):
-        if self.last_input_hw is None:
-            raise ValueError("flops: unknown input size; call the layer once or use count_flops(height, width)")
-        return self.last_input_hw
-
-    @property
-    def flops(self) -> int:
-        "FLOPs per image for the spatial size of the last input."
-        return self.count_flops(*self._need_hw())
-
-    @property
-    def dense_flops(self) -> int:
-        "Dense-convolution FLOPs per image for the spatial size of the last input."
-        return self.count_dense_flops(*self._need_hw())
-
-    @property
-    def n_params(self) -> int:
-        "Number of parameters from the format's formula (bias included)."
-        return self._core_params() + (self.out_channels if self.bias is not None else 0)
-
-    @property
-    def dense_params(self) -> int:
-        "Parameters of the dense `nn.Conv2d` of the same shape."
-        kh, kw = self.kernel_size
-        return self.out_channels * self.in_channels * kh * kw + (self.out_channels if self.bias is not None else 0)
-
-    @property
-    def compression_ratio(self) -> float:
-        "Dense parameters divided by factorized parameters."
-        return self.dense_params / self.n_params
-
-    @classmethod
-    def _geometry(cls, layer):
-        return dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, bias=layer.bias is not None)
-
-    def _init_common(self, layer):
-        if self.bias is not None:
-            with torch.no_grad(): self.bias.copy_(layer.bias)
-
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, rank={self.rank}, params={self.n_params} (x{self.compression_ratio:.1f} smaller)")
+                f"padding={self.padding}, {self._describe()}")
+
+# %% ../nbs/02_compression.ipynb #71a98753
+def _count_dense_flops(self, height: int, width: int) -> int:
+    "FLOPs per image of the dense convolution on a `height x width` input."
+    return 2 * math.prod(self.weight_shape) * self._out_size(height, 0) * self._out_size(width, 1)
 
 
+def _need_hw(self):
+    if self.last_input_hw is None:
+        raise ValueError("flops: unknown input size; call the layer once or use count_flops(height, width)")
+    return self.last_input_hw
+
+
+_attach(FactorizedConv2d, "count_dense_flops", _count_dense_flops)
+_attach(FactorizedConv2d, "flops", lambda self: self.count_flops(*_need_hw(self)), property)
+_attach(FactorizedConv2d, "dense_flops", lambda self: self.count_dense_flops(*_need_hw(self)), property)
+_attach(FactorizedConv2d, "_geometry", lambda cls, layer: dict(stride=layer.stride, padding=layer.padding,
+        dilation=layer.dilation, bias=layer.bias is not None), classmethod)
+
+# %% ../nbs/02_compression.ipynb #ade14968
 class CPConv2d(FactorizedConv2d):
     "CP-factorized convolution (Lebedev et al. 2015): 1x1 -> vertical depthwise -> horizontal depthwise -> 1x1."
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, rank: int, *, stride=1, padding=0,
-                 dilation=1, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_channels: int,  # input channels c_1
+                 out_channels: int,  # output channels c_2
+                 kernel_size,  # int or (kh, kw)
+                 rank: int,  # CP rank R
+                 *, stride=1,  # as in nn.Conv2d
+                 padding=0,  # int, pair, 'valid' or 'same', as in nn.Conv2d
+                 dilation=1,  # as in nn.Conv2d
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          bias=bias, generator=g, dtype=dtype, device=device)
         self.rank = R = check_rank(rank, "rank")
-        kh, kw = self.kernel_size
-        std = (1.0 / (3 * in_channels * kh * kw * R)) ** (1.0 / 8)
+        std = (1.0 / (3 * math.prod(self.weight_shape[1:]) * R)) ** (1.0 / 8)
         self.weights = nn.Parameter(torch.ones(R, dtype=dtype or torch.get_default_dtype(), device=device))
-        self.out_factor = _normal((out_channels, R), std, g, dtype, device)
-        self.in_factor = _normal((in_channels, R), std, g, dtype, device)
-        self.h_factor = _normal((kh, R), std, g, dtype, device)
-        self.w_factor = _normal((kw, R), std, g, dtype, device)
+        for name, size in zip(["out_factor", "in_factor", "h_factor", "w_factor"], self.weight_shape):
+            setattr(self, name, _normal((size, R), std, g, dtype, device))
+
+    def to_format(self) -> CPTensor:
+        "The kernel `(c_2, c_1, kh, kw)` as a `CPTensor` on the layer's parameters."
+        return CPTensor(self.weights, [self.out_factor, self.in_factor, self.h_factor, self.w_factor])
 
     def _conv(self, x):
-        R = self.rank
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        R, (sh, sw), (ph, pw), (dh, dw) = self.rank, self.stride, self.padding, self.dilation
         z = F.conv2d(x, self.in_factor.T[:, :, None, None])
         z = F.conv2d(z, self.h_factor.T[:, None, :, None], stride=(sh, 1), padding=(ph, 0), dilation=(dh, 1), groups=R)
         z = F.conv2d(z, self.w_factor.T[:, None, None, :], stride=(1, sw), padding=(0, pw), dilation=(1, dw), groups=R)
         return F.conv2d(z, (self.out_factor * self.weights)[:, :, None, None], self.bias)
 
-    def full_weight(self) -> torch.Tensor:
-        "The dense kernel `(out_channels, in_channels, kh, kw)` (for analysis only)."
-        return torch.einsum("r,or,ir,hr,wr->oihw", self.weights, self.out_factor, self.in_factor, self.h_factor, self.w_factor)
+    def _core_params(self): return self.rank * (1 + sum(self.weight_shape))
 
-    def _core_params(self):
-        return self.rank * (1 + self.out_channels + self.in_channels + sum(self.kernel_size))
-
-    def count_flops(self, height: int, width: int) -> int:
-        "FLOPs per image of the four stages on a `height x width` input."
-        R, (kh, kw) = self.rank, self.kernel_size
-        ho, wo = self._out_size(height, 0), self._out_size(width, 1)
-        return 2 * R * (height * width * self.in_channels + ho * width * kh + ho * wo * kw + ho * wo * self.out_channels)
-
-    @classmethod
-    def from_dense(cls, layer: nn.Conv2d, rank: int, *, n_iter: int = 100, seed: int | None = 0) -> "CPConv2d":
-        "Compress a trained `nn.Conv2d` by `cp_als` of its kernel (exact slice CP when `rank` reaches the trivial bound)."
-        layer = _check_conv(layer)
-        rank = check_rank(rank, "rank")
-        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, rank, seed=0, **cls._geometry(layer),
-                  **_factory(layer))
-        K = layer.weight.detach().to(torch.float64)
-        if rank >= _exact_cp_rank(K.shape):
-            weights, factors = _exact_cp(K, rank)
-        else:
-            cp, _ = cp_als(K, rank, n_iter=n_iter, seed=seed)
-            weights, factors = cp.weights, cp.factors
-        with torch.no_grad():
-            new.weights.copy_(weights)
-            for P, A in zip([new.out_factor, new.in_factor, new.h_factor, new.w_factor], factors): P.copy_(A)
-        new._init_common(layer)
-        return new
+# %% ../nbs/02_compression.ipynb #514b5e2b
+def _cp_conv_count_flops(self, height: int, width: int) -> int:
+    "FLOPs per image of the four stages on a `height x width` input."
+    R, (kh, kw) = self.rank, self.kernel_size
+    ho, wo = self._out_size(height, 0), self._out_size(width, 1)
+    return 2 * R * (height * width * self.in_channels + ho * width * kh + ho * wo * kw + ho * wo * self.out_channels)
 
 
+def _cp_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
+                        rank: int,  # CP rank
+                        *, n_iter: int = 100,  # iterations of `cp_als` (when it is needed)
+                        seed: int | None = 0,  # seed of `cp_als`
+                       ) -> CPConv2d:
+    "Compress a trained `nn.Conv2d` by `cp_als` of its kernel (exact slice CP when `rank` reaches the trivial bound)."
+    layer = _check_conv(layer)
+    new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, rank, seed=0, **cls._geometry(layer),
+              **_factory(layer))
+    weights, factors = _cp_of_weight(layer.weight.detach().to(torch.float64), new.rank, n_iter, seed)
+    with torch.no_grad():
+        new.weights.copy_(weights)
+        for P, A in zip([new.out_factor, new.in_factor, new.h_factor, new.w_factor], factors): P.copy_(A)
+    new._init_common(layer)
+    return new
+
+
+_attach(CPConv2d, "count_flops", _cp_conv_count_flops)
+_attach(CPConv2d, "from_dense", _cp_conv_from_dense, classmethod)
+
+# %% ../nbs/02_compression.ipynb #f4c1075c
 class TuckerConv2d(FactorizedConv2d):
     "Tucker-2 convolution (Kim et al. 2016): 1x1 conv to R_in channels, core conv to R_out, 1x1 conv out."
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, rank, *, stride=1, padding=0,
-                 dilation=1, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_channels: int,  # input channels c_1
+                 out_channels: int,  # output channels c_2
+                 kernel_size,  # int or (kh, kw)
+                 rank,  # (R_out, R_in), or an int capping both
+                 *, stride=1,  # as in nn.Conv2d
+                 padding=0,  # int, pair, 'valid' or 'same', as in nn.Conv2d
+                 dilation=1,  # as in nn.Conv2d
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          bias=bias, generator=g, dtype=dtype, device=device)
-        self.rank = _tucker_ranks(rank, (out_channels, in_channels))     # (R_out, R_in); an int is a cap
+        self.rank = _tucker_ranks(rank, (self.out_channels, self.in_channels))
         (ro, ri), (kh, kw) = self.rank, self.kernel_size
-        std = (1.0 / (3 * in_channels * kh * kw * ro * ri)) ** (1.0 / 6)
+        std = (1.0 / (3 * self.in_channels * kh * kw * ro * ri)) ** (1.0 / 6)
         self.core = _normal((ro, ri, kh, kw), std, g, dtype, device)
-        self.out_factor = _normal((out_channels, ro), std, g, dtype, device)
-        self.in_factor = _normal((in_channels, ri), std, g, dtype, device)
+        self.out_factor = _normal((self.out_channels, ro), std, g, dtype, device)
+        self.in_factor = _normal((self.in_channels, ri), std, g, dtype, device)
+
+    def to_format(self) -> TuckerTensor:
+        "The kernel `(c_2, c_1, kh, kw)` as a `TuckerTensor` (identity spatial factors) on the layer's parameters."
+        eye = lambda k: torch.eye(k, dtype=self.core.dtype, device=self.core.device)
+        return TuckerTensor(self.core, [self.out_factor, self.in_factor, eye(self.kernel_size[0]), eye(self.kernel_size[1])])
 
     def _conv(self, x):
         z = F.conv2d(x, self.in_factor.T[:, :, None, None])
         z = F.conv2d(z, self.core, stride=self.stride, padding=self.padding, dilation=self.dilation)
         return F.conv2d(z, self.out_factor[:, :, None, None], self.bias)
 
-    def full_weight(self) -> torch.Tensor:
-        "The dense kernel `(out_channels, in_channels, kh, kw)` (for analysis only)."
-        return torch.einsum("abhw,oa,ib->oihw", self.core, self.out_factor, self.in_factor)
-
     def _core_params(self):
-        (ro, ri), (kh, kw) = self.rank, self.kernel_size
-        return ro * ri * kh * kw + self.out_channels * ro + self.in_channels * ri
+        (ro, ri) = self.rank
+        return self.core.numel() + self.out_channels * ro + self.in_channels * ri
 
-    def count_flops(self, height: int, width: int) -> int:
-        "FLOPs per image of the three stages on a `height x width` input."
-        (ro, ri), (kh, kw) = self.rank, self.kernel_size
-        ho, wo = self._out_size(height, 0), self._out_size(width, 1)
-        return 2 * (height * width * self.in_channels * ri + ho * wo * ro * ri * kh * kw + ho * wo * ro * self.out_channels)
-
-    @classmethod
-    def from_dense(cls, layer: nn.Conv2d, rank, *, method: str = "hosvd", n_iter: int = 20) -> "TuckerConv2d":
-        "Compress a trained `nn.Conv2d` by a Tucker-2 decomposition (`hosvd` or `hooi` with full spatial ranks)."
-        layer = _check_conv(layer)
-        method = check_choice(method, {"hosvd": "hosvd", "hooi": "hooi"}, "method")
-        K = layer.weight.detach().to(torch.float64)
-        ranks = _useful_ranks(_tucker_ranks(rank, K.shape[:2]) + tuple(K.shape[2:]), K.shape)
-        tk = hosvd(K, ranks) if method == "hosvd" else hooi(K, ranks, n_iter=n_iter)[0]
-        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, tuple(tk.core.shape[:2]), seed=0,
-                  **cls._geometry(layer), **_factory(layer))
-        core = multi_mode_dot(tk.core, tk.factors[2:], modes=[2, 3])       # absorb the spatial factors
-        with torch.no_grad():
-            new.core.copy_(core); new.out_factor.copy_(tk.factors[0]); new.in_factor.copy_(tk.factors[1])
-        new._init_common(layer)
-        return new
+# %% ../nbs/02_compression.ipynb #83f659e5
+def _tucker_conv_count_flops(self, height: int, width: int) -> int:
+    "FLOPs per image of the three stages on a `height x width` input."
+    (ro, ri), (kh, kw) = self.rank, self.kernel_size
+    ho, wo = self._out_size(height, 0), self._out_size(width, 1)
+    return 2 * (height * width * self.in_channels * ri + ho * wo * ro * ri * kh * kw + ho * wo * ro * self.out_channels)
 
 
+def _tucker_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
+                            rank,  # (R_out, R_in), or an int capping both
+                            *, method: str = "hosvd",  # 'hosvd' or 'hooi'
+                            n_iter: int = 20,  # iterations of `hooi`
+                           ) -> TuckerConv2d:
+    "Compress a trained `nn.Conv2d` by a Tucker-2 decomposition (`hosvd` or `hooi` with full spatial ranks)."
+    layer = _check_conv(layer)
+    method = check_choice(method, {"hosvd": "hosvd", "hooi": "hooi"}, "method")
+    K = layer.weight.detach().to(torch.float64)
+    ranks = _useful_ranks(_tucker_ranks(rank, K.shape[:2]) + tuple(K.shape[2:]), K.shape)
+    tk = hosvd(K, ranks) if method == "hosvd" else hooi(K, ranks, n_iter=check_int(n_iter, "n_iter"))[0]
+    new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, tuple(tk.core.shape[:2]), seed=0,
+              **cls._geometry(layer), **_factory(layer))
+    with torch.no_grad():
+        new.core.copy_(multi_mode_dot(tk.core, tk.factors[2:], modes=[2, 3]))      # absorb the spatial factors
+        new.out_factor.copy_(tk.factors[0]); new.in_factor.copy_(tk.factors[1])
+    new._init_common(layer)
+    return new
+
+
+_attach(TuckerConv2d, "count_flops", _tucker_conv_count_flops)
+_attach(TuckerConv2d, "from_dense", _tucker_conv_from_dense, classmethod)
+
+# %% ../nbs/02_compression.ipynb #c13dbe54
 class TTConv2d(FactorizedConv2d):
     "Convolution as a TT-matrix on image patches (Garipov et al. 2016): modes (channel factors..., kh*kw)."
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, rank, *, stride=1, padding=0,
-                 dilation=1, n_modes: int = 2, bias: bool = True, dtype=None, device=None, generator=None, seed=None):
-        g = make_generator(seed, generator)
+    def __init__(self, in_channels: int,  # input channels c_1
+                 out_channels: int,  # output channels c_2
+                 kernel_size,  # int or (kh, kw)
+                 rank,  # TT ranks of the patch matrix, or an int capping every bond
+                 *, stride=1,  # as in nn.Conv2d
+                 padding=0,  # int, pair, 'valid' or 'same', as in nn.Conv2d
+                 dilation=1,  # as in nn.Conv2d
+                 n_modes: int = 2,  # channel modes per side (the patch adds one input mode)
+                 bias: bool = True,  # learn an additive bias
+                 dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
+                 device=None,  # parameter device
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          bias=bias, generator=g, dtype=dtype, device=device)
-        n_modes = _positive_int(n_modes, "n_modes")
-        kh, kw = self.kernel_size
-        in_modes = factorize(in_channels, n_modes) + (kh * kw,)
-        out_modes = factorize(out_channels, n_modes) + (1,)
-        self.tt = TTLinear(in_channels * kh * kw, out_channels, rank, in_modes=in_modes, out_modes=out_modes,
-                           bias=False, dtype=dtype, device=device, generator=g)
+        n_modes, area = check_int(n_modes, "n_modes"), math.prod(self.kernel_size)
+        self.tt = TTLinear(self.in_channels * area, self.out_channels, rank, bias=False, dtype=dtype, device=device,
+                           in_modes=factorize(self.in_channels, n_modes) + (area,), generator=g,
+                           out_modes=factorize(self.out_channels, n_modes) + (1,))
 
-    @property
-    def rank(self): return self.tt.rank
+    rank = property(lambda self: self.tt.rank)
+    to_format = lambda self: self.tt.to_format()
+    _dense = lambda self, T: self.tt._dense(T).reshape(self.weight_shape)
+    _core_params = lambda self: self.tt._core_params()
 
     def _conv(self, x):
         B, (H, W) = x.shape[0], x.shape[2:]
         ho, wo = self._out_size(H, 0), self._out_size(W, 1)
         cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
-        y = self.tt._matvec(cols.transpose(1, 2).reshape(B * ho * wo, -1))              # (B*L, C_out)
+        y = self.tt._matvec(cols.transpose(1, 2).reshape(B * ho * wo, cols.shape[1]))    # (B*L, C_out)
         y = y.reshape(B, ho * wo, self.out_channels).transpose(1, 2).reshape(B, self.out_channels, ho, wo)
         return y if self.bias is None else y + self.bias[:, None, None]
 
-    def full_weight(self) -> torch.Tensor:
-        "The dense kernel `(out_channels, in_channels, kh, kw)` (for analysis only)."
-        return self.tt.full_weight().reshape(self.out_channels, self.in_channels, *self.kernel_size)
-
-    def _core_params(self):
-        return self.tt.n_params
-
-    def count_flops(self, height: int, width: int) -> int:
-        "FLOPs per image: the TT sweep once per output pixel."
-        return self.tt.flops * self._out_size(height, 0) * self._out_size(width, 1)
-
-    @classmethod
-    def from_dense(cls, layer: nn.Conv2d, rank=None, *, n_modes: int = 2) -> "TTConv2d":
-        "Compress a trained `nn.Conv2d` by TT-SVD of its patch matrix; `rank` caps the TT ranks (None: exact)."
-        layer = _check_conv(layer)
-        if rank is not None: rank = check_rank(rank, "rank")
-        tt = TTLinear.from_dense(_patch_linear(layer), rank,
-                                 in_modes=factorize(layer.in_channels, n_modes) + (math.prod(layer.kernel_size),),
-                                 out_modes=factorize(layer.out_channels, n_modes) + (1,))
-        new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, tt.rank, n_modes=n_modes, seed=0,
-                  **cls._geometry(layer), **_factory(layer))
-        new.tt = tt
-        new._init_common(layer)
-        return new
-
-
+# %% ../nbs/02_compression.ipynb #c1195753
 def _patch_linear(layer: nn.Conv2d) -> nn.Linear:
     "The conv kernel as an `nn.Linear` on flattened patches (no bias), sharing no storage."
     w = layer.weight.detach()
     lin = nn.Linear(w[0].numel(), w.shape[0], bias=False, dtype=w.dtype, device=w.device)
     with torch.no_grad(): lin.weight.copy_(w.reshape(w.shape[0], -1))
     return lin
+
+
+def _tt_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
+                        rank=None,  # cap on the TT ranks (None: exact TT-SVD)
+                        *, n_modes: int = 2,  # channel modes per side
+                       ) -> TTConv2d:
+    "Compress a trained `nn.Conv2d` by TT-SVD of its patch matrix; `rank` caps the TT ranks (None: exact)."
+    layer = _check_conv(layer)
+    n_modes = check_int(n_modes, "n_modes")
+    tt = TTLinear.from_dense(_patch_linear(layer), rank,
+                             in_modes=factorize(layer.in_channels, n_modes) + (math.prod(layer.kernel_size),),
+                             out_modes=factorize(layer.out_channels, n_modes) + (1,))
+    new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, tt.rank, n_modes=n_modes, seed=0,
+              **cls._geometry(layer), **_factory(layer))
+    new.tt = tt
+    new._init_common(layer)
+    return new
+
+
+_attach(TTConv2d, "count_flops", lambda self, height, width: self.tt.flops * self._out_size(height, 0) * self._out_size(width, 1))
+_attach(TTConv2d, "from_dense", _tt_conv_from_dense, classmethod)
 
 # %% ../nbs/02_compression.ipynb #8f3f4a05
 _LINEAR = {"cp": CPLinear, "tucker": TuckerLinear, "tt": TTLinear}
@@ -807,13 +922,18 @@ def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
-
-def compress_model(model: nn.Module, format: str, rank, *, pattern: str | None = None, n_modes: int = 2) -> nn.Module:
+# %% ../nbs/02_compression.ipynb #12cfd591
+def compress_model(model: nn.Module,  # the trained network (left unchanged)
+                   format: str,  # tensor format: 'cp', 'tucker' or 'tt'
+                   rank,  # rank for every layer, or a function `rank(name, module)`
+                   *, pattern: str | None = None,  # regular expression selecting layers by name (None: all)
+                   n_modes: int = 2,  # modes per side of the tensorized linear weights
+                  ) -> nn.Module:
     "Copy of `model` with its `nn.Linear`/`nn.Conv2d` layers (names matching `pattern`) compressed in `format`."
     model = _check_module(model)
-    lin_cls = check_choice(format, _LINEAR, "format")
-    conv_cls = _CONV[format]
+    lin_cls, conv_cls = check_choice(format, _LINEAR, "format"), _CONV[format]
     regex = None if pattern is None else _check_pattern(pattern)
+    n_modes = check_int(n_modes, "n_modes")
     new_model = copy.deepcopy(model)
     targets = [(n, m) for n, m in new_model.named_modules()
                if isinstance(m, (nn.Linear, nn.Conv2d)) and (regex is None or regex.search(n))]
@@ -821,33 +941,47 @@ def compress_model(model: nn.Module, format: str, rank, *, pattern: str | None =
         raise ValueError(f"pattern: matched no nn.Linear or nn.Conv2d layer of the model, got {pattern!r}")
     for name, m in targets:
         r = rank(name, m) if callable(rank) else rank
-        if isinstance(m, nn.Linear):
-            new = lin_cls.from_dense(m, r, n_modes=n_modes)
-        else:
-            new = conv_cls.from_dense(m, r) if format != "tt" else conv_cls.from_dense(m, r, n_modes=n_modes)
+        if isinstance(m, nn.Linear): new = lin_cls.from_dense(m, r, n_modes=n_modes)
+        elif format == "tt": new = conv_cls.from_dense(m, r, n_modes=n_modes)
+        else: new = conv_cls.from_dense(m, r)
         _set_module(new_model, name, new)
     return new_model
 
 
-def count_parameters(model: nn.Module, *, trainable: bool = False) -> int:
-    "Number of parameter entries of `model` (only those with `requires_grad` when `trainable`)."
+def count_parameters(model: nn.Module,  # any module
+                     *, trainable: bool = False,  # count only parameters with `requires_grad`
+                    ) -> int:
+    "Number of parameter entries of `model`."
     model = _check_module(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+# %% ../nbs/02_compression.ipynb #9d5bcafd
+def _merged(base: nn.Linear, delta: torch.Tensor) -> nn.Linear:
+    "A new `nn.Linear` with weight `base.weight + delta` and the bias of `base`."
+    out = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
+                    dtype=base.weight.dtype, device=base.weight.device)
+    with torch.no_grad():
+        out.weight.copy_(base.weight + delta)
+        if base.bias is not None: out.bias.copy_(base.bias)
+    return out
 
 # %% ../nbs/02_compression.ipynb #4ab415b5
 class LoRALinear(nn.Module):
     "LoRA adapter (Hu et al. 2022): frozen `base` plus `scaling * B @ A` with `B` zero at start."
-    def __init__(self, base: nn.Linear, rank: int, *, alpha: float | None = None, generator=None, seed=None):
+    def __init__(self, base: nn.Linear,  # the pretrained layer (frozen here)
+                 rank: int,  # rank r of the update, at most min(in_features, out_features)
+                 *, alpha: float | None = None,  # the update is scaled by alpha / r (None: 1)
+                 generator=None,  # torch.Generator of the initialisation of A
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
         super().__init__()
-        base = _check_linear(base, "base")
-        rank = check_rank(rank, "rank")
+        base, rank = _check_linear(base, "base"), check_rank(rank, "rank")
         if rank > min(base.in_features, base.out_features):
             raise ValueError(f"rank: expected at most min(in_features, out_features) = "
                              f"{min(base.in_features, base.out_features)}, got {rank}")
         g = make_generator(seed, generator)
         self.base, self.rank = base, rank
         for p in base.parameters(): p.requires_grad_(False)
-        self.scaling = (rank if alpha is None else _check_alpha(alpha)) / rank
+        self.scaling = (rank if alpha is None else check_tol(alpha, "alpha", positive=True)) / rank
         kw = dict(dtype=base.weight.dtype, device=base.weight.device)
         self.lora_A = _normal((rank, base.in_features), 1.0 / math.sqrt(base.in_features), g, **kw)
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **kw))
@@ -868,28 +1002,18 @@ class LoRALinear(nn.Module):
         "A plain `nn.Linear` with weight `base.weight + delta_weight()`: same outputs, no adapter."
         return _merged(self.base, self.delta_weight())
 
-
-def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha: expected a number, got {type(alpha).__name__}")
-    if not (math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha: expected a finite number > 0, got {alpha}")
-    return float(alpha)
-
-
-def _merged(base: nn.Linear, delta: torch.Tensor) -> nn.Linear:
-    out = nn.Linear(base.in_features, base.out_features, bias=base.bias is not None,
-                    dtype=base.weight.dtype, device=base.weight.device)
-    with torch.no_grad():
-        out.weight.copy_(base.weight + delta)
-        if base.bias is not None: out.bias.copy_(base.bias)
-    return out
-
-
+# %% ../nbs/02_compression.ipynb #23996be9
 class TensorAdapterLinear(nn.Module):
     "Frozen `base` plus a tensorized update in `format` 'tt' (LoRETTA, Yang et al. 2024), 'cp' or 'tucker'."
-    def __init__(self, base: nn.Linear, rank, *, format: str = "tt", in_modes=None, out_modes=None,
-                 n_modes: int = 2, alpha: float | None = None, generator=None, seed=None):
+    def __init__(self, base: nn.Linear,  # the pretrained layer (frozen here)
+                 rank,  # rank of the update, as in the layer of that format
+                 *, format: str = "tt",  # 'tt', 'cp' or 'tucker'
+                 in_modes=None,  # input mode sizes of the tensorized update
+                 out_modes=None,  # output mode sizes of the tensorized update
+                 n_modes: int = 2,  # modes per side when they are not given
+                 alpha: float | None = None,  # scale of the update (None: 1)
+                 generator=None,  # torch.Generator of the initialisation
+                 seed=None):  # seed of a fresh generator (when `generator` is None)
         super().__init__()
         base = _check_linear(base, "base")
         cls = check_choice(format, _LINEAR, "format")
@@ -899,10 +1023,9 @@ class TensorAdapterLinear(nn.Module):
         self.delta = cls(base.in_features, base.out_features, rank, in_modes=in_modes, out_modes=out_modes,
                          n_modes=n_modes, bias=False, generator=g, dtype=base.weight.dtype, device=base.weight.device)
         self.rank = self.delta.rank
-        self.scaling = 1.0 if alpha is None else _check_alpha(alpha)
-        with torch.no_grad():                                    # the update starts at exactly zero
-            {"tt": lambda: self.delta.cores[-1], "cp": lambda: self.delta.out_factors[0],
-             "tucker": lambda: self.delta.core}[format]().zero_()
+        self.scaling = 1.0 if alpha is None else check_tol(alpha, "alpha", positive=True)
+        zero = {"tt": lambda d: d.cores[-1], "cp": lambda d: d.out_factors[0], "tucker": lambda d: d.core}[format]
+        with torch.no_grad(): zero(self.delta).zero_()           # the update starts at exactly zero
 
     def forward(self, x):
         return self.base(x) + self.scaling * self.delta(x)
@@ -911,28 +1034,32 @@ class TensorAdapterLinear(nn.Module):
         "The update as a dense `(out, in)` matrix."
         return self.scaling * self.delta.full_weight()
 
-    @property
-    def n_trainable(self) -> int:
-        "Trainable parameters of the adapter (the format's parameter count)."
-        return self.delta.n_params
+    n_trainable = property(lambda self: self.delta.n_params, doc="Trainable parameters of the adapter (the format's count).")
 
     def merge(self) -> nn.Linear:
         "A plain `nn.Linear` with weight `base.weight + delta_weight()`: same outputs, no adapter."
         return _merged(self.base, self.delta_weight())
 
-
+# %% ../nbs/02_compression.ipynb #39a1b428
 _ADAPTERS = {"lora": LoRALinear,
-             "tt": lambda base, rank, **kw: TensorAdapterLinear(base, rank, format="tt", **kw),
-             "cp": lambda base, rank, **kw: TensorAdapterLinear(base, rank, format="cp", **kw),
-             "tucker": lambda base, rank, **kw: TensorAdapterLinear(base, rank, format="tucker", **kw)}
+             **{f: (lambda f: lambda base, rank, **kw: TensorAdapterLinear(base, rank, format=f, **kw))(f) for f in _LINEAR}}
 
 
-def add_adapters(model: nn.Module, pattern: str = "", *, kind: str = "lora", rank=4, freeze: bool = True,
-                 seed: int | None = 0, **kwargs) -> list[str]:
-    "Wrap (in place) every `nn.Linear` of `model` whose name matches `pattern` in an adapter; returns the wrapped names."
+def add_adapters(model: nn.Module,  # the network, changed in place
+                 pattern: str = "",  # regular expression on the qualified names of the nn.Linear layers to wrap
+                 *, format: str = "lora",  # 'lora', 'cp', 'tucker' or 'tt'
+                 rank=4,  # rank of every adapter, or a function `rank(name, module)`
+                 freeze: bool = True,  # freeze every other parameter of the model
+                 seed: int | None = 0,  # seed of the adapters' initialisation
+                 kind: str | None = None,  # deprecated name of `format`
+                 **kwargs,  # passed to the adapter's constructor
+                ) -> list[str]:  # the names of the wrapped layers
+    "Wrap (in place) every `nn.Linear` of `model` whose name matches `pattern` in an adapter."
     model = _check_module(model)
-    make = check_choice(kind, _ADAPTERS, "kind")
-    regex = _check_pattern(pattern)
+    if kind is not None:
+        warnings.warn("add_adapters: `kind=` is deprecated, use `format=`", DeprecationWarning, stacklevel=2)
+        format = kind
+    make, regex = check_choice(format, _ADAPTERS, "format"), _check_pattern(pattern)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and regex.search(n)]
     if not names:
         linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -945,85 +1072,138 @@ def add_adapters(model: nn.Module, pattern: str = "", *, kind: str = "lora", ran
         _set_module(model, n, make(model.get_submodule(n), r, generator=g, **kwargs))
     return names
 
-
-def merge_adapters(model: nn.Module) -> nn.Module:
+# %% ../nbs/02_compression.ipynb #5d318a0b
+def merge_adapters(model: nn.Module,  # the network, changed in place
+                  ) -> nn.Module:
     "Replace (in place) every adapter in `model` by its merged `nn.Linear`; returns `model`."
     model = _check_module(model)
-    names = [n for n, m in model.named_modules() if isinstance(m, (LoRALinear, TensorAdapterLinear))]
-    for n in names:
+    for n in [n for n, m in model.named_modules() if isinstance(m, (LoRALinear, TensorAdapterLinear))]:
         _set_module(model, n, model.get_submodule(n).merge())
     return model
 
 # %% ../nbs/02_compression.ipynb #2c225983
-def _layer_shape(m: nn.Module):
-    "(kind, c_in, c_out, kernel area, weight as a matrix) of a dense or factorized layer, or None."
+def _layer_weight(m: nn.Module):
+    "(kind, c_in, c_out, kernel area, weight as a matrix) of a dense, factorized or adapted layer, or None."
+    if isinstance(m, (LoRALinear, TensorAdapterLinear)):
+        return "linear", m.base.in_features, m.base.out_features, 1, m.base.weight + m.delta_weight()
     if isinstance(m, (nn.Linear, FactorizedLinear)):
-        W = m.weight if isinstance(m, nn.Linear) else m.full_weight()
-        return "linear", m.in_features, m.out_features, 1, W
+        return "linear", m.in_features, m.out_features, 1, m.weight if isinstance(m, nn.Linear) else m.full_weight()
     if isinstance(m, (nn.Conv2d, FactorizedConv2d)):
         W = m.weight if isinstance(m, nn.Conv2d) else m.full_weight()
         return "conv", m.in_channels, m.out_channels, W.shape[2] * W.shape[3], W.reshape(W.shape[0], -1)
     return None
 
 
+def _weight_layers(model: nn.Module):
+    "`(name, module, info)` of each layer with a weight; layers inside a layer already counted are skipped."
+    counted = []
+    for name, m in model.named_modules():
+        if any(p == "" or name.startswith(p + ".") for p in counted): continue
+        info = _layer_weight(m)
+        if info is not None:
+            counted.append(name)
+            yield name, m, info
+
+# %% ../nbs/02_compression.ipynb #e867065e
+@dataclass
+class LayerTerm:
+    "One layer's part of `complexity_terms`."
+    name: str  # qualified name in the model
+    kind: str  # 'linear' or 'conv'
+    rank: int  # R_l of the Li et al. term: the CP rank of a CP layer, else the matrix rank
+    matrix_rank: int  # numerical rank of the weight as a c_out x (c_in kh kw) matrix
+
+
+@dataclass
+class ComplexityTerms:
+    "Complexity terms of two generalization bounds (constants and logarithms set to 1), with the ranks used."
+    li2020: float  # Li et al. (2020): sqrt(sum_l R_l (c_in + c_out + kh kw) / m)
+    wang2024: float  # Wang et al. (2024): sqrt(sum_l rank_l (c_in kh kw + c_out) / m)
+    layers: list  # one `LayerTerm` per layer
+
+# %% ../nbs/02_compression.ipynb #4c882d71
 @torch.no_grad()
-def complexity_terms(model: nn.Module, n_samples: int) -> dict:
+def complexity_terms(model: nn.Module,  # network with dense, factorized or adapted linear/conv layers
+                     n_samples: int,  # number m of training samples
+                    ) -> ComplexityTerms:
     "Complexity terms of the Li et al. (2020) CP-CNN bound and the Wang et al. (2024) t-NN bound, constants set to 1."
     model = _check_module(model)
-    n_samples = _positive_int(n_samples, "n_samples")
+    n_samples = check_int(n_samples, "n_samples")
     layers, li, wang = [], 0.0, 0.0
-    for name, m in model.named_modules():
-        info = _layer_shape(m)
-        if info is None: continue
-        kind, c_in, c_out, area, W = info
+    for name, m, (kind, c_in, c_out, area, W) in _weight_layers(model):
         mat_rank = int(torch.linalg.matrix_rank(W.detach()))          # tolerance from W's own dtype
         R = m.rank if isinstance(m, (CPLinear, CPConv2d)) else mat_rank
         li += R * (c_in + c_out + (area if kind == "conv" else 0))
         wang += mat_rank * (c_in * area + c_out)
-        layers.append(dict(name=name, kind=kind, rank=R, matrix_rank=mat_rank))
+        layers.append(LayerTerm(name, kind, R, mat_rank))
     if not layers:
         raise ValueError("model: expected at least one linear or convolutional layer")
-    return dict(li2020=math.sqrt(li / n_samples), wang2024=math.sqrt(wang / n_samples), layers=layers)
+    return ComplexityTerms(math.sqrt(li / n_samples), math.sqrt(wang / n_samples), layers)
 
-# %% ../nbs/02_compression.ipynb #24c37a7e
-@torch.no_grad()
-def neural_collapse(features: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
-                    bias: torch.Tensor | None = None) -> dict:
-    "NC1-NC4 of Papyan, Han & Donoho (2020) for last-layer `features` (N, p), `labels` (N,), classifier `weight` (C, p)."
-    check_tensor(features, "features", ndim=2)
-    check_tensor(weight, "weight", ndim=2)
+# %% ../nbs/02_compression.ipynb #e117860c
+@dataclass
+class NeuralCollapse:
+    "The neural-collapse measures of Papyan, Han & Donoho (2020); each tends to 0 under collapse."
+    nc1: float  # within-class variability relative to the between-class spread, tr(S_W S_B^+)/C
+    nc2: float  # distance of the centred class means' Gram matrix to a simplex ETF's
+    nc2_equinorm: float  # coefficient of variation of the centred class means' norms
+    nc3: float  # ||W/||W|| - M/||M||||^2: misalignment of classifier and means
+    nc4: float  # fraction of samples where the classifier and the nearest class mean disagree
+
+# %% ../nbs/02_compression.ipynb #19097d6d
+def _check_collapse_inputs(features, labels, weight, bias):
+    "Validate the inputs of `neural_collapse` (NumPy arrays converted); returns them and the class counts."
+    features, weight = as_tensor(features, "features", ndim=2), as_tensor(weight, "weight", ndim=2)
+    if isinstance(labels, np.ndarray) and labels.dtype.kind in "iu": labels = torch.from_numpy(labels)
+    check_tensor(labels, "labels", ndim=1, floating=False)
     if labels.dtype not in (torch.int64, torch.int32) or labels.shape != features.shape[:1]:
         raise ValueError(f"labels: expected an integer tensor of shape ({features.shape[0]},), got "
                          f"{labels.dtype} {tuple(labels.shape)}")
     C, p = weight.shape
     if features.shape[1] != p:
         raise ValueError(f"weight: expected {features.shape[1]} columns (the feature size), got shape {tuple(weight.shape)}")
-    labels = labels.long()
-    counts = torch.bincount(labels, minlength=C)
-    if counts.shape[0] != C or bool((counts == 0).any()):
-        raise ValueError(f"labels: expected every class 0..{C - 1} to appear, got counts {counts.tolist()}")
-    N = features.shape[0]
+    if C < 2:
+        raise ValueError(f"weight: expected at least 2 classes (rows), got {C}: collapse measures compare classes")
+    if bias is not None and (bias := as_tensor(bias, "bias", ndim=1)).shape[0] != C:
+        raise ValueError(f"bias: expected {C} entries (one per class), got {bias.shape[0]}")
+    counts = torch.bincount(labels.long(), minlength=C) if bool((labels >= 0).all()) else None
+    if counts is None or counts.shape[0] != C or bool((counts == 0).any()):
+        raise ValueError(f"labels: expected every class 0..{C - 1} to appear, got values "
+                         f"{labels.unique().tolist()[:12]}")
+    return features, labels.long(), weight, bias, counts
+
+# %% ../nbs/02_compression.ipynb #52a34004
+@torch.no_grad()
+def neural_collapse(features: torch.Tensor,  # last-layer features, (N, p)
+                    labels: torch.Tensor,  # integer class labels 0..C-1, (N,) (NumPy arrays accepted)
+                    weight: torch.Tensor,  # classifier weight, (C, p)
+                    bias: torch.Tensor | None = None,  # classifier bias, (C,)
+                   ) -> NeuralCollapse:
+    "NC1-NC4 of Papyan, Han & Donoho (2020) for the features and classifier of a trained network."
+    features, labels, weight, bias, counts = _check_collapse_inputs(features, labels, weight, bias)
+    (C, p), N = weight.shape, features.shape[0]
     means = torch.zeros(C, p, dtype=features.dtype, device=features.device).index_add_(0, labels, features)
     means = means / counts[:, None].to(features.dtype)
     M = means - features.mean(0)
+    if float(M.norm()) == 0: raise ValueError("features: the class means coincide; the collapse measures are undefined")
+    if float(weight.norm()) == 0: raise ValueError("weight: expected a nonzero classifier, got all zeros")
     centred = features - means[labels]
-    Sw = centred.T @ centred / N
-    Sb = M.T @ M / C
+    Sw, Sb = centred.T @ centred / N, M.T @ M / C
     nc1 = torch.trace(Sw @ torch.linalg.pinv(Sb, hermitian=True, rtol=1e-6)) / C
-    norms = M.norm(dim=1)
-    G = M @ M.T
+    norms, G = M.norm(dim=1), M @ M.T
     etf = torch.eye(C, dtype=G.dtype, device=G.device) - 1.0 / C
     nc2 = (G / G.norm() - etf / etf.norm()).norm()
     nc3 = (weight / weight.norm() - M / M.norm()).square().sum()
     logits = features @ weight.T + (0 if bias is None else bias)
-    ncc = torch.cdist(features, means).argmin(1)
-    nc4 = (logits.argmax(1) != ncc).to(features.dtype).mean()
-    return dict(nc1=nc1, nc2=nc2, nc2_equinorm=norms.std() / norms.mean(), nc3=nc3, nc4=nc4)
+    nc4 = (logits.argmax(1) != torch.cdist(features, means).argmin(1)).to(features.dtype).mean()
+    return NeuralCollapse(*(float(v) for v in (nc1, nc2, norms.std() / norms.mean(), nc3, nc4)))
 
-
-def effective_rank(W: torch.Tensor) -> torch.Tensor:
+# %% ../nbs/02_compression.ipynb #bc9a17aa
+def effective_rank(W: torch.Tensor,  # a matrix, or a tensor read as a matrix (first mode x the rest); NumPy accepted
+                  ) -> torch.Tensor:  # 0-d tensor; 0 for a zero matrix
     "Effective rank of Roy & Vetterli (2007): exp of the entropy of the normalised singular values."
-    check_tensor(W, "W", min_ndim=2)
+    W = as_tensor(W, "W", min_ndim=2)
     s = torch.linalg.svdvals(W.reshape(W.shape[0], -1))
+    if float(s.sum()) == 0: return s.new_zeros(())
     p = s / s.sum()
     return torch.exp(-(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum())

@@ -7,9 +7,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tensornn.compression import (CPConv2d, CPLinear, LoRALinear, TensorAdapterLinear, TTConv2d, TTLinear,
-                                  TuckerConv2d, TuckerLinear, add_adapters, complexity_terms, compress_model,
-                                  count_parameters, effective_rank, factorize, merge_adapters, neural_collapse)
+import dataclasses
+
+import numpy as np
+
+from tensornn.compression import (ComplexityTerms, CPConv2d, CPLinear, FactorizedConv2d, FactorizedLinear, LayerTerm,
+                                  LoRALinear, NeuralCollapse, TensorAdapterLinear, TTConv2d, TTLinear, TuckerConv2d,
+                                  TuckerLinear, add_adapters, complexity_terms, compress_model, count_parameters,
+                                  effective_rank, factorize, merge_adapters, neural_collapse)
+from tensornn.formats import CPTensor, TTTensor, TuckerTensor
 from tensornn.testing import assert_close
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -161,7 +167,7 @@ def test_adapters_start_at_base_train_only_themselves_and_merge_exactly(kind, ra
                           nn.Linear(12, 4)).to(dtype=dtype, device=device)
     x = _x((6, 24), dtype, device)
     ref = model(x)
-    names = add_adapters(model, r"^(0|2\.0)$", kind=kind, rank=rank)
+    names = add_adapters(model, r"^(0|2\.0)$", format=kind, rank=rank)
     assert names == ["0", "2.0"]
     assert_close(model(x), ref, **TOL[dtype])
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -224,7 +230,7 @@ def test_bad_ranks_and_shapes_name_the_argument():
     with pytest.raises(ValueError, match="rank"): LoRALinear(lin, 13)
     with pytest.raises(TypeError, match="base"): LoRALinear(nn.Conv2d(2, 2, 3), 2)
     with pytest.raises(ValueError, match="format"): TensorAdapterLinear(lin, 2, format="ht")
-    with pytest.raises(ValueError, match="kind"): add_adapters(nn.Sequential(lin), kind="dora")
+    with pytest.raises(ValueError, match="format"): add_adapters(nn.Sequential(lin), format="dora")
     with pytest.raises(ValueError, match="pattern"): add_adapters(nn.Sequential(lin), "nothing")
     with pytest.raises(ValueError, match="format"): compress_model(nn.Sequential(lin), "svd", 2)
     with pytest.raises(ValueError, match="n"): factorize(0, 2)
@@ -245,9 +251,9 @@ def test_neural_collapse_and_effective_rank():
     means = (torch.eye(C, dtype=torch.float64) - 1.0 / C) @ Q.T
     labels = torch.arange(C).repeat(4)
     nc = neural_collapse(means[labels], labels, 3.0 * means)
-    assert all(float(v) < 1e-9 for v in nc.values()), nc
+    assert all(float(v) < 1e-9 for v in dataclasses.asdict(nc).values()), nc
     noisy = neural_collapse(means[labels] + 0.5 * torch.randn(20, p, generator=g, dtype=torch.float64), labels, means)
-    assert float(noisy["nc1"]) > 1e-2
+    assert float(noisy.nc1) > 1e-2
     assert abs(float(effective_rank(means)) - (C - 1)) < 1e-8
     with pytest.raises(ValueError, match="labels"): neural_collapse(means[labels], labels[:-1], means)
     with pytest.raises(ValueError, match="weight"): neural_collapse(means[labels], labels, means[:, :3])
@@ -259,10 +265,10 @@ def test_complexity_terms_grow_with_rank():
     model = nn.Sequential(nn.Unflatten(1, (1, 6, 6)), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
                           nn.Linear(144, 10))
     t = [complexity_terms(compress_model(model, "cp", r, n_modes=1), 100) for r in (1, 2, 4)]
-    assert t[0]["li2020"] < t[1]["li2020"] < t[2]["li2020"]
-    assert t[0]["wang2024"] <= t[1]["wang2024"] <= t[2]["wang2024"]
+    assert t[0].li2020 < t[1].li2020 < t[2].li2020
+    assert t[0].wang2024 <= t[1].wang2024 <= t[2].wang2024
     li1 = 1 * (1 + 4 + 9) + 1 * (144 + 10)
-    assert abs(t[0]["li2020"] - math.sqrt(li1 / 100)) < 1e-12
+    assert abs(t[0].li2020 - math.sqrt(li1 / 100)) < 1e-12
     with pytest.raises(ValueError, match="n_samples"): complexity_terms(model, 0)
 
 
@@ -339,7 +345,7 @@ def test_adapter_gradients_reach_every_factor_after_the_first_step(kind, rank):
     "One factor starts at zero (so the update does); after one step every adapter factor receives a gradient."
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 6)).double()
-    add_adapters(model, kind=kind, rank=rank)
+    add_adapters(model, format=kind, rank=rank)
     x = _x((5, 12), torch.float64, "cpu")
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     for _ in range(2):
@@ -369,3 +375,129 @@ def test_bad_inputs_of_forward_and_helpers_name_the_argument():
     with pytest.raises(ValueError, match="^pattern"): compress_model(nn.Sequential(lin), "tt", 2, pattern="[")
     for fn in (count_parameters, merge_adapters, lambda m: complexity_terms(m, 10), lambda m: add_adapters(m)):
         with pytest.raises(TypeError, match="^model"): fn([lin])
+
+
+# ---- issue 9: layers hold a format, one validation path, defects, one name per concept, reports ----
+
+FORMAT_OF = {CPLinear: CPTensor, TuckerLinear: TuckerTensor, TTLinear: TTTensor,
+             CPConv2d: CPTensor, TuckerConv2d: TuckerTensor, TTConv2d: TTTensor}
+
+
+@pytest.mark.parametrize("make", ALL_LAYERS, ids=lambda m: type(m(torch.float64)).__name__)
+def test_layers_hold_a_format_and_full_weight_goes_through_it(make, monkeypatch):
+    "Fails on the old code: there was no to_format, and TTLinear.full_weight repeated tt_full."
+    layer = make(torch.float64)
+    fmt = layer.to_format()
+    assert type(fmt) is FORMAT_OF[type(layer)]
+    assert_close(fmt.full().reshape(-1).norm(), layer.full_weight().norm(), rtol=1e-12, atol=1e-12)
+    tensors = fmt._tensors()
+    assert any(t is p for t in tensors for p in layer.parameters()) or isinstance(layer, (TTLinear, TTConv2d))
+    fmt.full().square().sum().backward()                          # the format shares the layer's parameters
+    assert all(p.grad is not None for n, p in layer.named_parameters() if n != "bias")
+    monkeypatch.setattr(type(fmt), "full", lambda self: (_ for _ in ()).throw(RuntimeError("went through the format")))
+    with pytest.raises(RuntimeError, match="went through the format"): layer.full_weight()
+
+
+def test_linear_and_conv_layers_share_their_scaffolding():
+    "Fails on the old code: n_params, dense_params and the ratio were written twice."
+    for name in ("n_params", "dense_params", "compression", "full_weight", "to_format", "_init_common"):
+        assert getattr(FactorizedLinear, name) is getattr(FactorizedConv2d, name), name
+    conv = CPConv2d(6, 8, 3, 3, dtype=torch.float64, seed=0)
+    assert conv.dense_params == 8 * 6 * 9 + 8 and conv.compression == conv.dense_params / conv.n_params
+
+
+def test_compression_is_the_formats_word():
+    "Fails on the old code: layers said .compression_ratio where the formats say .compression."
+    for layer in (CPLinear(24, 12, 3, bias=False), TuckerLinear(24, 12, 2, bias=False), TTLinear(24, 12, 2, bias=False),
+                  CPConv2d(6, 8, 3, 3, bias=False)):
+        assert layer.compression == pytest.approx(layer.to_format().compression)
+    assert not hasattr(CPLinear(24, 12, 3), "compression_ratio")
+
+
+@pytest.mark.parametrize("make", ALL_LAYERS, ids=lambda m: type(m(torch.float64)).__name__)
+def test_empty_batch(make):
+    "Fails on the old code for TuckerLinear, TTLinear and TTConv2d: 'cannot reshape tensor of 0 elements'."
+    layer = make(torch.float64)
+    if isinstance(layer, FactorizedLinear):
+        x = torch.zeros(0, layer.in_features, dtype=torch.float64)
+        assert layer(x).shape == (0, layer.out_features)
+        assert layer(torch.zeros(2, 0, layer.in_features, dtype=torch.float64)).shape == (2, 0, layer.out_features)
+    else:
+        x = torch.zeros(0, 6, 5, 5, dtype=torch.float64)
+        assert layer(x).shape[0] == 0 and layer(x).shape[1] == 8
+
+
+def test_wide_tt_layer_empty_batch_reverse_sweep():
+    layer = TTLinear(6, 60, 2, in_modes=(3, 2, 1), out_modes=(3, 4, 5), dtype=torch.float64, seed=0)
+    assert layer._reverse and layer(torch.zeros(0, 6, dtype=torch.float64)).shape == (0, 60)
+
+
+def test_numpy_integers_and_dtype_names_are_accepted():
+    "Fails on the old code: np.int64 sizes were rejected and dtype='float32' dumped torch's signature list."
+    i = np.int64
+    assert factorize(i(12), i(2)) == (3, 4)
+    for cls, rank in ((CPLinear, i(3)), (TuckerLinear, np.array([2, 2, 2, 2])), (TTLinear, i(2))):
+        layer = cls(i(24), i(12), rank, n_modes=i(2), dtype="float32", seed=i(0))
+        assert all(p.dtype == torch.float32 for p in layer.parameters())
+        assert layer(torch.randn(3, 24)).shape == (3, 12)
+    assert TTConv2d(i(6), i(8), i(3), i(2), padding=i(1), dtype="float64").tt.cores[0].dtype == torch.float64
+    with pytest.raises(TypeError, match="^dtype"): TTLinear(24, 12, 2, dtype="float33")
+    with pytest.raises(ValueError, match="^device"): CPLinear(24, 12, 2, device="gpu0")
+
+
+def test_effective_rank_of_zero_is_zero():
+    "Fails on the old code: NaN."
+    assert float(effective_rank(torch.zeros(4, 5))) == 0.0
+    assert float(effective_rank(torch.zeros(2, 3, 3, dtype=torch.float64))) == 0.0
+
+
+def test_neural_collapse_undefined_cases_raise():
+    "Fails on the old code: one class (and coinciding means) returned NaN."
+    f = torch.randn(6, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="^weight: expected at least 2 classes"):
+        neural_collapse(f, torch.zeros(6, dtype=torch.long), torch.randn(1, 3, dtype=torch.float64))
+    same = torch.ones(6, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="^features"):
+        neural_collapse(same, torch.arange(2).repeat(3), torch.randn(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="^weight: expected a nonzero"):
+        neural_collapse(f, torch.arange(2).repeat(3), torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="^labels"):
+        neural_collapse(f, torch.tensor([0, 1, 0, 1, 0, -1]), torch.randn(2, 3, dtype=torch.float64))
+
+
+def test_analysis_functions_return_dataclasses():
+    "Fails on the old code: dicts."
+    g = torch.Generator().manual_seed(0)
+    f, lab = torch.randn(12, 4, generator=g, dtype=torch.float64), torch.arange(3).repeat(4)
+    nc = neural_collapse(f, lab, torch.randn(3, 4, generator=g, dtype=torch.float64))
+    assert isinstance(nc, NeuralCollapse) and dataclasses.is_dataclass(nc) and isinstance(nc.nc1, float)
+    t = complexity_terms(nn.Sequential(nn.Linear(4, 3)), 10)
+    assert isinstance(t, ComplexityTerms) and isinstance(t.layers[0], LayerTerm) and t.layers[0].name == "0"
+
+
+def test_complexity_terms_count_a_tt_conv_once():
+    "Fails on the old code: the TTConv2d and its inner TTLinear were both counted."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Unflatten(1, (1, 6, 6)), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(144, 10))
+    dense = complexity_terms(model, 100)
+    comp = compress_model(model, "tt", 1000)                      # exact: same weights, same matrix ranks
+    t = complexity_terms(comp, 100)
+    assert [l.name for l in t.layers] == ["1", "4"]
+    assert [l.matrix_rank for l in t.layers] == [l.matrix_rank for l in dense.layers]
+    assert t.wang2024 == pytest.approx(dense.wang2024)
+
+
+def test_complexity_terms_count_an_adapter_once_with_its_merged_weight():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
+    add_adapters(model, format="lora", rank=2)
+    t = complexity_terms(model, 10)
+    assert [l.name for l in t.layers] == ["0", "2"]
+
+
+def test_add_adapters_kind_is_a_deprecated_alias_of_format():
+    model = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3))
+    with pytest.warns(DeprecationWarning, match="format="):
+        names = add_adapters(model, kind="tt", rank=2)
+    assert names == ["0", "2"] and isinstance(model[0], TensorAdapterLinear) and model[0].format == "tt"
