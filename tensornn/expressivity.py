@@ -40,7 +40,7 @@ def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
 def _monomial(x: torch.Tensor, K: int) -> torch.Tensor:
     return x.unsqueeze(-1) ** torch.arange(K, device=x.device, dtype=x.dtype)
 
-# %% ../nbs/03_expressivity.ipynb #4c39c1cc
+# %% ../nbs/03_expressivity.ipynb #8ddcbee3
 def _fourier(x: torch.Tensor, K: int) -> torch.Tensor:
     k = torch.arange(1, K // 2 + 1, device=x.device, dtype=x.dtype)
     ang = math.pi * x.unsqueeze(-1) * k
@@ -57,7 +57,7 @@ def _onehot(x: torch.Tensor, K: int) -> torch.Tensor:
 
 FEATURE_MAPS = {"legendre": _legendre, "monomial": _monomial, "fourier": _fourier, "onehot": _onehot}
 
-# %% ../nbs/03_expressivity.ipynb #8c42f113
+# %% ../nbs/03_expressivity.ipynb #0fd0984b
 def _basis_alias(basis, kind, default="legendre", alias="kind") -> str:
     "`basis`, or the deprecated spelling `kind`/`feature` with a DeprecationWarning (one name per concept: `basis`)."
     if kind is None: return default if basis is None else basis
@@ -89,7 +89,7 @@ def _init_kw(dtype, device, generator, seed):
     g = make_generator(seed, generator)
     return dict(generator=g, dtype=check_dtype(dtype) or torch.float32, device=device)
 
-# %% ../nbs/03_expressivity.ipynb #c07b9c0f
+# %% ../nbs/03_expressivity.ipynb #fb8b516a
 class SumProductNetwork(nn.Module):
     "Base class of $f(\\mathbf{x}) = \\langle \\mathcal{A}, \\phi(x_1)\\otimes\\cdots\\otimes\\phi(x_d)\\rangle$ (review eq. 8)."
     def __init__(self, d: int,  # number of inputs (the order of the coefficient tensor)
@@ -166,7 +166,7 @@ def _ht_node_ranks(d: int, rank) -> dict:
         ranks = {t: r for t in nodes}
     return ranks | {(0, d): 1}
 
-# %% ../nbs/03_expressivity.ipynb #eac02da6
+# %% ../nbs/03_expressivity.ipynb #0d86a3f9
 class HTSumProduct(SumProductNetwork):
     "Deep sum-product network on the balanced tree `ht_tree(d)`: a hierarchical Tucker coefficient tensor."
     def __init__(self, d: int,  # number of inputs (at least 2)
@@ -193,7 +193,7 @@ class HTSumProduct(SumProductNetwork):
             shape = (rl, rt) if self.diagonal else (rl, rr, rt)
             self.transfers[_node_key(t)] = nn.Parameter(random_normal(shape, **kw) / math.sqrt(math.prod(shape[:-1])))
 
-# %% ../nbs/03_expressivity.ipynb #40095d1f
+# %% ../nbs/03_expressivity.ipynb #dea99987
 def _ht_dense_transfers(self) -> dict:
     "Transfer tensors `(r_l, r_r, r_t)` of every inner node; diagonal ones are expanded."
     out = {}
@@ -302,7 +302,7 @@ def matricize(T: torch.Tensor,  # a tensor with at least two modes (a NumPy arra
     J = tuple(m for m in range(T.ndim) if m not in I)
     return T.permute(I + J).reshape(math.prod(T.shape[m] for m in I), -1)
 
-# %% ../nbs/03_expressivity.ipynb #dcd56f9d
+# %% ../nbs/03_expressivity.ipynb #f1c61b7a
 def matricization_rank(T: torch.Tensor,  # a tensor with at least two modes
                        rows,  # the modes $I$ of the row side of the partition
                        *, tol: float | None = None,  # relative singular-value threshold; default `max(size) * eps`
@@ -316,7 +316,7 @@ def _jacobian_rank(M: torch.Tensor) -> int:
     "Rank of a float64 Jacobian at a random point: singular values above 1e-9 times the largest."
     return 0 if M.numel() == 0 else int(numerical_rank(M, rtol=1e-9))
 
-# %% ../nbs/03_expressivity.ipynb #2058479e
+# %% ../nbs/03_expressivity.ipynb #db434fb1
 def _check_partition_order(d) -> int:
     "`d` as an int >= 2: a partition of the modes needs two non-empty sides."
     return check_int(d, "d", minimum=2, what="an int (number of modes; a partition needs two non-empty sides)")
@@ -341,7 +341,7 @@ def _format_parts(fmt):
         if isinstance(fmt, cls): return kind, fmt.rank, [int(n) for n in fmt.shape]
     raise TypeError(f"fmt: expected a CPTensor, TTTensor, HTTensor or SumProductNetwork, got {type(fmt).__name__}")
 
-# %% ../nbs/03_expressivity.ipynb #636755e8
+# %% ../nbs/03_expressivity.ipynb #d47a32b0
 def _tt_min_cut(ranks, sizes, side) -> int:
     "Minimum cut of a TT chain: vertex k has physical leg `sizes[k]`, edge (k, k+1) dimension `ranks[k+1]`."
     cost = {s: (1 if s == side[0] else sizes[0]) for s in (True, False)}
@@ -360,7 +360,7 @@ def _ht_min_cut(ranks, sizes, side) -> int:
                    for s in (True, False)}
     return min(cost[(0, d)].values())
 
-# %% ../nbs/03_expressivity.ipynb #1b98e3c3
+# %% ../nbs/03_expressivity.ipynb #81cfb2e7
 def separation_rank_bound(fmt,  # a CPTensor, TTTensor, HTTensor or a sum-product network
                           rows,  # the row modes $I$ of the partition
                           ) -> int:
@@ -383,7 +383,7 @@ def _activation(act, name: str = "activation") -> Callable:
     "A callable `act` as it is, or the entry of the one activation table of the book (chapters 03 and 04)."
     return act if callable(act) else check_choice(act, _ACTIVATIONS, name)
 
-# %% ../nbs/03_expressivity.ipynb #59231a3b
+# %% ../nbs/03_expressivity.ipynb #18984679
 class SecondOrderRNN(nn.Module):
     "Second-order RNN $h_t=\\sigma(\\mathcal{A}(\\hat h_{t-1},\\hat x_t))$, output $y_t=\\mathbf{w}^\\top h_t$ (2RNN / CPRNN)."
     def __init__(self, hidden: int,  # size n of the hidden state
@@ -413,7 +413,7 @@ class SecondOrderRNN(nn.Module):
         if self.rank is None: return self.A
         return torch.einsum("ar,br,cr->abc", self.U, self.V, self.C)
 
-# %% ../nbs/03_expressivity.ipynb #099c6cac
+# %% ../nbs/03_expressivity.ipynb #74744b31
 def _rnn_forward(self, x: torch.Tensor) -> torch.Tensor:
     "Outputs $y_1..y_T$ for inputs `x` of shape `(B, T, d)`: shape `(B, T)`; $h_0 = 0$."
     x = as_tensor(x, "x", ndim=3)
@@ -438,7 +438,7 @@ def _rnn_forward(self, x: torch.Tensor) -> torch.Tensor:
 
 SecondOrderRNN.forward = _rnn_forward
 
-# %% ../nbs/03_expressivity.ipynb #7e6463ba
+# %% ../nbs/03_expressivity.ipynb #b0dd194a
 def rnn_function_dimension(hidden: int,  # size n of the hidden state
                            input_dim: int,  # size d of each input
                            rank: int | None,  # CP rank of the bilinear map, or None for the dense 2RNN
@@ -482,7 +482,7 @@ def _pnn_apply(layers, x, degree):
         h = (h @ A.T) ** degree
     return h @ layers[-1].T
 
-# %% ../nbs/03_expressivity.ipynb #15c96e95
+# %% ../nbs/03_expressivity.ipynb #2e18c85e
 class PolynomialNetwork(nn.Module):
     """$f(\\mathbf{x}) = A_L\\,\\sigma(A_{L-1}\\cdots\\sigma(A_1\\mathbf{x}))$ with $\\sigma(t)=t^{\\text{degree}}$ entrywise and
     no biases (Kileel, Trager & Bruna 2019): widths $(d_0,\\dots,d_L)$, $A_\\ell\\in\\mathbb{R}^{d_\\ell\\times d_{\\ell-1}}$.
@@ -524,7 +524,7 @@ def pnn_counts(widths,  # layer widths $(d_0, \\dots, d_L)$
     n_params = sum(a * b for a, b in zip(w[:-1], w[1:]))
     return PNNCounts(n_params, min(n_params - sum(w[1:-1]), ambient), ambient)
 
-# %% ../nbs/03_expressivity.ipynb #5b8ce8c8
+# %% ../nbs/03_expressivity.ipynb #14d39634
 @dataclasses.dataclass
 class PNNDimension:
     "Dimension of the functional variety of a polynomial network, beside the counts it is compared with."
@@ -559,7 +559,7 @@ def _pnn_jacobian(widths, degree, g, n_points=None) -> torch.Tensor:
         return _pnn_apply(layers, x, degree).flatten()
     return torch.func.jacfwd(f)(theta) if n_params < N * widths[-1] else torch.func.jacrev(f)(theta)
 
-# %% ../nbs/03_expressivity.ipynb #b7f8a208
+# %% ../nbs/03_expressivity.ipynb #616432c9
 def polynomial_network_dimension(widths,  # layer widths $(d_0, \\dots, d_L)$
                                  degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
                                  *, generator: torch.Generator | None = None, seed: int | None = None,  # randomness
@@ -591,7 +591,7 @@ def _kruskal_block(d0: int, d1: int, d2: int, degree: int) -> bool:
     if degree < 2: return False
     return min(d2, d1) + degree * min(d0, d1) >= 2 * d1 + degree
 
-# %% ../nbs/03_expressivity.ipynb #1ec310dc
+# %% ../nbs/03_expressivity.ipynb #68151fe2
 @dataclasses.dataclass
 class PNNIdentifiability:
     "Block-by-block identifiability report of a deep polynomial network."
@@ -634,7 +634,7 @@ def _local_basis(v: torch.Tensor, degree: int) -> torch.Tensor:
     "Legendre polynomials of degree <= `degree` on [0, 1] (orthogonal there), evaluated at `v`: (..., degree + 1)."
     return _legendre(2 * v - 1, degree + 1)
 
-# %% ../nbs/03_expressivity.ipynb #dc36a162
+# %% ../nbs/03_expressivity.ipynb #9e1d7f07
 def dyadic_tensor(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of the same shape
                   Q: int,  # number of dyadic levels, 1 to 24
                   *, degree: int = 0,  # degree of the local polynomial on each of the $2^Q$ intervals
@@ -658,7 +658,7 @@ def dyadic_tensor(f: Callable,  # maps a tensor of points in [0, 1] to a tensor 
     coef = torch.linalg.solve(_local_basis(v, degree), vals.to(dtype).T).T        # (2^Q, m)
     return coef.reshape((2,) * Q + (m,))
 
-# %% ../nbs/03_expressivity.ipynb #4dad397d
+# %% ../nbs/03_expressivity.ipynb #4aaefa83
 class TensorizedFunction:
     """A univariate function on [0, 1] held as a tensor train over the dyadic digits $i_1..i_Q$ and a local polynomial
     in $v$ (Ali & Nouy 2023). Call it on points `x` in [0, 1] of any shape."""
@@ -695,7 +695,7 @@ class TensorizedFunction:
     def __repr__(self):
         return f"TensorizedFunction(Q={self.Q}, degree={self.degree}, ranks={self.ranks}, n_params={self.n_params})"
 
-# %% ../nbs/03_expressivity.ipynb #d64f42ec
+# %% ../nbs/03_expressivity.ipynb #a08ba8c3
 def tensorize(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of the same shape
               Q: int,  # number of dyadic levels, 1 to 24
               *, degree: int = 2,  # degree of the local polynomial

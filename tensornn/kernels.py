@@ -358,7 +358,7 @@ def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
         h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
     return h[(0, d)][:, 0]
 
-# %% ../nbs/00_kernels.ipynb #793dadf7
+# %% ../nbs/00_kernels.ipynb #efef4fbd
 def numerical_rank(M: torch.Tensor,  # a matrix (m, n) or a batch of them (..., m, n)
                    *, rtol: float | None = None,  # relative threshold on singular values; default max(m, n) * eps
                    ) -> torch.Tensor:

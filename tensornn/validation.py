@@ -51,7 +51,7 @@ def as_tensor(x, name: str, *, device=None, **checks) -> torch.Tensor:
         if device is not None: x = x.to(device)
     return check_tensor(x, name, **checks)
 
-# %% ../nbs/validation.ipynb #b36dc85e
+# %% ../nbs/validation.ipynb #9b278a45
 def check_real(x: torch.Tensor, name: str) -> torch.Tensor:
     "Reject complex tensors: the formats and algorithms of the book are real."
     if x.is_complex():
@@ -103,7 +103,7 @@ def check_rank(rank, name: str = "rank", *, length: int | None = None):
         return tuple(check_int(r, f"{name}[{i}]", what="a rank") for i, r in enumerate(rank))
     return check_int(rank, name, what="a rank")
 
-# %% ../nbs/validation.ipynb #3e4f35a5
+# %% ../nbs/validation.ipynb #d1083cad
 def check_shape(shape, name: str = "shape", *, min_ndim: int = 1) -> tuple[int, ...]:
     "`shape` as a tuple of ints >= 1 with at least `min_ndim` entries."
     if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):

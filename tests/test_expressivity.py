@@ -335,3 +335,38 @@ def test_models_on_cuda(kind, dtype):
     tf = tensorize(lambda x: torch.exp(x), 6, degree=2, dtype=dtype, device="cuda")
     xs = torch.rand(10, dtype=dtype, device="cuda")
     assert_close(tf(xs), torch.exp(xs), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- issue 9: one vocabulary
+def test_basis_is_the_one_name_and_kind_feature_are_deprecated():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="basis"):
+        old = feature_map(x, 3, kind="fourier")
+    assert_close(old, feature_map(x, 3, basis="fourier"))
+    with pytest.warns(DeprecationWarning, match="basis"):
+        m = CPSumProduct(3, 2, 2, feature="monomial", seed=0)
+    assert m.basis == "monomial" == m.feature
+    with pytest.raises(ValueError, match="basis"):
+        feature_map(x, 3, "legendre", kind="fourier")
+
+
+def test_n_params_is_a_property_everywhere():
+    m = CPSumProduct(3, 2, 4, seed=0)
+    assert isinstance(m.n_params, int) and m.n_params == 3 * 2 * 4 + 4 == m.to_format().n_params
+    assert tensorize(lambda x: x, 3, degree=1).n_params > 0
+
+
+def test_separation_bound_reads_public_format_attributes():
+    from tensornn.formats import random_cp, random_ht, random_tt
+    for fmt in [random_cp((3, 3, 3, 3), 4, seed=0, dtype=torch.float64),
+                random_tt((3, 3, 3, 3), 2, seed=0, dtype=torch.float64),
+                random_ht((3, 3, 3, 3), 2, seed=0, dtype=torch.float64)]:
+        for rows in [(0,), (0, 1), (0, 2), (1, 3)]:
+            assert matricization_rank(fmt.full(), rows) == separation_rank_bound(fmt, rows)
+
+
+def test_pnn_reports_are_dataclasses_with_named_fields():
+    import dataclasses
+    rep = pnn_identifiability((4, 3, 2, 1), 3, seed=0)
+    assert all(dataclasses.is_dataclass(b) for b in rep.blocks) and rep.blocks[0].kruskal
+    assert dataclasses.is_dataclass(pnn_counts((3, 2, 1), 2))
