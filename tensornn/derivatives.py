@@ -48,7 +48,7 @@ def _check_points(x, name: str = "x", *, single_ok: bool = False) -> torch.Tenso
                      f"got shape {tuple(x.shape)}" + ("; for N scalar samples pass x[:, None], for one point "
                                                       "x[None]" if x.ndim == 1 else ""))
 
-# %% ../nbs/04_derivatives.ipynb #305a08ae
+# %% ../nbs/04_derivatives.ipynb #080bd434
 def _partial_matchings(m: int) -> list:
     "Every set of disjoint pairs of {0, ..., m-1}: the terms of the multivariate Hermite polynomial of order m."
     out = []
@@ -125,7 +125,7 @@ def _cross_moment(Y: torch.Tensor, Zs: list, chunk_size: int | None) -> torch.Te
         acc = acc + P.mT @ Zs[-1][s:s + c]
     return (acc / N).reshape(shape)
 
-# %% ../nbs/04_derivatives.ipynb #130cd3c7
+# %% ../nbs/04_derivatives.ipynb #ad1fa831
 def _check_projections(project, order: int, X: torch.Tensor) -> list:
     "The `order` projection matrices `(d, r_a)` (or None) of `stein_moment`, checked against the points `X`."
     d = X.shape[1]
@@ -149,7 +149,7 @@ def _projected_gram(Ws: list, a: int, b: int, eye: torch.Tensor) -> torch.Tensor
     if Wb is None: return Wa.mT
     return Wa.mT @ Wb
 
-# %% ../nbs/04_derivatives.ipynb #4af5edbc
+# %% ../nbs/04_derivatives.ipynb #896986b3
 def stein_moment(x: torch.Tensor,  # samples `(N, d)` of $x \\sim N(0, I)$
                  y: torch.Tensor,  # values `(N,)` or `(N, k)`
                  order: int,  # m, from 1 to 6
@@ -204,7 +204,7 @@ class TwoLayerNet(torch.nn.Module):
     def extra_repr(self) -> str:
         return f"d_in={self.A1.shape[1]}, n_hidden={self.A1.shape[0]}, activation={self.act_name}"
 
-# %% ../nbs/04_derivatives.ipynb #99fcd462
+# %% ../nbs/04_derivatives.ipynb #7f2003e9
 def _random_two_layer(cls, d_in: int, n_hidden: int, *, activation="tanh", bias_scale: float = 0.5,
                       generator: torch.Generator | None = None, seed: int | None = None, dtype=None, device=None):
     "A network with unit-norm Gaussian rows of `A1`, biases `N(0, bias_scale^2)` and output weights `+-U(0.5, 1.5)`."
@@ -221,7 +221,7 @@ def _random_two_layer(cls, d_in: int, n_hidden: int, *, activation="tanh", bias_
 
 TwoLayerNet.random = classmethod(_random_two_layer)
 
-# %% ../nbs/04_derivatives.ipynb #fb46c296
+# %% ../nbs/04_derivatives.ipynb #1a3408ca
 def matched_row_cosines(A_hat: torch.Tensor,  # estimated rows `(m, d)`
                         A_true: torch.Tensor,  # true rows `(n, d)`
                         ) -> torch.Tensor:  # `(n,)`: 1 means recovered up to permutation, sign and scale
@@ -248,7 +248,7 @@ def _sym_jennrich(T: torch.Tensor, rank: int, g: torch.Generator) -> torch.Tenso
         if best is None or err < best[0]: best = (err, cp.factors[0])
     return best[1]
 
-# %% ../nbs/04_derivatives.ipynb #3d6360db
+# %% ../nbs/04_derivatives.ipynb #9eaae3e8
 def _sym_power(T: torch.Tensor, rank: int, g: torch.Generator, n_tries: int = 200) -> torch.Tensor:
     "Factor `(k, rank)` of a symmetric order-3 CPD: whiten by a definite slice, then the orthogonal tensor power method."
     best = None
@@ -268,7 +268,7 @@ def _sym_power(T: torch.Tensor, rank: int, g: torch.Generator, n_tries: int = 20
     cp, _ = symmetric_cp_power(Tw, rank, generator=g)
     return (evecs * evals.abs().sqrt()) @ cp.factors[0]      # un-whiten: W^{-T} = evecs |D|^{1/2}
 
-# %% ../nbs/04_derivatives.ipynb #7874ffd9
+# %% ../nbs/04_derivatives.ipynb #28bc23e9
 _NNLIFT_METHODS = {"jennrich": _sym_jennrich, "power": _sym_power}
 
 
@@ -281,7 +281,7 @@ def _symmetric_decomposition(T: torch.Tensor, rank: int, method: str, g: torch.G
     lam = torch.linalg.lstsq(KR, T.reshape(-1, 1)).solution[:, 0]
     return V, lam
 
-# %% ../nbs/04_derivatives.ipynb #e27c2da6
+# %% ../nbs/04_derivatives.ipynb #a19bc5e7
 def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
     "Given unit directions U (d, k): least squares over per-neuron scale s and bias b; a2, b2 eliminated (VarPro)."
     Zp = X @ U
@@ -308,7 +308,7 @@ def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
         coef, loss = solve(s, b)
     return s.detach(), b.detach(), coef[:-1], coef[-1], losses
 
-# %% ../nbs/04_derivatives.ipynb #628fd7b8
+# %% ../nbs/04_derivatives.ipynb #3fe648b9
 def _moment_span(X: torch.Tensor, y: torch.Tensor, k: int, n_slices: int, g: torch.Generator, chunk_size) -> torch.Tensor:
     "Orthonormal basis `(d, k)` of the span of the rows of A1, from slices `T(I, I, theta_l)` of the third Stein moment."
     d = X.shape[1]
@@ -317,7 +317,7 @@ def _moment_span(X: torch.Tensor, y: torch.Tensor, k: int, n_slices: int, g: tor
               for l in range(n_slices)]
     return torch.linalg.svd(torch.cat(slices, 1), full_matrices=False).U[:, :k]
 
-# %% ../nbs/04_derivatives.ipynb #a35b00ec
+# %% ../nbs/04_derivatives.ipynb #63631385
 def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
            y: torch.Tensor,  # outputs `(N,)`
            n_hidden: int,  # neurons k, at most d
@@ -356,7 +356,7 @@ def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
            f"regression, relative residual {errors[-1]:.3e}{notes}")
     return net, FitRecord(errors=errors, converged=len(losses) < fit_iter, n_iter=len(losses), message=msg)
 
-# %% ../nbs/04_derivatives.ipynb #f28a0151
+# %% ../nbs/04_derivatives.ipynb #9b286f3f
 _OPTIMIZERS = {"sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),     # plain: no momentum, no decay
                "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}
 
@@ -368,7 +368,7 @@ def _check_regression_data(x, y):
         raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
     return X, y
 
-# %% ../nbs/04_derivatives.ipynb #2a75dfed
+# %% ../nbs/04_derivatives.ipynb #223e63ac
 def fit_sgd(net: torch.nn.Module,  # trained in place from its current weights
             x: torch.Tensor,  # inputs `(N, d)`
             y: torch.Tensor,  # targets `(N,)`
@@ -423,7 +423,7 @@ def hermite_coefficients(sigma,  # an activation name (chapter 03's table) or a 
     fact = torch.exp(torch.lgamma(torch.arange(degree + 1, dtype=dtype, device=device) + 1))
     return (He * (w * sigma(nodes))).sum(1) / fact.sqrt()
 
-# %% ../nbs/04_derivatives.ipynb #db25236a
+# %% ../nbs/04_derivatives.ipynb #faa96ed0
 def population_loss_hermite(a: torch.Tensor,  # output weights of f, `(m,)`
                             W: torch.Tensor,  # UNIT rows `(m, d)` of f
                             b: torch.Tensor,  # output weights of g, `(p,)`
@@ -451,7 +451,7 @@ def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> t
     nT2 = ones_a @ (A.mT @ A) ** 3 @ ones_a
     return (nT2 - 2 * ones_a @ (A.mT @ B) ** 3 @ lam + lam @ (B.mT @ B) ** 3 @ lam) / nT2
 
-# %% ../nbs/04_derivatives.ipynb #0ad9f760
+# %% ../nbs/04_derivatives.ipynb #d87a7dac
 def fit_sum_of_cubes(A: torch.Tensor,  # the true components `(d, r)` as columns; r may exceed d
                      rank: int | None = None,  # components of the fit (default r)
                      *, n_iter: int = 3000,  # L-BFGS iterations
@@ -497,7 +497,7 @@ def _basis(t: torch.Tensor, n_basis: int, basis: str):
 
 _BASES = {"polynomial": "polynomial", "gaussian": "gaussian"}
 
-# %% ../nbs/04_derivatives.ipynb #81096fbb
+# %% ../nbs/04_derivatives.ipynb #c227840c
 class DecoupledModel:
     "`f(x) = W g(V^T x) + offset` with one flexible univariate function `g_j` per branch (Dreesen et al. 2015)."
     def __init__(self, W: torch.Tensor,  # output mixing `(d_out, rank)`
@@ -534,7 +534,7 @@ class DecoupledModel:
         return (f"DecoupledModel(d_in={self.V.shape[0]}, d_out={self.W.shape[0]}, rank={self.rank}, "
                 f"basis={self.basis!r}, n_basis={self.coeffs.shape[1]})")
 
-# %% ../nbs/04_derivatives.ipynb #668d9c6c
+# %% ../nbs/04_derivatives.ipynb #dd47ed7b
 def _kruskal_covers(shape, rank: int) -> bool:
     "Kruskal's sufficient condition at generic factors: sum_k min(I_k, R) >= 2R + 2."
     return rank < 2 or sum(min(I, rank) for I in shape) >= 2 * rank + 2
@@ -560,7 +560,7 @@ def _check_cp_uniqueness(shape, rank: int, name: str = "rank") -> None:
     raise ValueError(msg + " nor by De Lathauwer's generic condition (some I_k >= R and R(R-1) <= I(I-1)J(J-1)/2), "
                      "so the decoupling need not be unique; use fewer branches or more points/outputs")
 
-# %% ../nbs/04_derivatives.ipynb #d8d88486
+# %% ../nbs/04_derivatives.ipynb #d1353a6c
 def _best_cp(T, rank, n_init, n_iter, tol, g, progress):
     "Best of a Jennrich-initialised CP-ALS run (when rank <= min(I, J)) and `n_init` randomly initialised ones."
     nT = T.norm()
@@ -579,7 +579,7 @@ def _best_cp(T, rank, n_init, n_iter, tol, g, progress):
         if err < exact: break                                    # an exact fit: no restart can do better
     return best
 
-# %% ../nbs/04_derivatives.ipynb #349b9ccd
+# %% ../nbs/04_derivatives.ipynb #7edbe094
 def jacobian_decoupling(f: Callable,  # maps ONE point `(d_in,)` to `(d_out,)`
                         points: torch.Tensor,  # where the Jacobians are taken, `(N, d_in)`
                         rank: int,  # number of branches
@@ -640,7 +640,7 @@ def active_subspace(f: Callable,  # a scalar function of ONE point `(d,)`
             raise ValueError(f"dim: expected at most d = {X.shape[1]}, got {dim}")
     return evals, evecs[:, :dim]
 
-# %% ../nbs/04_derivatives.ipynb #828566c2
+# %% ../nbs/04_derivatives.ipynb #a7c4b924
 def _rank_one_directions(B: torch.Tensor, u: torch.Tensor, n_iter: int, step: float) -> tuple:
     "Projected ascent of $\\|P_S(uu^T)\\|_F^2$ on the sphere from the rows of `u`; S is spanned by the `(m, k, k)` `B`."
     for _ in range(n_iter):
@@ -660,7 +660,7 @@ def _distinct_best(u: torch.Tensor, obj: torch.Tensor, k: int) -> list:
         raise RuntimeError(f"weights_from_spans: found only {len(chosen)} distinct rank-one directions; raise n_init")
     return chosen
 
-# %% ../nbs/04_derivatives.ipynb #53dca815
+# %% ../nbs/04_derivatives.ipynb #687a19eb
 def weights_from_spans(f: Callable,  # $f(x) = \\sum_i g_i(a_i^T x)$ for ONE point `(d,)`
                        points: torch.Tensor,  # where gradients and Hessians are taken, `(N, d)`
                        n_hidden: int,  # number of terms, at most d
@@ -698,7 +698,7 @@ def _paratuck2_jacobian(A, DA, H, DB, B):
               torch.einsum("ab,kq,kiq->iakbq", eye_j, DB, AH)]
     return torch.cat([b.reshape(I * J * K, -1) for b in blocks], 1)
 
-# %% ../nbs/04_derivatives.ipynb #594a604b
+# %% ../nbs/04_derivatives.ipynb #e874b464
 def _levenberg_marquardt(residual: Callable, jacobian: Callable, theta: torch.Tensor, n_iter: int, tol: float,
                          nT: float) -> tuple:
     "Levenberg-Marquardt from `theta`: `(theta, relative errors per iteration, converged)`."
@@ -722,7 +722,7 @@ def _levenberg_marquardt(residual: Callable, jacobian: Callable, theta: torch.Te
             converged = errors[-1] < math.sqrt(tol) or mu <= 1e12; break
     return theta, errors, converged
 
-# %% ../nbs/04_derivatives.ipynb #36a84c9b
+# %% ../nbs/04_derivatives.ipynb #83b9a915
 def fit_paratuck2(T: torch.Tensor,  # the `(I, J, K)` tensor
                   P: int, Q: int,  # inner sizes: A is `(I, P)`, B `(J, Q)`
                   *, n_iter: int = 300,  # Levenberg-Marquardt iterations per start
@@ -758,7 +758,7 @@ def fit_paratuck2(T: torch.Tensor,  # the `(I, J, K)` tensor
         if best[1].errors[-1] < 100 * torch.finfo(T.dtype).eps ** 0.75: break     # an exact fit: stop restarting
     return tuple(unpack(best[0])), best[1]
 
-# %% ../nbs/04_derivatives.ipynb #40ea6a69
+# %% ../nbs/04_derivatives.ipynb #0e9de32c
 def three_layer_jacobian_factors(A1: torch.Tensor,  # first layer `(d_1, d_in)`
                                  A2: torch.Tensor,  # second layer `(d_2, d_1)`
                                  A3: torch.Tensor,  # output layer `(d_out, d_2)`
