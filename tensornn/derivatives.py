@@ -13,11 +13,13 @@ import torch
 from torch.func import jacfwd, jacrev, vmap
 from tqdm.auto import tqdm
 
-from .validation import check_choice, check_rank, check_same_device_dtype, check_tensor
-from .kernels import make_generator, random_normal
+from .validation import (as_tensor, check_choice, check_dtype, check_int, check_linalg_dtype, check_rank,
+                                 check_real, check_same_device_dtype, check_tensor, check_tol)
+from .kernels import make_generator, numerical_rank, random_normal
 from .formats import CPTensor
 from .decompositions import FitRecord, cp_als
-from .theory import factor_match_score, jennrich, symmetric_cp_power
+from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp_power
+from .expressivity import _ACTIVATIONS, _activation
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
@@ -29,24 +31,24 @@ __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 
 _MAX_ORDER = 6
 
 
-def _check_order(order, name: str = "order", *, max_order: int = _MAX_ORDER) -> int:
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"{name}: expected an int in [1, {max_order}], got {type(order).__name__}")
-    if not 1 <= order <= max_order:
+def _check_derivative_order(order, name: str = "order", *, max_order: int = _MAX_ORDER) -> int:
+    "The order m of a derivative or score tensor: an int in [1, max_order]."
+    order = check_int(order, name, what=f"an int in [1, {max_order}]")
+    if order > max_order:
         raise ValueError(f"{name}: expected an int in [1, {max_order}], got {order}")
     return order
 
 
-def _check_points(x, name: str = "x") -> torch.Tensor:
-    "A real floating `(N, d)` batch of points (a single `(d,)` point is accepted and made a batch of one)."
-    check_tensor(x, name)
-    if x.is_complex():
-        raise TypeError(f"{name}: expected a real floating-point tensor, got dtype {x.dtype}")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"{name}: expected shape (N, d) or (d,), got shape {tuple(x.shape)}")
-    return x[None] if x.ndim == 1 else x
+def _check_points(x, name: str = "x", *, single_ok: bool = False) -> torch.Tensor:
+    "A real floating `(N, d)` batch of points (NumPy converted); with `single_ok` one `(d,)` point becomes a batch of one."
+    x = check_real(as_tensor(x, name), name)
+    if x.ndim == 2: return x
+    if x.ndim == 1 and single_ok: return x[None]
+    raise ValueError(f"{name}: expected a batch of points of shape (N, d){' or one point (d,)' if single_ok else ''}, "
+                     f"got shape {tuple(x.shape)}" + ("; for N scalar samples pass x[:, None], for one point "
+                                                      "x[None]" if x.ndim == 1 else ""))
 
-
+# %% ../nbs/04_derivatives.ipynb #080bd434
 def _partial_matchings(m: int) -> list:
     "Every set of disjoint pairs of {0, ..., m-1}: the terms of the multivariate Hermite polynomial of order m."
     out = []
@@ -63,17 +65,16 @@ def _partial_matchings(m: int) -> list:
 _LETTERS = "abcdefghij"
 
 # %% ../nbs/04_derivatives.ipynb #92b81937
-def derivative_tensor(f: Callable, x: torch.Tensor, order: int, *, chunk_size: int | None = None) -> torch.Tensor:
-    """Batched derivatives of `f` at the points `x` with `torch.func`: Jacobians (`order=1`), Hessians (2), third (3)
-    and fourth (4) derivative tensors.
-
-    `f` maps ONE point `(d,)` to a tensor of any shape `out` (it is `vmap`-ed over the batch, `chunk_size` points at a
-    time). Returns `(N, *out, d, ..., d)` (or `(*out, d, ..., d)` for a single point): reverse mode for the first
-    derivative, forward mode on top of it for the higher ones."""
+def derivative_tensor(f: Callable,  # maps ONE point `(d,)` to a tensor of any shape `out`
+                      x: torch.Tensor,  # points `(N, d)`, or one point `(d,)`
+                      order: int,  # 1 (Jacobians) to 4
+                      *, chunk_size: int | None = None,  # points per `vmap` chunk (default: all at once)
+                      ) -> torch.Tensor:  # `(N, *out, d, ..., d)`, or `(*out, d, ..., d)` for one point
+    "Batched derivative tensors of `f` at the points `x` with `torch.func` (reverse mode, then forward mode)."
     if not callable(f):
         raise TypeError(f"f: expected a callable mapping a (d,) tensor to a tensor, got {type(f).__name__}")
-    order = _check_order(order, max_order=4)
-    X = _check_points(x)
+    order = _check_derivative_order(order, max_order=4)
+    X = _check_points(x, single_ok=True)
     if chunk_size is not None:
         chunk_size = check_rank(chunk_size, "chunk_size")
     D = jacrev(f)
@@ -83,16 +84,19 @@ def derivative_tensor(f: Callable, x: torch.Tensor, order: int, *, chunk_size: i
     return out[0] if x.ndim == 1 else out
 
 # %% ../nbs/04_derivatives.ipynb #70bced83
-def hermite_score(x: torch.Tensor, order: int) -> torch.Tensor:
-    """Gaussian score tensors `S_m(x) = (-1)^m grad^m p(x) / p(x)` for `p = N(0, I)`: the multivariate Hermite tensors.
+_MAX_SCORE_ENTRIES = 2 ** 27          # 1 GiB of float64: beyond it, use stein_moment
 
-    `x` is `(N, d)` (or one point `(d,)`); returns `(N, d, ..., d)` with `order` trailing modes. Built as the sum over
-    partial matchings of the modes: unpaired modes carry `x`, each pair carries `-I`
-    (`S_2 = x x^T - I`, `S_3 = x^{(x)3} - sym(x (x) I)`, ...). Materialises `N d^m` numbers; use `stein_moment`
-    for averages."""
-    order = _check_order(order)
+
+def hermite_score(x: torch.Tensor,  # points `(N, d)`; a 1-D tensor is refused (one point is `x[None]`)
+                  order: int,  # m, from 1 to 6
+                  ) -> torch.Tensor:  # `(N, d, ..., d)` with `order` trailing modes
+    "Gaussian score tensors $S_m(x) = (-1)^m \\nabla^m p(x) / p(x)$ for $p = N(0, I)$: the multivariate Hermite tensors."
+    order = _check_derivative_order(order)
     X = _check_points(x)
     N, d = X.shape
+    if N * d ** order > _MAX_SCORE_ENTRIES:
+        raise ValueError(f"x: the score tensors of {N} points of dimension {d} at order {order} hold N d^m = "
+                         f"{N * d ** order:.2e} numbers (limit {_MAX_SCORE_ENTRIES:.2e}); use stein_moment for averages")
     eye = torch.eye(d, dtype=X.dtype, device=X.device)
     L = _LETTERS[:order]
     out = X.new_zeros((N,) + (d,) * order)
@@ -103,7 +107,7 @@ def hermite_score(x: torch.Tensor, order: int) -> torch.Tensor:
         subs = ["n" + L[i] for i in free] + [L[i] + L[j] for i, j in M]
         term = torch.einsum(",".join(subs) + "->" + ("n" if free else "") + L, *ops)
         out = out + (-1) ** len(M) * (term if free else term.expand(out.shape))
-    return out[0] if x.ndim == 1 else out
+    return out
 
 # %% ../nbs/04_derivatives.ipynb #67ff2f76
 def _cross_moment(Y: torch.Tensor, Zs: list, chunk_size: int | None) -> torch.Tensor:
@@ -121,27 +125,10 @@ def _cross_moment(Y: torch.Tensor, Zs: list, chunk_size: int | None) -> torch.Te
         acc = acc + P.mT @ Zs[-1][s:s + c]
     return (acc / N).reshape(shape)
 
-
-def stein_moment(x: torch.Tensor, y: torch.Tensor, order: int, *, project=None,
-                 chunk_size: int | None = None) -> torch.Tensor:
-    """Sample estimate of `E[y (x) S_m(x)]` for `x ~ N(0, I)` without forming per-sample order-m tensors.
-
-    `x`: `(N, d)`; `y`: `(N,)` or `(N, k)`. Expanding `S_m` over partial matchings gives cross moments of `y` with
-    products of coordinates, minus/plus identities on the paired modes; each cross moment is accumulated by batched
-    outer products and one GEMM per chunk of `chunk_size` samples. `project` contracts every mode with a matrix:
-    one `(d, r)` matrix `W` for all modes (giving `T(W, ..., W)` with only `N r^{m-1}` work per sample) or a list of
-    `order` matrices / `None` (identity). Returns `(r_1, ..., r_m)`, with a leading `k` when `y` is 2-D."""
-    order = _check_order(order)
-    X = _check_points(x)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected a batch of samples of shape (N, d), got shape {tuple(x.shape)}")
-    check_tensor(y, "y")
-    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y: expected shape ({X.shape[0]},) or ({X.shape[0]}, k) to match x, got {tuple(y.shape)}")
-    check_same_device_dtype(x=X, y=y)
-    if chunk_size is not None:
-        chunk_size = check_rank(chunk_size, "chunk_size")
-    N, d = X.shape
+# %% ../nbs/04_derivatives.ipynb #ad1fa831
+def _check_projections(project, order: int, X: torch.Tensor) -> list:
+    "The `order` projection matrices `(d, r_a)` (or None) of `stein_moment`, checked against the points `X`."
+    d = X.shape[1]
     Ws = list(project) if isinstance(project, (list, tuple)) else [project] * order
     if len(Ws) != order:
         raise ValueError(f"project: expected {order} matrices (one per mode), got {len(Ws)}")
@@ -151,47 +138,59 @@ def stein_moment(x: torch.Tensor, y: torch.Tensor, order: int, *, project=None,
         if W.shape[0] != d:
             raise ValueError(f"project[{a}]: expected shape ({d}, r), got {tuple(W.shape)}")
         check_same_device_dtype(x=X, **{f"project[{a}]": W})
-    eye = torch.eye(d, dtype=X.dtype, device=X.device)
+    return Ws
+
+
+def _projected_gram(Ws: list, a: int, b: int, eye: torch.Tensor) -> torch.Tensor:
+    "$W_a^T W_b$, the identity on a pair of paired modes seen through the projections (None is the identity)."
+    Wa, Wb = Ws[a], Ws[b]
+    if Wa is None and Wb is None: return eye
+    if Wa is None: return Wb
+    if Wb is None: return Wa.mT
+    return Wa.mT @ Wb
+
+# %% ../nbs/04_derivatives.ipynb #896986b3
+def stein_moment(x: torch.Tensor,  # samples `(N, d)` of $x \\sim N(0, I)$
+                 y: torch.Tensor,  # values `(N,)` or `(N, k)`
+                 order: int,  # m, from 1 to 6
+                 *, project=None,  # a `(d, r)` matrix for every mode, or a list of `order` matrices / None (identity)
+                 chunk_size: int | None = None,  # samples per GEMM (default: about 4M numbers per chunk)
+                 ) -> torch.Tensor:  # `(r_1, ..., r_m)`, with a leading `k` when `y` is 2-D
+    "Sample estimate of $E[y \\otimes S_m(x)]$ without forming per-sample order-m tensors."
+    order, X = _check_derivative_order(order), _check_points(x)
+    y = as_tensor(y, "y")
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected shape ({X.shape[0]},) or ({X.shape[0]}, k) to match x, got {tuple(y.shape)}")
+    check_same_device_dtype(x=X, y=y)
+    if chunk_size is not None: chunk_size = check_rank(chunk_size, "chunk_size")
+    Ws = _check_projections(project, order, X)
+    eye = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)
     Z = [X if W is None else X @ W for W in Ws]
-    def gram(a, b):
-        Wa, Wb = Ws[a], Ws[b]
-        if Wa is None and Wb is None: return eye
-        if Wa is None: return Wb
-        if Wb is None: return Wa.mT
-        return Wa.mT @ Wb
     Y = y[:, None] if y.ndim == 1 else y
     L = _LETTERS[:order]
     out, cache = 0, {}
     for M in _partial_matchings(order):
-        paired = {i for p in M for i in p}
-        free = tuple(i for i in range(order) if i not in paired)
-        if free not in cache:
-            cache[free] = _cross_moment(Y, [Z[i] for i in free], chunk_size)
-        ops = [cache[free]] + [gram(i, j) for i, j in M]
+        free = tuple(i for i in range(order) if i not in {i for p in M for i in p})
+        if free not in cache: cache[free] = _cross_moment(Y, [Z[i] for i in free], chunk_size)
+        ops = [cache[free]] + [_projected_gram(Ws, i, j, eye) for i, j in M]
         subs = ["k" + "".join(L[i] for i in free)] + [L[i] + L[j] for i, j in M]
         out = out + (-1) ** len(M) * torch.einsum(",".join(subs) + "->k" + L, *ops)
     return out[0] if y.ndim == 1 else out
 
 # %% ../nbs/04_derivatives.ipynb #6f1e4c6f
-_ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
-                "cube": lambda z: z ** 3, "identity": lambda z: z}
-
-
-def _activation(act, name: str = "activation") -> Callable:
-    return act if callable(act) else check_choice(act, _ACTIVATIONS, name)
-
-
 class TwoLayerNet(torch.nn.Module):
     "`f(x) = a2^T sigma(A1 x + b1) + b2` with scalar output; `A1` is `(n_hidden, d_in)` (one row per neuron)."
-    def __init__(self, A1: torch.Tensor, b1: torch.Tensor, a2: torch.Tensor, b2: torch.Tensor | float = 0.0, *,
-                 activation="tanh"):
+    def __init__(self, A1: torch.Tensor,  # first-layer weights `(n_hidden, d_in)`
+                 b1: torch.Tensor,  # hidden biases `(n_hidden,)`
+                 a2: torch.Tensor,  # output weights `(n_hidden,)`
+                 b2: torch.Tensor | float = 0.0,  # output bias
+                 *, activation="tanh"):  # a name in the book's activation table (chapter 03) or a callable
         super().__init__()
-        check_tensor(A1, "A1", ndim=2)
-        k = A1.shape[0]
+        A1 = as_tensor(A1, "A1", ndim=2)
+        b1, a2 = as_tensor(b1, "b1", ndim=1), as_tensor(a2, "a2", ndim=1)
         for name, v in (("b1", b1), ("a2", a2)):
-            check_tensor(v, name, ndim=1)
-            if v.shape[0] != k:
-                raise ValueError(f"{name}: expected shape ({k},) (one entry per row of A1), got {tuple(v.shape)}")
+            if v.shape[0] != A1.shape[0]:
+                raise ValueError(f"{name}: expected shape ({A1.shape[0]},) (one entry per row of A1), got {tuple(v.shape)}")
         b2 = torch.as_tensor(b2, dtype=A1.dtype, device=A1.device).reshape(())
         check_same_device_dtype(A1=A1, b1=b1, a2=a2, b2=b2)
         self.act_name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
@@ -199,31 +198,35 @@ class TwoLayerNet(torch.nn.Module):
         self.A1, self.b1 = torch.nn.Parameter(A1.clone()), torch.nn.Parameter(b1.clone())
         self.a2, self.b2 = torch.nn.Parameter(a2.clone()), torch.nn.Parameter(b2.clone())
 
-    @classmethod
-    def random(cls, d_in: int, n_hidden: int, *, activation="tanh", bias_scale: float = 0.5,
-               generator: torch.Generator | None = None, seed: int | None = None, dtype=None, device=None):
-        "A network with unit-norm Gaussian rows of `A1`, biases `N(0, bias_scale^2)` and output weights `+-U(0.5, 1.5)`."
-        d_in, n_hidden = check_rank(d_in, "d_in"), check_rank(n_hidden, "n_hidden")
-        g = make_generator(seed, generator)
-        kw = dict(generator=g, dtype=dtype, device=device)
-        A1 = random_normal((n_hidden, d_in), **kw)
-        A1 = A1 / A1.norm(dim=1, keepdim=True)
-        b1 = bias_scale * random_normal((n_hidden,), **kw)
-        u = torch.rand(n_hidden, generator=g, dtype=A1.dtype).to(A1.device)
-        s = torch.where(torch.rand(n_hidden, generator=g) < 0.5, -1.0, 1.0).to(A1)
-        return cls(A1, b1, s * (0.5 + u), torch.zeros((), dtype=A1.dtype, device=A1.device), activation=activation)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.sigma(x @ self.A1.mT + self.b1) @ self.a2 + self.b2
 
     def extra_repr(self) -> str:
         return f"d_in={self.A1.shape[1]}, n_hidden={self.A1.shape[0]}, activation={self.act_name}"
 
+# %% ../nbs/04_derivatives.ipynb #7f2003e9
+def _random_two_layer(cls, d_in: int, n_hidden: int, *, activation="tanh", bias_scale: float = 0.5,
+                      generator: torch.Generator | None = None, seed: int | None = None, dtype=None, device=None):
+    "A network with unit-norm Gaussian rows of `A1`, biases `N(0, bias_scale^2)` and output weights `+-U(0.5, 1.5)`."
+    d_in, n_hidden = check_rank(d_in, "d_in"), check_rank(n_hidden, "n_hidden")
+    g = make_generator(seed, generator)
+    kw = dict(generator=g, dtype=check_dtype(dtype), device=device)
+    A1 = random_normal((n_hidden, d_in), **kw)
+    A1 = A1 / A1.norm(dim=1, keepdim=True)
+    b1 = check_tol(bias_scale, "bias_scale") * random_normal((n_hidden,), **kw)
+    u = torch.rand(n_hidden, generator=g, dtype=A1.dtype).to(A1.device)
+    s = torch.where(torch.rand(n_hidden, generator=g) < 0.5, -1.0, 1.0).to(A1)
+    return cls(A1, b1, s * (0.5 + u), torch.zeros((), dtype=A1.dtype, device=A1.device), activation=activation)
 
-def matched_row_cosines(A_hat: torch.Tensor, A_true: torch.Tensor) -> torch.Tensor:
-    """|cosine| between each row of `A_true` and the row of `A_hat` it is matched to (Hungarian matching through
-    `factor_match_score`): 1 means recovered up to permutation, sign and scale. Returns `(n_rows_true,)`."""
-    check_tensor(A_hat, "A_hat", ndim=2); check_tensor(A_true, "A_true", ndim=2)
+
+TwoLayerNet.random = classmethod(_random_two_layer)
+
+# %% ../nbs/04_derivatives.ipynb #1a3408ca
+def matched_row_cosines(A_hat: torch.Tensor,  # estimated rows `(m, d)`
+                        A_true: torch.Tensor,  # true rows `(n, d)`
+                        ) -> torch.Tensor:  # `(n,)`: 1 means recovered up to permutation, sign and scale
+    "|cosine| between each row of `A_true` and the row of `A_hat` it is matched to (Hungarian matching)."
+    A_hat, A_true = as_tensor(A_hat, "A_hat", ndim=2), as_tensor(A_true, "A_true", ndim=2)
     if A_hat.shape[1] != A_true.shape[1]:
         raise ValueError(f"A_hat: expected {A_true.shape[1]} columns like A_true, got shape {tuple(A_hat.shape)}")
     check_same_device_dtype(A_hat=A_hat, A_true=A_true)
@@ -236,38 +239,49 @@ def matched_row_cosines(A_hat: torch.Tensor, A_true: torch.Tensor) -> torch.Tens
     return cos
 
 # %% ../nbs/04_derivatives.ipynb #1a05b7cc
+def _sym_jennrich(T: torch.Tensor, rank: int, g: torch.Generator) -> torch.Tensor:
+    "Factor `(k, rank)` of a symmetric order-3 CPD: Jennrich from 5 random slice pairs, each polished by CP-ALS."
+    best, nT = None, T.norm()
+    for _ in range(5):
+        cp, _ = cp_als(T, rank, init=jennrich(T, rank, generator=g), n_iter=200, tol=1e-12)
+        err = float((cp.full() - T).norm() / nT)
+        if best is None or err < best[0]: best = (err, cp.factors[0])
+    return best[1]
+
+# %% ../nbs/04_derivatives.ipynb #9eaae3e8
+def _sym_power(T: torch.Tensor, rank: int, g: torch.Generator, n_tries: int = 200) -> torch.Tensor:
+    "Factor `(k, rank)` of a symmetric order-3 CPD: whiten by a definite slice, then the orthogonal tensor power method."
+    best = None
+    for _ in range(n_tries):
+        th = random_normal((T.shape[0],), generator=g, dtype=T.dtype, device=T.device)
+        evals, evecs = torch.linalg.eigh(torch.einsum("abc,c->ab", T, th))
+        if bool((evals > 0).all()) or bool((evals < 0).all()):
+            cond = float(evals.abs().min() / evals.abs().max())
+            if best is None or cond > best[0]: best = (cond, evals, evecs)
+            if cond > 0.1: break
+    if best is None:
+        raise RuntimeError("nnlift: no random slice T(I, I, theta) was definite, so whitening for the power method "
+                           "failed; use method='jennrich'")
+    _, evals, evecs = best
+    W = evecs / evals.abs().sqrt()                           # W^T M W = +-I: the components become orthonormal
+    Tw = torch.einsum("abc,ai,bj,ck->ijk", T, W, W, W)
+    cp, _ = symmetric_cp_power(Tw, rank, generator=g)
+    return (evecs * evals.abs().sqrt()) @ cp.factors[0]      # un-whiten: W^{-T} = evecs |D|^{1/2}
+
+# %% ../nbs/04_derivatives.ipynb #28bc23e9
+_NNLIFT_METHODS = {"jennrich": _sym_jennrich, "power": _sym_power}
+
+
 def _symmetric_decomposition(T: torch.Tensor, rank: int, method: str, g: torch.Generator, n_tries: int = 200):
     "Columns `(k, rank)` (unit norm) and weights of a symmetric order-3 `T = sum_j lam_j v_j^{(x)3}` with independent v_j."
-    if method == "jennrich":   # Jennrich from a few random slice pairs, each polished by CP-ALS; keep the best fit
-        best, nT = None, T.norm()
-        for _ in range(5):
-            cp, _ = cp_als(T, rank, init=jennrich(T, rank, generator=g), n_iter=200, tol=1e-12)
-            err = float((cp.full() - T).norm() / nT)
-            if best is None or err < best[0]: best = (err, cp.factors[0])
-        V = best[1]
-    else:   # whiten with a definite slice T(I, I, theta), then the orthogonal tensor power method
-        best = None
-        for _ in range(n_tries):
-            th = random_normal((T.shape[0],), generator=g, dtype=T.dtype, device=T.device)
-            evals, evecs = torch.linalg.eigh(torch.einsum("abc,c->ab", T, th))
-            if bool((evals > 0).all()) or bool((evals < 0).all()):
-                cond = float(evals.abs().min() / evals.abs().max())
-                if best is None or cond > best[0]: best = (cond, evals, evecs)
-                if cond > 0.1: break
-        if best is None:
-            raise RuntimeError("nnlift: no random slice T(I, I, theta) was definite, so whitening for the power method "
-                               "failed; use method='jennrich'")
-        _, evals, evecs = best
-        W = evecs / evals.abs().sqrt()                           # W^T M W = +-I: the components become orthonormal
-        Tw = torch.einsum("abc,ai,bj,ck->ijk", T, W, W, W)
-        cp, _ = symmetric_cp_power(Tw, rank, generator=g)
-        V = (evecs * evals.abs().sqrt()) @ cp.factors[0]         # un-whiten: W^{-T} = evecs |D|^{1/2}
+    find = check_choice(method, _NNLIFT_METHODS, "method")
+    V = find(T, rank, g) if find is _sym_jennrich else find(T, rank, g, n_tries)
     V = V / V.norm(dim=0)
     KR = torch.einsum("ir,jr,kr->ijkr", V, V, V).reshape(-1, rank)
     lam = torch.linalg.lstsq(KR, T.reshape(-1, 1)).solution[:, 0]
     return V, lam
 
-
+# %% ../nbs/04_derivatives.ipynb #a19bc5e7
 def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
     "Given unit directions U (d, k): least squares over per-neuron scale s and bias b; a2, b2 eliminated (VarPro)."
     Zp = X @ U
@@ -294,58 +308,47 @@ def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
         coef, loss = solve(s, b)
     return s.detach(), b.detach(), coef[:-1], coef[-1], losses
 
-
-_NNLIFT_METHODS = {"jennrich": "jennrich", "power": "power"}
-
-
-def nnlift(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, activation="tanh", method: str = "jennrich",
-           n_slices: int | None = None, fit_iter: int = 200, chunk_size: int | None = None,
-           generator: torch.Generator | None = None, seed: int | None = None):
-    """Method of moments for `y = a2^T sigma(A1 x + b1) + b2` with Gaussian inputs `x ~ N(0, I)`
-    (NN-LIFT of Janzamin, Sedghi & Anandkumar 2015).
-
-    1. Third-order Stein moment `T = E[y S_3(x)] = sum_j lam_j a_j^{(x)3}` (a_j: rows of A1), never formed in d^3:
-       the span of the a_j comes from `n_slices` slices `T(I, I, theta_l)` along random orthonormal `theta_l`
-       (default d: the column space of the mode-1 unfolding, `N d^2` work per slice), and the compressed tensor
-       `T(U, U, U)` (n_hidden^3) is estimated directly from the samples.
-    2. Symmetric CP of the compressed tensor: `method="jennrich"` (simultaneous diagonalisation, any signs) or
-       `"power"` (whitening by a definite random slice, then the tensor power method).
-    3. Bias, scale of each row and output layer by REGRESSION, not the paper's Fourier step: that step averages
-       `y e^{-i w.x} / p(x)`, whose variance `~ int f^2 / p` is infinite for Gaussian `p`. Nonlinear least squares
-       over per-neuron scale and bias with `(a2, b2)` eliminated by linear least squares, L-BFGS for `fit_iter` steps.
-
-    Returns `(TwoLayerNet, FitRecord)`: the record's errors are the relative training residuals of step 3, its
-    message has the CP weights and any diagnostic of the decomposition (e.g. complex eigenvalues at small N)."""
-    X = _check_points(x)
-    if x.ndim != 2:
-        raise ValueError(f"x: expected samples of shape (N, d), got shape {tuple(x.shape)}")
-    check_tensor(y, "y", ndim=1)
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
-    check_same_device_dtype(x=X, y=y)
-    k = check_rank(n_hidden, "n_hidden")
-    N, d = X.shape
-    if k > d:
-        raise ValueError(f"n_hidden: at most d_in = {d} neurons are identifiable from the third moment by this method "
-                         f"(the rows of A1 must be linearly independent), got {k}")
-    method = check_choice(method, _NNLIFT_METHODS, "method")
-    n_slices = d if n_slices is None else min(check_rank(n_slices, "n_slices"), d)
-    sigma = _activation(activation)
-    g = make_generator(seed, generator)
-    # 1. span of the rows of A1 from slices T(I, I, theta_l), then the compressed third moment
+# %% ../nbs/04_derivatives.ipynb #3fe648b9
+def _moment_span(X: torch.Tensor, y: torch.Tensor, k: int, n_slices: int, g: torch.Generator, chunk_size) -> torch.Tensor:
+    "Orthonormal basis `(d, k)` of the span of the rows of A1, from slices `T(I, I, theta_l)` of the third Stein moment."
+    d = X.shape[1]
     thetas = torch.linalg.qr(random_normal((d, n_slices), generator=g, dtype=X.dtype, device=X.device)).Q
     slices = [stein_moment(X, y, 3, project=[None, None, thetas[:, l:l + 1]], chunk_size=chunk_size)[..., 0]
               for l in range(n_slices)]
-    U = torch.linalg.svd(torch.cat(slices, 1), full_matrices=False).U[:, :k]
-    Tk = stein_moment(X, y, 3, project=U, chunk_size=chunk_size)
-    # 2. symmetric CP in the k-dimensional span
-    with warnings.catch_warnings(record=True) as caught:        # Jennrich's diagnostics go into the record
+    return torch.linalg.svd(torch.cat(slices, 1), full_matrices=False).U[:, :k]
+
+# %% ../nbs/04_derivatives.ipynb #63631385
+def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+           y: torch.Tensor,  # outputs `(N,)`
+           n_hidden: int,  # neurons k, at most d
+           *, activation="tanh",  # a name in the activation table or a callable
+           method: str = "jennrich",  # symmetric CP of the compressed moment: 'jennrich' or 'power'
+           n_slices: int | None = None,  # slices for the span (default d)
+           fit_iter: int = 200,  # L-BFGS iterations of step 3
+           chunk_size: int | None = None,  # samples per GEMM in `stein_moment`
+           generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+           ) -> tuple:  # `(TwoLayerNet, FitRecord)`
+    "Method of moments for a two-layer network on Gaussian inputs (NN-LIFT, Janzamin, Sedghi & Anandkumar 2015)."
+    X = _check_points(x)
+    y = as_tensor(y, "y", ndim=1)
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    k, (N, d) = check_rank(n_hidden, "n_hidden"), X.shape
+    if k > d:
+        raise ValueError(f"n_hidden: at most d_in = {d} neurons are identifiable from the third moment by this method "
+                         f"(the rows of A1 must be linearly independent), got {k}")
+    check_choice(method, _NNLIFT_METHODS, "method")
+    n_slices = d if n_slices is None else min(check_rank(n_slices, "n_slices"), d)
+    sigma, g, fit_iter = _activation(activation), make_generator(seed, generator), check_rank(fit_iter, "fit_iter")
+    U = _moment_span(X, y, k, n_slices, g, chunk_size)                  # 1. span of the rows of A1
+    Tk = stein_moment(X, y, 3, project=U, chunk_size=chunk_size)        #    and the compressed third moment
+    with warnings.catch_warnings(record=True) as caught:                # 2. symmetric CP; diagnostics -> record
         warnings.simplefilter("always", RuntimeWarning)
         V, lam = _symmetric_decomposition(Tk, k, method, g)
     notes = "".join(f"; {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
-    directions = U @ V                                           # (d, k) unit columns (U orthonormal)
-    # 3. scale, bias and output layer by regression
-    s, b, a2, b2, losses = _fit_scale_bias(X, y, directions, sigma, fit_iter)
+    directions = U @ V                                                  # (d, k) unit columns (U orthonormal)
+    s, b, a2, b2, losses = _fit_scale_bias(X, y, directions, sigma, fit_iter)   # 3. by regression
     net = TwoLayerNet((directions * s).mT.contiguous(), b, a2, b2, activation=activation)
     var = y.var().clamp_min(torch.finfo(y.dtype).tiny).item()
     errors = [math.sqrt(l / var) for l in losses]
@@ -353,48 +356,62 @@ def nnlift(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, activation="tanh"
            f"regression, relative residual {errors[-1]:.3e}{notes}")
     return net, FitRecord(errors=errors, converged=len(losses) < fit_iter, n_iter=len(losses), message=msg)
 
-
+# %% ../nbs/04_derivatives.ipynb #9b286f3f
 _OPTIMIZERS = {"sgd": lambda params, lr: torch.optim.SGD(params, lr=lr),     # plain: no momentum, no decay
                "adam": lambda params, lr: torch.optim.Adam(params, lr=lr)}
 
 
-def fit_sgd(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 2000, lr: float = 1e-2,
-            batch_size: int = 256, optimizer: str = "sgd", generator: torch.Generator | None = None,
-            seed: int | None = None, progress: bool = False) -> list:
-    """Mini-batch training of `net` on the squared loss from its current weights (the baseline NN-LIFT is compared
-    with); `optimizer="sgd"` is plain SGD (no momentum), `"adam"` is Adam. Returns the loss per step."""
-    make_opt = check_choice(optimizer, _OPTIMIZERS, "optimizer")
-    X = _check_points(x)
-    check_tensor(y, "y", ndim=1)
+def _check_regression_data(x, y):
+    "Points `(N, d)` and targets `(N,)`, converted and checked to match."
+    X, y = _check_points(x), as_tensor(y, "y", ndim=1)
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
+    return X, y
+
+# %% ../nbs/04_derivatives.ipynb #223e63ac
+def fit_sgd(net: torch.nn.Module,  # trained in place from its current weights
+            x: torch.Tensor,  # inputs `(N, d)`
+            y: torch.Tensor,  # targets `(N,)`
+            *, steps: int = 2000,  # mini-batch steps
+            lr: float = 1e-2,  # learning rate
+            batch_size: int = 256,  # samples per step, drawn with replacement
+            optimizer: str = "sgd",  # 'sgd' (plain: no momentum) or 'adam'
+            generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the batches
+            progress: bool = False,  # show a progress bar
+            ) -> tuple:  # `(net, FitRecord)`; the record's `info["losses"]` holds the loss per step
+    "Mini-batch training of `net` on the squared loss: the gradient baseline NN-LIFT is compared with."
+    make_opt = check_choice(optimizer, _OPTIMIZERS, "optimizer")
+    X, y = _check_regression_data(x, y)
     if not isinstance(net, torch.nn.Module):
         raise TypeError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     check_same_device_dtype(x=X, y=y, **{f"net.{n}": p for n, p in net.named_parameters()})
-    g = make_generator(seed, generator)
-    opt = make_opt(net.parameters(), lr)
-    losses = []
-    for _ in tqdm(range(check_rank(steps, "steps")), disable=not progress, leave=False):
+    g, lr = make_generator(seed, generator), check_tol(lr, "lr", positive=True)
+    steps, batch_size = check_rank(steps, "steps"), check_rank(batch_size, "batch_size")
+    opt, losses = make_opt(net.parameters(), lr), []
+    for _ in tqdm(range(steps), disable=not progress, leave=False):
         idx = torch.randint(0, X.shape[0], (batch_size,), generator=g).to(X.device)
         loss = ((net(X[idx]) - y[idx]) ** 2).mean()
         opt.zero_grad(); loss.backward(); opt.step()
         losses.append(loss.detach())
     losses = torch.stack(losses).tolist()
-    if not math.isfinite(losses[-1]):
+    diverged = not math.isfinite(losses[-1])
+    if diverged:
         warnings.warn(f"fit_sgd: the training loss diverged to {losses[-1]} (optimizer={optimizer!r}, lr={lr}); "
                       "try a smaller lr", RuntimeWarning, stacklevel=2)
-    return losses
+    var = y.var().clamp_min(torch.finfo(y.dtype).tiny).item()
+    msg = f"{optimizer} for {steps} steps of {batch_size} samples, lr={lr}: final batch loss {losses[-1]:.3e}"
+    return net, FitRecord(errors=[math.sqrt(l / var) if math.isfinite(l) else math.inf for l in losses],
+                          converged=not diverged, n_iter=steps, message=msg, info={"losses": losses})
 
 # %% ../nbs/04_derivatives.ipynb #7018ec73
-def hermite_coefficients(sigma, degree: int, *, n_quad: int = 120, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Normalised Hermite coefficients `c_k = E[sigma(z) He_k(z)] / sqrt(k!)`, `z ~ N(0, 1)`, `k = 0..degree`, by
-    Gauss–Hermite quadrature with `n_quad` nodes (Golub–Welsch in torch). Then `sigma = sum_k c_k He_k / sqrt(k!)`
-    in L2(N(0, 1)) and `E[sigma(z)^2] = sum_k c_k^2`."""
+def hermite_coefficients(sigma,  # an activation name (chapter 03's table) or a callable
+                         degree: int,  # highest k
+                         *, n_quad: int = 120,  # Gauss-Hermite nodes
+                         dtype=torch.float64, device=None,  # of the result
+                         ) -> torch.Tensor:  # `(degree + 1,)`
+    "Normalised Hermite coefficients $c_k = E[\\sigma(z) He_k(z)] / \\sqrt{k!}$, $z \\sim N(0, 1)$, by Gauss-Hermite quadrature."
     sigma = _activation(sigma, "sigma")
-    if isinstance(degree, bool) or not isinstance(degree, int):
-        raise TypeError(f"degree: expected an int >= 0, got {type(degree).__name__}")
-    if degree < 0:
-        raise ValueError(f"degree: expected an int >= 0, got {degree}")
+    degree, dtype = check_int(degree, "degree", minimum=0), check_dtype(dtype)
     n_quad = check_rank(n_quad, "n_quad")
     off = torch.arange(1, n_quad, dtype=dtype, device=device).sqrt()
     nodes, vecs = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))   # Jacobi matrix of He_k
@@ -406,16 +423,17 @@ def hermite_coefficients(sigma, degree: int, *, n_quad: int = 120, dtype=torch.f
     fact = torch.exp(torch.lgamma(torch.arange(degree + 1, dtype=dtype, device=device) + 1))
     return (He * (w * sigma(nodes))).sum(1) / fact.sqrt()
 
-
-def population_loss_hermite(a: torch.Tensor, W: torch.Tensor, b: torch.Tensor, V: torch.Tensor, coeffs: torch.Tensor):
-    """Terms of the identity of Ge, Lee & Ma (2018) for `f = sum_i a_i sigma(w_i^T x)`, `g = sum_j b_j sigma(v_j^T x)`
-    with UNIT rows `w_i`, `v_j` and `x ~ N(0, I)`:
-    `E[(f - g)^2] = sum_k c_k^2 || sum_i a_i w_i^{(x)k} - sum_j b_j v_j^{(x)k} ||^2`.
-    The tensor distances are computed from Gram matrices, `<sum a_i w_i^k, sum b_j v_j^k> = a^T (W V^T)^{.k} b`.
-    Returns the `(degree + 1,)` terms; their sum is the population loss up to the truncation at `degree`."""
-    for name, t in (("a", a), ("b", b)): check_tensor(t, name, ndim=1)
-    for name, t in (("W", W), ("V", V)): check_tensor(t, name, ndim=2)
-    check_tensor(coeffs, "coeffs", ndim=1)
+# %% ../nbs/04_derivatives.ipynb #faa96ed0
+def population_loss_hermite(a: torch.Tensor,  # output weights of f, `(m,)`
+                            W: torch.Tensor,  # UNIT rows `(m, d)` of f
+                            b: torch.Tensor,  # output weights of g, `(p,)`
+                            V: torch.Tensor,  # UNIT rows `(p, d)` of g
+                            coeffs: torch.Tensor,  # `hermite_coefficients(sigma, degree)`
+                            ) -> torch.Tensor:  # `(degree + 1,)` terms; their sum is $E[(f-g)^2]$ up to truncation
+    "Terms $c_k^2\\|\\sum_i a_i w_i^{\\otimes k} - \\sum_j b_j v_j^{\\otimes k}\\|^2$ of the identity of Ge, Lee & Ma (2018)."
+    a, b = as_tensor(a, "a", ndim=1), as_tensor(b, "b", ndim=1)
+    W, V = as_tensor(W, "W", ndim=2), as_tensor(V, "V", ndim=2)
+    coeffs = as_tensor(coeffs, "coeffs", ndim=1)
     check_same_device_dtype(a=a, W=W, b=b, V=V, coeffs=coeffs)
     if W.shape[0] != a.shape[0] or V.shape[0] != b.shape[0] or W.shape[1] != V.shape[1]:
         raise ValueError(f"W: expected shapes a (m,), W (m, d), b (p,), V (p, d), got {tuple(a.shape)}, "
@@ -427,35 +445,44 @@ def population_loss_hermite(a: torch.Tensor, W: torch.Tensor, b: torch.Tensor, V
     return coeffs ** 2 * dist
 
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
-def fit_sum_of_cubes(A: torch.Tensor, rank: int | None = None, *, n_iter: int = 3000, tol: float = 1e-10,
-                     generator: torch.Generator | None = None, seed: int | None = None):
-    """Decompose `T = sum_i a_i^{(x)3}` (columns of `A`, (d, r), r may exceed d) by local search from a random start:
-    L-BFGS on `||T - sum_j l_j b_j^{(x)3}||^2 / ||T||^2` over B (d, rank) and weights l (rank,). The loss is evaluated
-    from Gram matrices, `||sum_i a_i^3||^2 = 1^T (A^T A)^{.3} 1`, so the d^3 tensor is never formed. This is
-    gradient training of the network `x -> sum_j l_j (b_j^T x)^3` on its population loss (Ge, Lee & Ma 2018;
-    Mondelli & Montanari 2019). Returns `(B, relative error, matched |cosines| (r,))`."""
-    check_tensor(A, "A", ndim=2)
-    d, r = A.shape
-    rank = r if rank is None else check_rank(rank, "rank")
-    g = make_generator(seed, generator)
-    ones_a = torch.ones(r, dtype=A.dtype, device=A.device)
+def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    "$\\|\\sum_i a_i^{\\otimes3} - \\sum_j \\lambda_j b_j^{\\otimes3}\\|^2 / \\|\\sum_i a_i^{\\otimes3}\\|^2$ from Gram matrices."
+    ones_a = torch.ones(A.shape[1], dtype=A.dtype, device=A.device)
     nT2 = ones_a @ (A.mT @ A) ** 3 @ ones_a
+    return (nT2 - 2 * ones_a @ (A.mT @ B) ** 3 @ lam + lam @ (B.mT @ B) ** 3 @ lam) / nT2
+
+# %% ../nbs/04_derivatives.ipynb #d87a7dac
+def fit_sum_of_cubes(A: torch.Tensor,  # the true components `(d, r)` as columns; r may exceed d
+                     rank: int | None = None,  # components of the fit (default r)
+                     *, n_iter: int = 3000,  # L-BFGS iterations
+                     tol: float = 1e-10,  # stop when the relative error changes by less (on its square)
+                     generator: torch.Generator | None = None, seed: int | None = None,  # the random start
+                     ) -> tuple:  # `(B (d, rank), FitRecord)`; `info["cosines"]`: matched |cos| with A's columns
+    "Decompose $T = \\sum_i a_i^{\\otimes3}$ by local search from a random start (L-BFGS on the relative squared error)."
+    A = check_linalg_dtype(as_tensor(A, "A", ndim=2), "A")
+    d, r = A.shape
+    rank, n_iter = r if rank is None else check_rank(rank, "rank"), check_rank(n_iter, "n_iter")
+    tol, g = check_tol(tol, "tol"), make_generator(seed, generator)
     B = (random_normal((d, rank), generator=g, dtype=A.dtype, device=A.device) / math.sqrt(d)).requires_grad_(True)
     lam = torch.ones(rank, dtype=A.dtype, device=A.device, requires_grad=True)
-    def loss_fn():
-        return (nT2 - 2 * ones_a @ (A.mT @ B) ** 3 @ lam + lam @ (B.mT @ B) ** 3 @ lam) / nT2
-    opt = torch.optim.LBFGS([B, lam], lr=1, max_iter=check_rank(n_iter, "n_iter"), history_size=20,
+    opt = torch.optim.LBFGS([B, lam], lr=1, max_iter=n_iter, history_size=20,
                             tolerance_grad=1e-14, tolerance_change=tol ** 2, line_search_fn="strong_wolfe")
+    losses = []
     def closure():
         opt.zero_grad()
-        loss = loss_fn()
+        loss = _sum_of_cubes_loss(A, B, lam)
         loss.backward()
+        losses.append(loss.detach())
         return loss
     opt.step(closure)
     with torch.no_grad():
-        B = B.detach()
-        err = loss_fn().clamp_min(0).sqrt()
-    return B, err, matched_row_cosines(B.mT, A.mT)
+        B, lam, losses = B.detach(), lam.detach(), losses + [_sum_of_cubes_loss(A, B, lam)]
+    errors = torch.stack(losses).clamp_min(0).sqrt().tolist()
+    iters = opt.state[opt.param_groups[0]["params"][0]].get("n_iter", 0)
+    cos = matched_row_cosines(B.mT, A.mT)
+    return B, FitRecord(errors=errors, converged=iters < n_iter, n_iter=iters, info={"cosines": cos, "weights": lam},
+                        message=f"L-BFGS, {iters} iterations: relative error {errors[-1]:.2e}, "
+                                f"min matched |cos| {float(cos.min()):.4f}")
 
 # %% ../nbs/04_derivatives.ipynb #a99b97b5
 def _basis(t: torch.Tensor, n_basis: int, basis: str):
@@ -470,10 +497,16 @@ def _basis(t: torch.Tensor, n_basis: int, basis: str):
 
 _BASES = {"polynomial": "polynomial", "gaussian": "gaussian"}
 
-
+# %% ../nbs/04_derivatives.ipynb #c227840c
 class DecoupledModel:
     "`f(x) = W g(V^T x) + offset` with one flexible univariate function `g_j` per branch (Dreesen et al. 2015)."
-    def __init__(self, W, V, coeffs, centre, scale, offset, basis, samples=None):
+    def __init__(self, W: torch.Tensor,  # output mixing `(d_out, rank)`
+                 V: torch.Tensor,  # unit input directions `(d_in, rank)`
+                 coeffs: torch.Tensor,  # basis coefficients of each $g_j'$, `(rank, n_basis)`
+                 centre: torch.Tensor, scale: torch.Tensor,  # standardisation of each branch input, `(rank,)`
+                 offset: torch.Tensor,  # constant `(d_out,)`
+                 basis: str,  # 'polynomial' or 'gaussian'
+                 samples: torch.Tensor | None = None):  # the CPD's samples of $g_j'$ at the points, `(N, rank)`
         self.W, self.V, self.coeffs, self.centre, self.scale, self.offset, self.basis = \
             W, V, coeffs, centre, scale, offset, basis
         self.samples = samples                                   # the CPD's samples of g_j' at the points, (N, rank)
@@ -492,21 +525,42 @@ class DecoupledModel:
         return self.scale * (Phi * self.coeffs).sum(-1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = as_tensor(x, "x", ndim=2, allow_empty=True)
+        if x.shape[1] != self.V.shape[0]:
+            raise ValueError(f"x: expected shape (N, {self.V.shape[0]}), got {tuple(x.shape)}")
         return self.branches(x @ self.V) @ self.W.mT + self.offset
 
     def __repr__(self):
         return (f"DecoupledModel(d_in={self.V.shape[0]}, d_out={self.W.shape[0]}, rank={self.rank}, "
                 f"basis={self.basis!r}, n_basis={self.coeffs.shape[1]})")
 
-
-def _check_identifiable(shape, rank, name="rank"):
-    "Generic Kruskal bound for a rank-R CPD of a 3-way tensor: sum_k min(I_k, R) >= 2R + 2."
-    if rank >= 2 and sum(min(I, rank) for I in shape) < 2 * rank + 2:
-        raise ValueError(f"{name}: a rank-{rank} CPD of a tensor of shape {tuple(shape)} is not identifiable "
-                         f"(Kruskal needs sum_k min(I_k, R) >= 2R + 2 = {2 * rank + 2}, here "
-                         f"{sum(min(I, rank) for I in shape)}); use fewer branches or more points/outputs")
+# %% ../nbs/04_derivatives.ipynb #dd47ed7b
+def _kruskal_covers(shape, rank: int) -> bool:
+    "Kruskal's sufficient condition at generic factors: sum_k min(I_k, R) >= 2R + 2."
+    return rank < 2 or sum(min(I, rank) for I in shape) >= 2 * rank + 2
 
 
+def _de_lathauwer_covers(shape, rank: int) -> bool:
+    "De Lathauwer's (2006) generic condition: some I_k >= R and R(R-1) <= I(I-1)J(J-1)/2 for the other two sizes."
+    for k in range(3):
+        I, J = (shape[m] for m in range(3) if m != k)
+        if shape[k] >= rank and rank * (rank - 1) <= I * (I - 1) * J * (J - 1) / 2: return True
+    return False
+
+
+def _check_cp_uniqueness(shape, rank: int, name: str = "rank") -> None:
+    "Warn when only De Lathauwer's condition covers the rank; refuse a rank that neither sufficient condition covers."
+    if _kruskal_covers(shape, rank): return
+    msg = (f"{name}: a rank-{rank} CPD of a tensor of shape {tuple(shape)} is not covered by Kruskal's condition "
+           f"(sum_k min(I_k, R) >= 2R + 2 = {2 * rank + 2}, here {sum(min(I, rank) for I in shape)})")
+    if _de_lathauwer_covers(shape, rank):
+        warnings.warn(msg + "; De Lathauwer's generic condition covers it, so the CPD is generically unique",
+                      UserWarning, stacklevel=3)
+        return
+    raise ValueError(msg + " nor by De Lathauwer's generic condition (some I_k >= R and R(R-1) <= I(I-1)J(J-1)/2), "
+                     "so the decoupling need not be unique; use fewer branches or more points/outputs")
+
+# %% ../nbs/04_derivatives.ipynb #d1353a6c
 def _best_cp(T, rank, n_init, n_iter, tol, g, progress):
     "Best of a Jennrich-initialised CP-ALS run (when rank <= min(I, J)) and `n_init` randomly initialised ones."
     nT = T.norm()
@@ -525,39 +579,33 @@ def _best_cp(T, rank, n_init, n_iter, tol, g, progress):
         if err < exact: break                                    # an exact fit: no restart can do better
     return best
 
-
-def jacobian_decoupling(f: Callable, points: torch.Tensor, rank: int, *, basis: str = "polynomial",
-                        n_basis: int = 4, n_init: int = 3, n_iter: int = 1000, tol: float = 1e-13,
-                        generator: torch.Generator | None = None, seed: int | None = None, progress: bool = False):
-    """Decouple a multivariate map `f: R^{d_in} -> R^{d_out}` as `W g(V^T x) + c` from its Jacobians
-    (Dreesen, Ishteva & Schoukens 2015).
-
-    The Jacobians at the N `points` are stacked into `J` of shape `(d_out, d_in, N)`, whose rank-`rank` CPD has factors
-    `W` (mode 0), `V` (mode 1) and the samples `H[n, j] = g_j'(v_j^T x_n)` (mode 2). Each `g_j'` is then fitted to its
-    samples by linear least squares in `basis` ("polynomial": `t^0..t^{n_basis-1}` of the standardised input t,
-    i.e. `g_j` of degree `n_basis`; "gaussian": `n_basis` Gaussian bumps, so `g_j` is a sum of erf's), integrated,
-    and the constant `c` matches `f` at the points. Columns of `V` have unit norm; scale and sign live in `W` and `g`.
-    Returns `(DecoupledModel, FitRecord)` (errors: CP-ALS relative errors of the best run)."""
+# %% ../nbs/04_derivatives.ipynb #7edbe094
+def jacobian_decoupling(f: Callable,  # maps ONE point `(d_in,)` to `(d_out,)`
+                        points: torch.Tensor,  # where the Jacobians are taken, `(N, d_in)`
+                        rank: int,  # number of branches
+                        *, basis: str = "polynomial",  # basis of each $g_j'$: 'polynomial' or 'gaussian'
+                        n_basis: int = 4,  # functions in that basis
+                        n_init: int = 3,  # random CP-ALS starts besides Jennrich's
+                        n_iter: int = 1000, tol: float = 1e-13,  # of each CP-ALS run
+                        generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                        progress: bool = False,  # progress bar over the restarts
+                        ) -> tuple:  # `(DecoupledModel, FitRecord)`; errors: CP-ALS relative errors of the best run
+    "Decouple $f$ as $W g(V^T x) + c$ from its Jacobians (Dreesen, Ishteva & Schoukens 2015)."
     if not callable(f):
         raise TypeError(f"f: expected a callable mapping a (d_in,) tensor to a (d_out,) tensor, got {type(f).__name__}")
-    X = _check_points(points, "points")
-    if points.ndim != 2:
-        raise ValueError(f"points: expected shape (N, d_in), got {tuple(points.shape)}")
-    rank = check_rank(rank, "rank")
+    X = check_linalg_dtype(_check_points(points, "points"), "points")
+    rank, tol = check_rank(rank, "rank"), check_tol(tol, "tol")
     basis = check_choice(basis, _BASES, "basis")
-    n_basis, n_init = check_rank(n_basis, "n_basis"), check_rank(n_init, "n_init")
+    n_basis, n_init, n_iter = check_rank(n_basis, "n_basis"), check_rank(n_init, "n_init"), check_rank(n_iter, "n_iter")
     g = make_generator(seed, generator)
     Jac = derivative_tensor(f, X, 1)
     if Jac.ndim != 3:
         raise ValueError(f"f: expected a vector output (d_out,), got output shape {tuple(Jac.shape[1:-1])}")
     T = Jac.permute(1, 2, 0).contiguous()                        # (d_out, d_in, N)
-    _check_identifiable(T.shape, rank)
+    _check_cp_uniqueness(T.shape, rank)
     cp, rec, err = _best_cp(T, rank, n_init, n_iter, tol, g, progress)
-    Wf, Vf, Hf = cp.factors
-    nv = Vf.norm(dim=0)
-    V = Vf / nv
-    W = Wf * nv                                                  # keep the product, V unit norm
-    H = Hf * cp.weights                                          # samples of g_j'(v_j^T x_n)
+    (Wf, Vf, Hf), nv = cp.factors, cp.factors[1].norm(dim=0)
+    V, W, H = Vf / nv, Wf * nv, Hf * cp.weights                  # V unit norm; H: samples of g_j'(v_j^T x_n)
     Z = X @ V
     centre, scale = Z.mean(0), Z.std(0).clamp_min(torch.finfo(Z.dtype).eps)
     phi, _ = _basis((Z - centre) / scale, n_basis, basis)       # (N, rank, n_basis)
@@ -571,71 +619,72 @@ def jacobian_decoupling(f: Callable, points: torch.Tensor, rank: int, *, basis: 
     return model, FitRecord(errors=rec.errors, converged=rec.converged, n_iter=rec.n_iter, message=msg)
 
 # %% ../nbs/04_derivatives.ipynb #88758aa3
-def active_subspace(f: Callable, points: torch.Tensor, *, dim: int | None = None, rtol: float = 1e-8):
-    """Active subspace of a scalar `f`: eigen-decomposition of `C = E[grad f grad f^T]` estimated at `points`.
-
-    Returns `(eigenvalues (d,) descending, basis (d, dim))`; `dim=None` keeps the eigenvalues above `rtol` times the
-    largest (the numerical rank of C)."""
-    X = _check_points(points, "points")
+def active_subspace(f: Callable,  # a scalar function of ONE point `(d,)`
+                    points: torch.Tensor,  # where the gradients are taken, `(N, d)`
+                    *, dim: int | None = None,  # dimension kept; None: the numerical rank of C
+                    rtol: float = 1e-8,  # relative eigenvalue threshold of that rank
+                    ) -> tuple:  # `(eigenvalues (d,) descending, basis (d, dim))`
+    "Active subspace of a scalar `f`: eigen-decomposition of $C = E[\\nabla f \\nabla f^T]$ estimated at `points`."
+    X = check_linalg_dtype(_check_points(points, "points"), "points")
+    rtol = check_tol(rtol, "rtol")
     G = derivative_tensor(f, X, 1)
     if G.ndim != 2:
         raise ValueError(f"f: expected a scalar output, got output shape {tuple(G.shape[1:-1])}")
     evals, evecs = torch.linalg.eigh(G.mT @ G / G.shape[0])
     evals, evecs = evals.flip(0), evecs.flip(1)
-    if dim is None:
-        dim = max(1, int((evals > rtol * evals[0]).sum()))
+    if dim is None:                                # eigenvalues of G^T G / N are the squared singular values of G / sqrt(N)
+        dim = max(1, int(numerical_rank(G, rtol=math.sqrt(rtol))))
     else:
         dim = check_rank(dim, "dim")
         if dim > X.shape[1]:
             raise ValueError(f"dim: expected at most d = {X.shape[1]}, got {dim}")
     return evals, evecs[:, :dim]
 
-
-def weights_from_spans(f: Callable, points: torch.Tensor, n_hidden: int, *, n_init: int = 64, n_iter: int = 300,
-                       step: float = 1.0, generator: torch.Generator | None = None, seed: int | None = None):
-    """Weights `a_i` of `f(x) = sum_i g_i(a_i^T x)` (`n_hidden <= d`) from gradient and Hessian spans
-    (Fornasier, Vybíral & Daubechies 2021).
-
-    1. Gradients: the active subspace `U` (d, n_hidden) spans the `a_i`.
-    2. Hessians projected on U, `U^T grad^2 f(x_n) U = sum_i g_i''(.) u_i u_i^T`, span the matrix space
-       `S = span{u_i u_i^T}`; an orthonormal basis is read from an SVD.
-    3. Rank-one elements of S: maximise `||P_S(u u^T)||_F` on the sphere by the projected ascent
-       `u <- normalise(u + 2 step P_S(u u^T) u)` from `n_init` random starts (batched); the maximisers
-       (value 1) are the `u_i` up to sign. The `n_hidden` best distinct ones are kept.
-    Returns `(A (n_hidden, d) with unit rows, objective values (n_hidden,))`."""
-    X = _check_points(points, "points")
-    k = check_rank(n_hidden, "n_hidden")
-    d = X.shape[1]
-    if k > d:
-        raise ValueError(f"n_hidden: the span method needs n_hidden <= d = {d}, got {k}")
-    g = make_generator(seed, generator)
-    _, U = active_subspace(f, X, dim=k)
-    Hs = derivative_tensor(f, X, 2)
-    Hp = U.mT @ Hs @ U                                           # (N, k, k)
-    B = torch.linalg.svd(Hp.reshape(X.shape[0], -1), full_matrices=False).Vh[:k].reshape(k, k, k)
-    B = (B + B.mT) / 2
-    u = random_normal((check_rank(n_init, "n_init"), k), generator=g, dtype=X.dtype, device=X.device)
-    u = u / u.norm(dim=1, keepdim=True)
-    for _ in range(check_rank(n_iter, "n_iter")):
+# %% ../nbs/04_derivatives.ipynb #a7c4b924
+def _rank_one_directions(B: torch.Tensor, u: torch.Tensor, n_iter: int, step: float) -> tuple:
+    "Projected ascent of $\\|P_S(uu^T)\\|_F^2$ on the sphere from the rows of `u`; S is spanned by the `(m, k, k)` `B`."
+    for _ in range(n_iter):
         c = torch.einsum("li,mij,lj->lm", u, B, u)               # coordinates of P_S(u u^T) in the basis
         u = u + 2 * step * torch.einsum("lm,mij,lj->li", c, B, u)
         u = u / u.norm(dim=1, keepdim=True)
-    obj = torch.einsum("li,mij,lj->lm", u, B, u).pow(2).sum(1)   # ||P_S(u u^T)||^2, 1 at a rank-one element
-    order = torch.argsort(obj, descending=True)
+    return u, torch.einsum("li,mij,lj->lm", u, B, u).pow(2).sum(1)   # objective 1 at a rank-one element
+
+
+def _distinct_best(u: torch.Tensor, obj: torch.Tensor, k: int) -> list:
+    "Indices of the `k` best rows of `u` by `obj` that are pairwise distinct up to sign (|cos| < 0.95)."
     chosen = []
-    for i in order.tolist():
+    for i in torch.argsort(obj, descending=True).tolist():
         if all(abs(float(u[i] @ u[j])) < 0.95 for j in chosen): chosen.append(i)
         if len(chosen) == k: break
     if len(chosen) < k:
         raise RuntimeError(f"weights_from_spans: found only {len(chosen)} distinct rank-one directions; raise n_init")
-    idx = torch.tensor(chosen, device=X.device)
+    return chosen
+
+# %% ../nbs/04_derivatives.ipynb #687a19eb
+def weights_from_spans(f: Callable,  # $f(x) = \\sum_i g_i(a_i^T x)$ for ONE point `(d,)`
+                       points: torch.Tensor,  # where gradients and Hessians are taken, `(N, d)`
+                       n_hidden: int,  # number of terms, at most d
+                       *, n_init: int = 64,  # random starts of the rank-one search
+                       n_iter: int = 300,  # ascent steps
+                       step: float = 1.0,  # ascent step size
+                       generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                       ) -> tuple:  # `(A (n_hidden, d) with unit rows, objective values (n_hidden,))`
+    "Weights $a_i$ of a sum of ridge functions from gradient and Hessian spans (Fornasier, Vybíral & Daubechies 2021)."
+    X = check_linalg_dtype(_check_points(points, "points"), "points")
+    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
+    if k > d:
+        raise ValueError(f"n_hidden: the span method needs n_hidden <= d = {d}, got {k}")
+    n_init, n_iter, step = check_rank(n_init, "n_init"), check_rank(n_iter, "n_iter"), check_tol(step, "step", positive=True)
+    g = make_generator(seed, generator)
+    _, U = active_subspace(f, X, dim=k)                          # 1. gradients span the a_i
+    Hp = U.mT @ derivative_tensor(f, X, 2) @ U                   # 2. projected Hessians span S, (N, k, k)
+    B = torch.linalg.svd(Hp.reshape(X.shape[0], -1), full_matrices=False).Vh[:k].reshape(k, k, k)
+    u = random_normal((n_init, k), generator=g, dtype=X.dtype, device=X.device)
+    u, obj = _rank_one_directions((B + B.mT) / 2, u / u.norm(dim=1, keepdim=True), n_iter, step)   # 3. rank-one elements
+    idx = torch.tensor(_distinct_best(u, obj, k), device=X.device)
     return (U @ u[idx].mT).mT, obj[idx]
 
 # %% ../nbs/04_derivatives.ipynb #9e3a1d26
-def _paratuck2_full(A, DA, H, DB, B):
-    return torch.einsum("ip,kpq,jq->ijk", A, DA[:, :, None] * H[None] * DB[:, None, :], B)
-
-
 def _paratuck2_jacobian(A, DA, H, DB, B):
     "Jacobian of the vectorised Paratuck-2 tensor w.r.t. (A, DA, H, DB, B), analytic: `(IJK, IP + KP + PQ + KQ + JQ)`."
     (I, P), (J, Q), K = A.shape, B.shape, DA.shape[0]
@@ -649,67 +698,76 @@ def _paratuck2_jacobian(A, DA, H, DB, B):
               torch.einsum("ab,kq,kiq->iakbq", eye_j, DB, AH)]
     return torch.cat([b.reshape(I * J * K, -1) for b in blocks], 1)
 
+# %% ../nbs/04_derivatives.ipynb #e874b464
+def _levenberg_marquardt(residual: Callable, jacobian: Callable, theta: torch.Tensor, n_iter: int, tol: float,
+                         nT: float) -> tuple:
+    "Levenberg-Marquardt from `theta`: `(theta, relative errors per iteration, converged)`."
+    r = residual(theta)
+    cost, mu, errors, converged = float(r @ r), 1e-3, [], False
+    eye = torch.eye(len(theta), dtype=theta.dtype, device=theta.device)
+    for it in range(n_iter):
+        Jr = jacobian(theta)
+        JtJ, Jtr = Jr.mT @ Jr, Jr.mT @ r
+        damp = JtJ.diagonal().mean()
+        while True:                                           # raise the damping until the step helps
+            step = torch.linalg.solve(JtJ + mu * damp * eye, -Jtr)
+            r_new = residual(theta + step)
+            c_new = float(r_new @ r_new)
+            if c_new < cost or mu > 1e12: break
+            mu *= 10
+        if c_new < cost:
+            theta, r, cost, mu = theta + step, r_new, c_new, max(mu / 10, 1e-12)
+        errors.append(math.sqrt(cost) / nT)
+        if errors[-1] < tol or (it > 5 and errors[-6] - errors[-1] < 1e-6 * errors[-1]) or mu > 1e12:
+            converged = errors[-1] < math.sqrt(tol) or mu <= 1e12; break
+    return theta, errors, converged
 
-def fit_paratuck2(T: torch.Tensor, P: int, Q: int, *, n_iter: int = 300, tol: float = 1e-12, n_init: int = 5,
-                  generator: torch.Generator | None = None, seed: int | None = None, progress: bool = False):
-    """Fit the Paratuck-2 model `T[:, :, k] = A diag(DA[k]) H diag(DB[k]) B^T` (Harshman & Lundy 1996) to an
-    `(I, J, K)` tensor by Levenberg–Marquardt on all factors at once (analytic Jacobian of the residual, checked against
-    `torch.func.jacfwd`; meant for small problems: `IJK x (IP + JQ + PQ + KP + KQ)` numbers). Starts: A and B in the leading
-    column spaces of the mode-0/1 unfoldings with random mixing, slice weights near one, random H; best of `n_init`.
-    Returns `((A, DA, H, DB, B), FitRecord)`."""
-    check_tensor(T, "T", ndim=3)
+# %% ../nbs/04_derivatives.ipynb #83b9a915
+def fit_paratuck2(T: torch.Tensor,  # the `(I, J, K)` tensor
+                  P: int, Q: int,  # inner sizes: A is `(I, P)`, B `(J, Q)`
+                  *, n_iter: int = 300,  # Levenberg-Marquardt iterations per start
+                  tol: float = 1e-12,  # target relative error
+                  n_init: int = 5,  # starts; the best is kept
+                  generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the starts
+                  progress: bool = False,  # progress bar over the starts
+                  ) -> tuple:  # `((A, DA, H, DB, B), FitRecord)`
+    "Fit the Paratuck-2 model `T[:, :, k] = A diag(DA[k]) H diag(DB[k]) B^T` by Levenberg-Marquardt (small problems)."
+    T = check_linalg_dtype(as_tensor(T, "T", ndim=3), "T")
     P, Q = check_rank(P, "P"), check_rank(Q, "Q")
-    n_iter, n_init = check_rank(n_iter, "n_iter"), check_rank(n_init, "n_init")
+    n_iter, n_init, tol = check_rank(n_iter, "n_iter"), check_rank(n_init, "n_init"), check_tol(tol, "tol")
     g = make_generator(seed, generator)
     I, J, K = T.shape
     if P > I or Q > J:
         raise ValueError(f"P: expected P <= I = {I} and Q <= J = {J} for T of shape {tuple(T.shape)}, got P={P}, Q={Q}")
-    sizes = [I * P, K * P, P * Q, K * Q, J * Q]
-    shapes = [(I, P), (K, P), (P, Q), (K, Q), (J, Q)]
-    def unpack(theta):
-        return [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes)]
-    def residual(theta):
-        return (_paratuck2_full(*unpack(theta)) - T).reshape(-1)
+    sizes, shapes = [I * P, K * P, P * Q, K * Q, J * Q], [(I, P), (K, P), (P, Q), (K, Q), (J, Q)]
+    unpack = lambda theta: [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes)]
+    residual = lambda theta: (paratuck2(*unpack(theta)) - T).reshape(-1)
     jacobian = lambda theta: _paratuck2_jacobian(*unpack(theta))
-    nT = T.norm()
-    kw = dict(generator=g, dtype=T.dtype, device=T.device)
+    nT, kw = float(T.norm()), dict(generator=g, dtype=T.dtype, device=T.device)
     UA = torch.linalg.svd(T.reshape(I, -1), full_matrices=False).U[:, :P]
     UB = torch.linalg.svd(T.permute(1, 0, 2).reshape(J, -1), full_matrices=False).U[:, :Q]
     best = None
     for _ in tqdm(range(n_init), disable=not progress, leave=False, desc="Paratuck-2 restarts"):
         parts = [UA @ random_normal((P, P), **kw), 1 + 0.1 * random_normal((K, P), **kw),
                  random_normal((P, Q), **kw), 1 + 0.1 * random_normal((K, Q), **kw), UB @ random_normal((Q, Q), **kw)]
-        theta = torch.cat([p.reshape(-1) for p in parts])
-        r = residual(theta)
-        cost, mu, errors, converged = float(r @ r), 1e-3, [], False
-        for it in range(n_iter):
-            Jr = jacobian(theta)
-            JtJ, Jtr = Jr.mT @ Jr, Jr.mT @ r
-            damp = JtJ.diagonal().mean()
-            while True:                                           # raise the damping until the step helps
-                step = torch.linalg.solve(JtJ + mu * damp * torch.eye(len(theta), dtype=T.dtype, device=T.device), -Jtr)
-                r_new = residual(theta + step)
-                c_new = float(r_new @ r_new)
-                if c_new < cost or mu > 1e12: break
-                mu *= 10
-            if c_new < cost:
-                theta, r, cost, mu = theta + step, r_new, c_new, max(mu / 10, 1e-12)
-            errors.append(math.sqrt(cost) / float(nT))
-            if errors[-1] < tol or (it > 5 and errors[-6] - errors[-1] < 1e-6 * errors[-1]) or mu > 1e12:
-                converged = errors[-1] < math.sqrt(tol) or mu <= 1e12; break
+        theta, errors, converged = _levenberg_marquardt(residual, jacobian, torch.cat([p.reshape(-1) for p in parts]),
+                                                        n_iter, tol, nT)
         if best is None or errors[-1] < best[1].errors[-1]:
             best = (theta, FitRecord(errors=errors, converged=converged, n_iter=len(errors),
                                      message=f"Paratuck-2 by Levenberg-Marquardt, relative error {errors[-1]:.2e}"))
         if best[1].errors[-1] < 100 * torch.finfo(T.dtype).eps ** 0.75: break     # an exact fit: stop restarting
     return tuple(unpack(best[0])), best[1]
 
-
-def three_layer_jacobian_factors(A1, A2, A3, points, *, sigma1="tanh", sigma2="tanh"):
-    """Paratuck-2 factors of the Jacobians of `f(x) = A3 sigma2(A2 sigma1(A1 x))` at `points` (review eq. 14):
-    `J_n = A3 diag(sigma2'(z_n)) A2 diag(sigma1'(t_n)) A1` with `t_n = A1 x_n`, `z_n = A2 sigma1(t_n)`.
-    Returns `(A, DA, H, DB, B) = (A3, sigma2'(Z), A2, sigma1'(T), A1^T)` for `paratuck2`."""
+# %% ../nbs/04_derivatives.ipynb #0e9de32c
+def three_layer_jacobian_factors(A1: torch.Tensor,  # first layer `(d_1, d_in)`
+                                 A2: torch.Tensor,  # second layer `(d_2, d_1)`
+                                 A3: torch.Tensor,  # output layer `(d_out, d_2)`
+                                 points: torch.Tensor,  # `(N, d_in)`
+                                 *, sigma1="tanh", sigma2="tanh",  # activations: names in the table or callables
+                                 ) -> tuple:  # `(A, DA, H, DB, B) = (A3, sigma2'(Z), A2, sigma1'(T), A1^T)`
+    "Paratuck-2 factors of the Jacobians of $f(x) = A_3\\sigma_2(A_2\\sigma_1(A_1 x))$ at `points` (review eq. 14)."
     X = _check_points(points, "points")
-    for name, M in (("A1", A1), ("A2", A2), ("A3", A3)): check_tensor(M, name, ndim=2)
+    A1, A2, A3 = (as_tensor(M, name, ndim=2) for name, M in (("A1", A1), ("A2", A2), ("A3", A3)))
     check_same_device_dtype(points=X, A1=A1, A2=A2, A3=A3)
     if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or A3.shape[1] != A2.shape[0]:
         raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "

@@ -8,21 +8,24 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .validation import check_choice, check_rank, check_tensor
-from .kernels import ht_contract_vectors, ht_tree, make_generator, random_normal, tt_contract_vectors
+from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_tensor, check_tol
+from .kernels import (ht_contract_vectors, ht_tree, make_generator, numerical_rank, random_normal,
+                              tt_contract_vectors)
 from .formats import CPTensor, HTTensor, TTTensor
 from .decompositions import tt_svd
 
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
            'matricize', 'matricization_rank', 'balanced_partition', 'interleaved_partition', 'separation_rank_bound',
-           'SecondOrderRNN', 'rnn_function_dimension', 'PolynomialNetwork', 'PNNDimension', 'pnn_counts',
-           'polynomial_network_dimension', 'PNNIdentifiability', 'pnn_identifiability', 'dyadic_tensor',
+           'SecondOrderRNN', 'rnn_function_dimension', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
+           'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability', 'dyadic_tensor',
            'TensorizedFunction', 'tensorize']
 
 # %% ../nbs/03_expressivity.ipynb #e181e303
@@ -37,7 +40,7 @@ def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
 def _monomial(x: torch.Tensor, K: int) -> torch.Tensor:
     return x.unsqueeze(-1) ** torch.arange(K, device=x.device, dtype=x.dtype)
 
-
+# %% ../nbs/03_expressivity.ipynb #8ddcbee3
 def _fourier(x: torch.Tensor, K: int) -> torch.Tensor:
     k = torch.arange(1, K // 2 + 1, device=x.device, dtype=x.dtype)
     ang = math.pi * x.unsqueeze(-1) * k
@@ -54,46 +57,27 @@ def _onehot(x: torch.Tensor, K: int) -> torch.Tensor:
 
 FEATURE_MAPS = {"legendre": _legendre, "monomial": _monomial, "fourier": _fourier, "onehot": _onehot}
 
+# %% ../nbs/03_expressivity.ipynb #0fd0984b
+def _basis_alias(basis, kind, default="legendre", alias="kind") -> str:
+    "`basis`, or the deprecated spelling `kind`/`feature` with a DeprecationWarning (one name per concept: `basis`)."
+    if kind is None: return default if basis is None else basis
+    warnings.warn(f"{alias}= is deprecated; use basis=", DeprecationWarning, stacklevel=3)
+    if basis is not None and basis != kind:
+        raise ValueError(f"basis: got basis={basis!r} and the deprecated {alias}={kind!r}; pass only basis")
+    return kind
 
-def feature_map(x: torch.Tensor, K: int, kind: str = "legendre") -> torch.Tensor:
-    """Apply the feature map $\\phi:\\mathbb{R}\\to\\mathbb{R}^K$ entrywise: `x` of shape `(...)` gives `(..., K)`.
-    Kinds: `legendre` (Legendre polynomials $\\sqrt{2k+1}P_k$, $k<K$, orthonormal for the uniform law on $[-1,1]$), `monomial` ($1, x, .., x^{K-1}$),
-    `fourier` ($1, \\cos\\pi x, \\sin\\pi x, ...$), `onehot` (indicator of the integer $x\\in\\{0..K-1\\}$)."""
-    fn = check_choice(kind, FEATURE_MAPS, "kind")
-    check_tensor(x, "x", allow_empty=True)
-    K = check_rank(K, "K")
-    return fn(x, K)
+
+def feature_map(x: torch.Tensor,  # inputs of any shape `(...)` (a NumPy array is converted)
+                K: int,  # number of features per input
+                basis: str | None = None,  # 'legendre' (default), 'monomial', 'fourier' or 'onehot'
+                *, kind: str | None = None,  # deprecated spelling of `basis`
+                ) -> torch.Tensor:  # shape `(..., K)`
+    "Apply the feature map $\\phi:\\mathbb{R}\\to\\mathbb{R}^K$ entrywise."
+    fn = check_choice(_basis_alias(basis, kind), FEATURE_MAPS, "basis")
+    x = as_tensor(x, "x", allow_empty=True)
+    return fn(x, check_rank(K, "K"))
 
 # %% ../nbs/03_expressivity.ipynb #f49ac386
-class SumProductNetwork(nn.Module):
-    """Base class of $f(\\mathbf{x}) = \\langle \\mathcal{A}, \\phi(x_1)\\otimes\\cdots\\otimes\\phi(x_d)\\rangle$ (review eq. 8):
-    subclasses hold $\\mathcal{A}$ in a tensor format and contract the feature vectors through it."""
-    def __init__(self, d: int, K: int, feature: str):
-        super().__init__()
-        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-            raise ValueError(f"d: expected an int >= 1 (number of inputs), got {d!r}")
-        self.d, self.K = d, check_rank(K, "K")
-        check_choice(feature, FEATURE_MAPS, "feature")
-        self.feature = feature
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        "Feature vectors $\\phi(x_i)$ for inputs `x` of shape `(B, d)`: shape `(B, d, K)`."
-        check_tensor(x, "x", ndim=2, allow_empty=True)
-        if x.shape[1] != self.d:
-            raise ValueError(f"x: expected shape (B, {self.d}), got {tuple(x.shape)}")
-        _check_like_params(x, self)
-        return feature_map(x, self.K, self.feature)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Outputs $f(\\mathbf{x}_b)$ for a batch `x` of shape `(B, d)`: shape `(B,)`."
-        phi = self.features(x)
-        return self.contract([phi[:, k] for k in range(self.d)])
-
-    def n_params(self) -> int:
-        "Number of trainable scalars."
-        return sum(p.numel() for p in self.parameters())
-
-
 def _check_like_params(x: torch.Tensor, module: nn.Module, name: str = "x") -> None:
     p = next(module.parameters())
     if x.dtype != p.dtype or x.device != p.device:
@@ -101,19 +85,59 @@ def _check_like_params(x: torch.Tensor, module: nn.Module, name: str = "x") -> N
 
 
 def _init_kw(dtype, device, generator, seed):
+    "Keyword arguments for `random_normal`: a generator from `generator`/`seed`, the checked `dtype` (float32 default)."
     g = make_generator(seed, generator)
-    return dict(generator=g, dtype=dtype or torch.float32, device=device)
+    return dict(generator=g, dtype=check_dtype(dtype) or torch.float32, device=device)
+
+# %% ../nbs/03_expressivity.ipynb #fb8b516a
+class SumProductNetwork(nn.Module):
+    "Base class of $f(\\mathbf{x}) = \\langle \\mathcal{A}, \\phi(x_1)\\otimes\\cdots\\otimes\\phi(x_d)\\rangle$ (review eq. 8)."
+    def __init__(self, d: int,  # number of inputs (the order of the coefficient tensor)
+                 K: int,  # features per input
+                 basis: str | None = None,  # feature map: a key of `FEATURE_MAPS` ('legendre' by default)
+                 *, feature: str | None = None):  # deprecated spelling of `basis`
+        super().__init__()
+        self.d, self.K = check_int(d, "d", what="an int (number of inputs)"), check_rank(K, "K")
+        self.basis = _basis_alias(basis, feature, alias="feature")
+        check_choice(self.basis, FEATURE_MAPS, "basis")
+
+    @property
+    def feature(self) -> str: return self.basis      # the old name of the attribute
+    @feature.setter
+    def feature(self, value: str): self.basis = value
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        "Feature vectors $\\phi(x_i)$ for inputs `x` of shape `(B, d)`: shape `(B, d, K)`."
+        x = as_tensor(x, "x", ndim=2, allow_empty=True)
+        if x.shape[1] != self.d:
+            raise ValueError(f"x: expected shape (B, {self.d}), got {tuple(x.shape)}")
+        _check_like_params(x, self)
+        return feature_map(x, self.K, self.basis)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Outputs $f(\\mathbf{x}_b)$ for a batch `x` of shape `(B, d)`: shape `(B,)`."
+        phi = self.features(x)
+        return self.contract([phi[:, k] for k in range(self.d)])
+
+    @property
+    def n_params(self) -> int:
+        "Number of trainable scalars."
+        return sum(p.numel() for p in self.parameters())
 
 # %% ../nbs/03_expressivity.ipynb #631c193e
 class CPSumProduct(SumProductNetwork):
-    """Shallow sum-product network (one hidden layer of `rank` product units): the coefficient tensor is a CP tensor
-    $\\mathcal{A}=\\sum_{r} w_r\\, \\mathbf{a}^{(1)}_r\\otimes\\cdots\\otimes\\mathbf{a}^{(d)}_r$."""
-    def __init__(self, d: int, K: int, rank: int, *, feature: str = "legendre", dtype=None, device=None,
-                 generator: torch.Generator | None = None, seed: int | None = None):
-        super().__init__(d, K, feature)
+    "Shallow sum-product network (one hidden layer of `rank` product units): a CP coefficient tensor."
+    def __init__(self, d: int,  # number of inputs
+                 K: int,  # features per input
+                 rank: int,  # number of hidden product units (the CP rank)
+                 *, basis: str | None = None,  # feature map, a key of `FEATURE_MAPS` ('legendre' by default)
+                 dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the initialisation
+                 feature: str | None = None):  # deprecated spelling of `basis`
+        super().__init__(d, K, basis, feature=feature)
         self.rank = check_rank(rank, "rank")
         kw = _init_kw(dtype, device, generator, seed)
-        self.factors = nn.Parameter(random_normal((d, K, self.rank), **kw) / math.sqrt(K))
+        self.factors = nn.Parameter(random_normal((self.d, self.K, self.rank), **kw) / math.sqrt(self.K))
         self.weights = nn.Parameter(random_normal((self.rank,), **kw) / math.sqrt(self.rank))
 
     def contract(self, vectors) -> torch.Tensor:
@@ -128,71 +152,90 @@ class CPSumProduct(SumProductNetwork):
 def _node_key(node) -> str: return f"{node[0]}_{node[1]}"
 
 
+def _ht_node_ranks(d: int, rank) -> dict:
+    "Rank of every node of `ht_tree(d)` from an int or a dict `{(lo, hi): r}` (the root has rank 1)."
+    nodes = [(k, k + 1) for k in range(d)] + [t for t in ht_tree(d) if t != (0, d)]
+    if isinstance(rank, Mapping):
+        missing = [t for t in nodes if t not in rank]
+        if missing: raise ValueError(f"rank: expected a rank for every node {nodes}, missing {missing}")
+        unknown = [t for t in rank if t not in nodes and t != (0, d)]
+        if unknown: raise ValueError(f"rank: {unknown} are not nodes of ht_tree({d}); expected keys among {nodes}")
+        ranks = {t: check_rank(rank[t], f"rank[{t}]") for t in nodes}
+    else:
+        r = check_rank(rank, "rank")
+        ranks = {t: r for t in nodes}
+    return ranks | {(0, d): 1}
+
+# %% ../nbs/03_expressivity.ipynb #0d86a3f9
 class HTSumProduct(SumProductNetwork):
-    """Deep sum-product network on the balanced tree `ht_tree(d)`: the coefficient tensor is hierarchical Tucker.
-    `rank` is an int (every leaf and inner node) or a dict `{(lo, hi): r}`. With `diagonal=True` the transfer tensors
-    are $B_t[a,b,c]=\\delta_{ab}W_t[a,c]$: the convolutional arithmetic circuit of Cohen, Sharir & Shashua (2016)
-    (1x1 convolution, then product pooling of sibling channels)."""
-    def __init__(self, d: int, K: int, rank, *, diagonal: bool = False, feature: str = "legendre", dtype=None,
-                 device=None, generator: torch.Generator | None = None, seed: int | None = None):
-        super().__init__(d, K, feature)
+    "Deep sum-product network on the balanced tree `ht_tree(d)`: a hierarchical Tucker coefficient tensor."
+    def __init__(self, d: int,  # number of inputs (at least 2)
+                 K: int,  # features per input
+                 rank,  # channels: an int for every leaf and inner node, or a dict `{(lo, hi): r}` naming each node
+                 *, diagonal: bool = False,  # transfers $B_t[a,b,c]=\\delta_{ab}W_t[a,c]$: the ConvAC
+                 basis: str | None = None,  # feature map, a key of `FEATURE_MAPS` ('legendre' by default)
+                 dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the initialisation
+                 feature: str | None = None):  # deprecated spelling of `basis`
+        super().__init__(d, K, basis, feature=feature)
+        d = self.d
         if d < 2: raise ValueError(f"d: expected d >= 2 for a hierarchical network, got {d}")
-        self.tree, self.diagonal = ht_tree(d), bool(diagonal)
-        nodes = [(k, k + 1) for k in range(d)] + [t for t in self.tree if t != (0, d)]
-        if isinstance(rank, Mapping):
-            missing = [t for t in nodes if t not in rank]
-            if missing: raise ValueError(f"rank: expected a rank for every node {nodes}, missing {missing}")
-            unknown = [t for t in rank if t not in nodes and t != (0, d)]
-            if unknown: raise ValueError(f"rank: {unknown} are not nodes of ht_tree({d}); expected keys among {nodes}")
-            self.ranks = {t: check_rank(rank[t], f"rank[{t}]") for t in nodes}
-        else:
-            r = check_rank(rank, "rank")
-            self.ranks = {t: r for t in nodes}
-        self.ranks[(0, d)] = 1
+        self.tree, self.diagonal, self.ranks = ht_tree(d), bool(diagonal), _ht_node_ranks(d, rank)
         kw = _init_kw(dtype, device, generator, seed)
-        self.leaves = nn.ParameterList([nn.Parameter(random_normal((K, self.ranks[(k, k + 1)]), **kw) / math.sqrt(K))
-                                        for k in range(d)])
+        self.leaves = nn.ParameterList([nn.Parameter(random_normal((self.K, self.ranks[(k, k + 1)]), **kw)
+                                                     / math.sqrt(self.K)) for k in range(d)])
         self.transfers = nn.ParameterDict()
         for t, (l, r) in self.tree.items():
             rl, rr, rt = self.ranks[l], self.ranks[r], self.ranks[t]
-            if self.diagonal:
-                if rl != rr:
-                    raise ValueError(f"rank: diagonal (ConvAC) transfers need equal sibling ranks, got {rl} for {l} "
-                                     f"and {rr} for {r}")
-                self.transfers[_node_key(t)] = nn.Parameter(random_normal((rl, rt), **kw) / math.sqrt(rl))
-            else:
-                self.transfers[_node_key(t)] = nn.Parameter(random_normal((rl, rr, rt), **kw) / math.sqrt(rl * rr))
+            if self.diagonal and rl != rr:
+                raise ValueError(f"rank: diagonal (ConvAC) transfers need equal sibling ranks, got {rl} for {l} "
+                                 f"and {rr} for {r}")
+            shape = (rl, rt) if self.diagonal else (rl, rr, rt)
+            self.transfers[_node_key(t)] = nn.Parameter(random_normal(shape, **kw) / math.sqrt(math.prod(shape[:-1])))
 
-    def _dense_transfers(self) -> dict:
-        out = {}
-        for t, (l, r) in self.tree.items():
-            W = self.transfers[_node_key(t)]
-            out[t] = torch.einsum("ab,ac->abc", torch.eye(W.shape[0], dtype=W.dtype, device=W.device), W) \
-                if self.diagonal else W
-        return out
+# %% ../nbs/03_expressivity.ipynb #dea99987
+def _ht_dense_transfers(self) -> dict:
+    "Transfer tensors `(r_l, r_r, r_t)` of every inner node; diagonal ones are expanded."
+    out = {}
+    for t, (l, r) in self.tree.items():
+        W = self.transfers[_node_key(t)]
+        out[t] = torch.einsum("ab,ac->abc", torch.eye(W.shape[0], dtype=W.dtype, device=W.device), W) \
+            if self.diagonal else W
+    return out
 
-    def contract(self, vectors) -> torch.Tensor:
-        vectors = list(vectors)
-        if not self.diagonal:
-            return ht_contract_vectors(list(self.leaves), self._dense_transfers(), vectors)
-        h = {(k, k + 1): V @ U for k, (U, V) in enumerate(zip(self.leaves, vectors))}   # representation + 1x1 conv
-        for t, (l, r) in self.tree.items():
-            h[t] = (h[l] * h[r]) @ self.transfers[_node_key(t)]                           # product pool, 1x1 conv
-        return h[(0, self.d)][:, 0]
 
-    def to_format(self) -> HTTensor:
-        "The coefficient tensor as an `HTTensor` (diagonal transfers are expanded to dense ones)."
-        return HTTensor(list(self.leaves), self._dense_transfers())
+def _ht_contract(self, vectors) -> torch.Tensor:
+    vectors = list(vectors)
+    if not self.diagonal:
+        return ht_contract_vectors(list(self.leaves), self._dense_transfers(), vectors)
+    h = {(k, k + 1): V @ U for k, (U, V) in enumerate(zip(self.leaves, vectors))}   # representation + 1x1 conv
+    for t, (l, r) in self.tree.items():
+        h[t] = (h[l] * h[r]) @ self.transfers[_node_key(t)]                           # product pool, 1x1 conv
+    return h[(0, self.d)][:, 0]
+
+
+def _ht_to_format(self) -> HTTensor:
+    "The coefficient tensor as an `HTTensor` (diagonal transfers are expanded to dense ones)."
+    return HTTensor(list(self.leaves), self._dense_transfers())
+
+
+# the methods join the class here, so that each meets the reader with its explanation
+HTSumProduct._dense_transfers, HTSumProduct.contract = _ht_dense_transfers, _ht_contract
+HTSumProduct.to_format = _ht_to_format
 
 # %% ../nbs/03_expressivity.ipynb #e47d94c3
 class TTSumProduct(SumProductNetwork):
-    """Recurrent sum-product network (the multiplicative RNN of Khrulkov, Novikov & Oseledets 2018): the hidden state
-    is updated by the bilinear map $h_k = G_k(h_{k-1}, \\phi(x_k))$, so the coefficient tensor is a tensor train.
-    `rank` is an int or a sequence of the $d-1$ inner TT ranks."""
-    def __init__(self, d: int, K: int, rank, *, feature: str = "legendre", dtype=None, device=None,
-                 generator: torch.Generator | None = None, seed: int | None = None):
-        super().__init__(d, K, feature)
-        if isinstance(rank, Sequence) and not isinstance(rank, str):
+    "Recurrent sum-product network (multiplicative RNN): a tensor-train coefficient tensor."
+    def __init__(self, d: int,  # number of inputs (sequence length)
+                 K: int,  # features per input
+                 rank,  # hidden-state sizes: an int, or a sequence of the d-1 inner TT ranks
+                 *, basis: str | None = None,  # feature map, a key of `FEATURE_MAPS` ('legendre' by default)
+                 dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the initialisation
+                 feature: str | None = None):  # deprecated spelling of `basis`
+        super().__init__(d, K, basis, feature=feature)
+        d, K = self.d, self.K
+        if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
             inner = check_rank(rank, "rank", length=d - 1)
         else:
             inner = (check_rank(rank, "rank"),) * (d - 1)
@@ -217,7 +260,7 @@ def grid_tensor(model: SumProductNetwork, points: torch.Tensor, *, batch_size: i
     `onehot` features at points $0..K-1$ it *is* the coefficient tensor."""
     if not isinstance(model, SumProductNetwork):
         raise TypeError(f"model: expected a SumProductNetwork, got {type(model).__name__}")
-    check_tensor(points, "points")
+    points = as_tensor(points, "points")
     batch_size = check_rank(batch_size, "batch_size")
     _check_like_params(points, model, "points")
     d = model.d
@@ -236,12 +279,10 @@ def grid_tensor(model: SumProductNetwork, points: torch.Tensor, *, batch_size: i
 
 # %% ../nbs/03_expressivity.ipynb #3a28bb85
 def _check_rows(rows, d: int) -> tuple:
-    if isinstance(rows, (str, bytes)) or not isinstance(rows, (Sequence, set, frozenset, range)):
+    "`rows` as a sorted tuple of distinct modes forming a non-empty proper subset of `range(d)`."
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, (Sequence, set, frozenset, range, np.ndarray)):
         raise TypeError(f"rows: expected a sequence of mode numbers, got {type(rows).__name__}")
-    rows = list(rows)
-    for m in rows:
-        if isinstance(m, bool) or not isinstance(m, int):
-            raise TypeError(f"rows: expected int mode numbers, got {m!r}")
+    rows = [check_int(m, f"rows[{i}]", minimum=None, what="a mode number") for i, m in enumerate(rows)]
     if len(set(rows)) != len(rows):
         raise ValueError(f"rows: expected distinct modes, got {rows}")
     bad = [m for m in rows if not 0 <= m < d]
@@ -252,110 +293,110 @@ def _check_rows(rows, d: int) -> tuple:
     return tuple(sorted(rows))
 
 
-def matricize(T: torch.Tensor, rows) -> torch.Tensor:
-    """The matricization $[\\mathcal{T}]_{I,J}$: modes `rows` ($I$) index the rows, the other modes ($J$) the
-    columns, both in increasing mode order, row-major."""
-    check_tensor(T, "T", min_ndim=2)
+def matricize(T: torch.Tensor,  # a tensor with at least two modes (a NumPy array is converted)
+              rows,  # the modes $I$ that index the rows; the others index the columns
+              ) -> torch.Tensor:  # shape `(prod of sizes in I, prod of the others)`
+    "The matricization $[\\mathcal{T}]_{I,J}$, both mode sets in increasing order, row-major."
+    T = as_tensor(T, "T", min_ndim=2)
     I = _check_rows(rows, T.ndim)
     J = tuple(m for m in range(T.ndim) if m not in I)
     return T.permute(I + J).reshape(math.prod(T.shape[m] for m in I), -1)
 
-
-def matricization_rank(T: torch.Tensor, rows, *, tol: float | None = None) -> int:
-    """Numerical rank of `matricize(T, rows)`: singular values above `tol` times the largest
-    (default `max(size) * eps` of the dtype). For a function's grid tensor this is its separation rank
-    with respect to the partition (Levine et al. 2018)."""
+# %% ../nbs/03_expressivity.ipynb #f1c61b7a
+def matricization_rank(T: torch.Tensor,  # a tensor with at least two modes
+                       rows,  # the modes $I$ of the row side of the partition
+                       *, tol: float | None = None,  # relative singular-value threshold; default `max(size) * eps`
+                       ) -> int:
+    "Numerical rank of `matricize(T, rows)`: the separation rank of a grid tensor (Levine et al. 2018)."
     M = matricize(T, rows)
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or tol < 0):
-        raise ValueError(f"tol: expected a non-negative float or None, got {tol!r}")
-    s = torch.linalg.svdvals(M)
-    if s[0] == 0: return 0
-    rtol = max(M.shape) * torch.finfo(M.dtype).eps if tol is None else tol
-    return int((s > rtol * s[0]).sum())
+    return int(numerical_rank(M, rtol=check_tol(tol, "tol", allow_none=True)))
 
 
 def _jacobian_rank(M: torch.Tensor) -> int:
     "Rank of a float64 Jacobian at a random point: singular values above 1e-9 times the largest."
-    s = torch.linalg.svdvals(M)
-    if s.numel() == 0 or s[0] == 0: return 0
-    return int((s > 1e-9 * s[0]).sum())
+    return 0 if M.numel() == 0 else int(numerical_rank(M, rtol=1e-9))
+
+# %% ../nbs/03_expressivity.ipynb #db434fb1
+def _check_partition_order(d) -> int:
+    "`d` as an int >= 2: a partition of the modes needs two non-empty sides."
+    return check_int(d, "d", minimum=2, what="an int (number of modes; a partition needs two non-empty sides)")
 
 
-def _check_order(d) -> int:
-    if isinstance(d, bool) or not isinstance(d, int) or d < 2:
-        raise ValueError(f"d: expected an int >= 2 (a partition needs two non-empty sides), got {d!r}")
-    return d
-
-
-def balanced_partition(d: int) -> tuple:
+def balanced_partition(d: int,  # number of modes, at least 2
+                       ) -> tuple:
     "Rows of the left/right split: the first $\\lceil d/2\\rceil$ modes (the root's left child in `ht_tree(d)`)."
-    return tuple(range((_check_order(d) + 1) // 2))
+    return tuple(range((_check_partition_order(d) + 1) // 2))
 
 
-def interleaved_partition(d: int) -> tuple:
+def interleaved_partition(d: int,  # number of modes, at least 2
+                          ) -> tuple:
     "Rows of the odd/even split: modes $0, 2, 4, \\dots$ (every pooling window of the deep network is cut)."
-    return tuple(range(0, _check_order(d), 2))
+    return tuple(range(0, _check_partition_order(d), 2))
 
 # %% ../nbs/03_expressivity.ipynb #1a6503ea
 def _format_parts(fmt):
-    "('cp', R, sizes) / ('tt', ranks, sizes) / ('ht', ranks dict, sizes) for a format or a sum-product network."
+    "('cp' | 'tt' | 'ht', the format's `rank`, its mode sizes) for a format or a sum-product network."
     if isinstance(fmt, SumProductNetwork): fmt = fmt.to_format()
-    if isinstance(fmt, CPTensor):
-        return "cp", int(fmt.weights.shape[0]), [int(A.shape[0]) for A in fmt.factors]
-    if isinstance(fmt, TTTensor):
-        return "tt", [1] + [int(G.shape[2]) for G in fmt.cores], [int(G.shape[1]) for G in fmt.cores]
-    if isinstance(fmt, HTTensor):
-        d = len(fmt.leaves)
-        ranks = {(k, k + 1): int(U.shape[1]) for k, U in enumerate(fmt.leaves)}
-        ranks.update({t: int(B.shape[2]) for t, B in fmt.transfers.items()})
-        return "ht", ranks, [int(U.shape[0]) for U in fmt.leaves]
+    for kind, cls in (("cp", CPTensor), ("tt", TTTensor), ("ht", HTTensor)):
+        if isinstance(fmt, cls): return kind, fmt.rank, [int(n) for n in fmt.shape]
     raise TypeError(f"fmt: expected a CPTensor, TTTensor, HTTensor or SumProductNetwork, got {type(fmt).__name__}")
 
+# %% ../nbs/03_expressivity.ipynb #d47a32b0
+def _tt_min_cut(ranks, sizes, side) -> int:
+    "Minimum cut of a TT chain: vertex k has physical leg `sizes[k]`, edge (k, k+1) dimension `ranks[k+1]`."
+    cost = {s: (1 if s == side[0] else sizes[0]) for s in (True, False)}
+    for k in range(1, len(sizes)):
+        leg = {s: (1 if s == side[k] else sizes[k]) for s in (True, False)}
+        cost = {s: leg[s] * min(cost[s], cost[not s] * ranks[k]) for s in (True, False)}
+    return min(cost.values())
 
-def separation_rank_bound(fmt, rows) -> int:
-    """Upper bound on `matricization_rank(fmt.full(), rows)` implied by the format alone.
-    CP: $\\min(R, \\prod_{I} n_k, \\prod_{J} n_k)$. TT and HT are tree tensor networks: the bound is the minimum cut,
-    the smallest product of bond dimensions (ranks, or mode sizes of physical legs) whose removal separates the
-    modes in `rows` from the others, found by dynamic programming over the tree. Random parameters attain it in
-    every case the chapter tests (for CP because Khatri-Rao products of generic factors have full column rank)."""
-    kind, ranks, sizes = _format_parts(fmt)
+
+def _ht_min_cut(ranks, sizes, side) -> int:
+    "Minimum cut of an HT tree: leaf k has physical leg `sizes[k]` and an edge of dimension `ranks[(k, k+1)]` up."
     d = len(sizes)
-    I = set(_check_rows(rows, d))
-    side = [k in I for k in range(d)]
-    nI = math.prod(sizes[k] for k in I)
-    nJ = math.prod(sizes) // nI
-    if kind == "cp":
-        return min(ranks, nI, nJ)
-    if kind == "tt":
-        # chain: vertex k carries physical leg n_k; edge (k, k+1) has dimension ranks[k+1]
-        cost = {s: (1 if s == side[0] else sizes[0]) for s in (True, False)}
-        for k in range(1, d):
-            leg = {s: (1 if s == side[k] else sizes[k]) for s in (True, False)}
-            cost = {s: leg[s] * min(cost[s], cost[not s] * ranks[k]) for s in (True, False)}
-        return min(cost.values())
-    # ht: leaf vertex k has physical leg n_k and an edge of dimension ranks[(k,k+1)] to its parent
     cost = {(k, k + 1): {s: (1 if s == side[k] else sizes[k]) for s in (True, False)} for k in range(d)}
     for t, (l, r) in ht_tree(d).items():
         cost[t] = {s: min(cost[l][s], cost[l][not s] * ranks[l]) * min(cost[r][s], cost[r][not s] * ranks[r])
                    for s in (True, False)}
     return min(cost[(0, d)].values())
 
+# %% ../nbs/03_expressivity.ipynb #81cfb2e7
+def separation_rank_bound(fmt,  # a CPTensor, TTTensor, HTTensor or a sum-product network
+                          rows,  # the row modes $I$ of the partition
+                          ) -> int:
+    "Upper bound on `matricization_rank(fmt.full(), rows)` implied by the format alone."
+    kind, ranks, sizes = _format_parts(fmt)
+    d = len(sizes)
+    I = set(_check_rows(rows, d))
+    side = [k in I for k in range(d)]
+    nI = math.prod(sizes[k] for k in I)
+    nJ = math.prod(sizes) // nI
+    if kind == "cp": return min(ranks, nI, nJ)
+    return (_tt_min_cut if kind == "tt" else _ht_min_cut)(ranks, sizes, side)
+
 # %% ../nbs/03_expressivity.ipynb #898d67ec
-_ACTIVATIONS = {"identity": lambda t: t, "tanh": torch.tanh}
+_ACTIVATIONS = {"identity": lambda t: t, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+                "cube": lambda t: t ** 3}
 
 
+def _activation(act, name: str = "activation") -> Callable:
+    "A callable `act` as it is, or the entry of the one activation table of the book (chapters 03 and 04)."
+    return act if callable(act) else check_choice(act, _ACTIVATIONS, name)
+
+# %% ../nbs/03_expressivity.ipynb #18984679
 class SecondOrderRNN(nn.Module):
-    """Second-order RNN $h_t=\\sigma(\\mathcal{A}(\\hat h_{t-1},\\hat x_t))$ with $\\hat h=[h;1]$, $\\hat x=[x;1]$, so the
-    bilinear map $\\mathcal{A}\\in\\mathbb{R}^{(n+1)\\times(d+1)\\times n}$ holds the second-order, both first-order and the
-    bias terms; $h_0=0$ and the output is $y_t=\\mathbf{w}^\\top h_t$. `rank=None` keeps $\\mathcal{A}$ dense (2RNN);
-    an int stores it in CP form (the CPRNN of Lizaire et al. 2024). Inputs `(B, T, d)`, outputs `(B, T)`."""
-    def __init__(self, hidden: int, input_dim: int, rank: int | None = None, *, activation: str = "identity",
-                 dtype=None, device=None, generator: torch.Generator | None = None, seed: int | None = None):
+    "Second-order RNN $h_t=\\sigma(\\mathcal{A}(\\hat h_{t-1},\\hat x_t))$, output $y_t=\\mathbf{w}^\\top h_t$ (2RNN / CPRNN)."
+    def __init__(self, hidden: int,  # size n of the hidden state
+                 input_dim: int,  # size d of each input
+                 rank: int | None = None,  # None: dense $\\mathcal{A}$ (2RNN); an int: CP form of that rank (CPRNN)
+                 *, activation="identity",  # a name in the activation table or a callable
+                 dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None):  # randomness of the initialisation
         super().__init__()
         self.hidden, self.input_dim = check_rank(hidden, "hidden"), check_rank(input_dim, "input_dim")
         self.rank = None if rank is None else check_rank(rank, "rank")
-        self.activation = activation
-        self._sigma = check_choice(activation, _ACTIVATIONS, "activation")
+        self._sigma = _activation(activation)
+        self.activation = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
         kw = _init_kw(dtype, device, generator, seed)
         n, d = self.hidden, self.input_dim
         if self.rank is None:
@@ -372,34 +413,42 @@ class SecondOrderRNN(nn.Module):
         if self.rank is None: return self.A
         return torch.einsum("ar,br,cr->abc", self.U, self.V, self.C)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", ndim=3)
-        if x.shape[2] != self.input_dim:
-            raise ValueError(f"x: expected shape (B, T, {self.input_dim}), got {tuple(x.shape)}")
-        _check_like_params(x, self)
-        B, T, _ = x.shape
-        one = torch.ones(B, T, 1, dtype=x.dtype, device=x.device)
-        xh = torch.cat([x, one], -1)
-        h = torch.zeros(B, self.hidden, dtype=x.dtype, device=x.device)
-        ys = []
-        for t in range(T):
-            hh = torch.cat([h, one[:, t]], -1)
-            if self.rank is None:
-                pre = torch.einsum("ba,bc,ace->be", hh, xh[:, t], self.A)
-            else:
-                pre = ((hh @ self.U) * (xh[:, t] @ self.V)) @ self.C.T
-            h = self._sigma(pre)
-            ys.append(h @ self.w)
-        return torch.stack(ys, 1)
+# %% ../nbs/03_expressivity.ipynb #74744b31
+def _rnn_forward(self, x: torch.Tensor) -> torch.Tensor:
+    "Outputs $y_1..y_T$ for inputs `x` of shape `(B, T, d)`: shape `(B, T)`; $h_0 = 0$."
+    x = as_tensor(x, "x", ndim=3)
+    if x.shape[2] != self.input_dim:
+        raise ValueError(f"x: expected shape (B, T, {self.input_dim}), got {tuple(x.shape)}")
+    _check_like_params(x, self)
+    B, T, _ = x.shape
+    one = torch.ones(B, T, 1, dtype=x.dtype, device=x.device)
+    xh = torch.cat([x, one], -1)
+    h = torch.zeros(B, self.hidden, dtype=x.dtype, device=x.device)
+    ys = []
+    for t in range(T):
+        hh = torch.cat([h, one[:, t]], -1)
+        if self.rank is None:
+            pre = torch.einsum("ba,bc,ace->be", hh, xh[:, t], self.A)
+        else:
+            pre = ((hh @ self.U) * (xh[:, t] @ self.V)) @ self.C.T
+        h = self._sigma(pre)
+        ys.append(h @ self.w)
+    return torch.stack(ys, 1)
 
 
-def rnn_function_dimension(hidden: int, input_dim: int, rank: int | None, *, length: int = 6,
-                           n_sequences: int | None = None, activation: str = "identity",
-                           generator: torch.Generator | None = None, seed: int | None = None) -> int:
-    """Dimension of the class of functions (on sequences up to `length`) computed by `SecondOrderRNN`: the rank of the
-    Jacobian of parameters -> outputs $y_1..y_T$ on random sequences, at random parameters, float64."""
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"length: expected an int >= 1, got {length!r}")
+SecondOrderRNN.forward = _rnn_forward
+
+# %% ../nbs/03_expressivity.ipynb #b0dd194a
+def rnn_function_dimension(hidden: int,  # size n of the hidden state
+                           input_dim: int,  # size d of each input
+                           rank: int | None,  # CP rank of the bilinear map, or None for the dense 2RNN
+                           *, length: int = 6,  # sequence length T
+                           n_sequences: int | None = None,  # random sequences (default: enough for the rank)
+                           activation="identity",  # as in `SecondOrderRNN`
+                           generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                           ) -> int:
+    "Dimension of the function class of `SecondOrderRNN`: rank of the Jacobian parameters -> outputs, in float64."
+    length = check_int(length, "length")
     if n_sequences is not None: n_sequences = check_rank(n_sequences, "n_sequences")
     g = make_generator(seed, generator)
     model = SecondOrderRNN(hidden, input_dim, rank, activation=activation, dtype=torch.float64, generator=g)
@@ -413,7 +462,8 @@ def rnn_function_dimension(hidden: int, input_dim: int, rank: int | None, *, len
 
 # %% ../nbs/03_expressivity.ipynb #3a79de48
 def _check_widths(widths, name: str = "widths") -> tuple:
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+    "Layer widths $(d_0, \\dots, d_L)$: a sequence of at least two ints >= 1."
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, (Sequence, np.ndarray)):
         raise TypeError(f"{name}: expected a sequence of layer widths (d_0, ..., d_L), got {type(widths).__name__}")
     widths = check_rank(list(widths), name)
     if len(widths) < 2:
@@ -422,30 +472,8 @@ def _check_widths(widths, name: str = "widths") -> tuple:
 
 
 def _check_degree(degree) -> int:
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-        raise ValueError(f"degree: expected an int >= 1 (the monomial activation t -> t^degree), got {degree!r}")
-    return degree
-
-
-class PolynomialNetwork(nn.Module):
-    """$f(\\mathbf{x}) = A_L\\,\\sigma(A_{L-1}\\cdots\\sigma(A_1\\mathbf{x}))$ with $\\sigma(t)=t^{\\text{degree}}$ entrywise and
-    no biases (Kileel, Trager & Bruna 2019): widths $(d_0,\\dots,d_L)$, $A_\\ell\\in\\mathbb{R}^{d_\\ell\\times d_{\\ell-1}}$.
-    Each output is a homogeneous polynomial of degree `degree`$^{L-1}$ in $\\mathbf{x}$."""
-    def __init__(self, widths, degree: int, *, dtype=None, device=None, generator: torch.Generator | None = None,
-                 seed: int | None = None):
-        super().__init__()
-        self.widths, self.degree = _check_widths(widths), _check_degree(degree)
-        kw = _init_kw(dtype, device, generator, seed)
-        self.layers = nn.ParameterList([nn.Parameter(random_normal((b, a), **kw) / math.sqrt(a))
-                                        for a, b in zip(self.widths[:-1], self.widths[1:])])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Outputs for inputs `x` of shape `(B, d_0)`: shape `(B, d_L)`."
-        check_tensor(x, "x", ndim=2, allow_empty=True)
-        if x.shape[1] != self.widths[0]:
-            raise ValueError(f"x: expected shape (B, {self.widths[0]}), got {tuple(x.shape)}")
-        _check_like_params(x, self)
-        return _pnn_apply(list(self.layers), x, self.degree)
+    "The degree r of the monomial activation $t\\mapsto t^r$: an int >= 1."
+    return check_int(degree, "degree", what="an int (the monomial activation t -> t^degree)")
 
 
 def _pnn_apply(layers, x, degree):
@@ -454,7 +482,49 @@ def _pnn_apply(layers, x, degree):
         h = (h @ A.T) ** degree
     return h @ layers[-1].T
 
+# %% ../nbs/03_expressivity.ipynb #2e18c85e
+class PolynomialNetwork(nn.Module):
+    """$f(\\mathbf{x}) = A_L\\,\\sigma(A_{L-1}\\cdots\\sigma(A_1\\mathbf{x}))$ with $\\sigma(t)=t^{\\text{degree}}$ entrywise and
+    no biases (Kileel, Trager & Bruna 2019): widths $(d_0,\\dots,d_L)$, $A_\\ell\\in\\mathbb{R}^{d_\\ell\\times d_{\\ell-1}}$.
+    Each output is a homogeneous polynomial of degree `degree`$^{L-1}$ in $\\mathbf{x}$."""
+    def __init__(self, widths,  # layer widths $(d_0, \\dots, d_L)$
+                 degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
+                 *, dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None):  # randomness of the initialisation
+        super().__init__()
+        self.widths, self.degree = _check_widths(widths), _check_degree(degree)
+        kw = _init_kw(dtype, device, generator, seed)
+        self.layers = nn.ParameterList([nn.Parameter(random_normal((b, a), **kw) / math.sqrt(a))
+                                        for a, b in zip(self.widths[:-1], self.widths[1:])])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Outputs for inputs `x` of shape `(B, d_0)`: shape `(B, d_L)`."
+        x = as_tensor(x, "x", ndim=2, allow_empty=True)
+        if x.shape[1] != self.widths[0]:
+            raise ValueError(f"x: expected shape (B, {self.widths[0]}), got {tuple(x.shape)}")
+        _check_like_params(x, self)
+        return _pnn_apply(list(self.layers), x, self.degree)
+
 # %% ../nbs/03_expressivity.ipynb #c7b668f9
+@dataclasses.dataclass
+class PNNCounts:
+    "The three counts a polynomial network's dimension is compared with (Kileel, Trager & Bruna 2019)."
+    n_params: int   # entries of the weight matrices
+    expected: int   # min(n_params - rescaling symmetries, ambient)
+    ambient: int    # d_L * C(d_0 + D - 1, D): all tuples of degree-D forms, D = degree^(L-1)
+
+
+def pnn_counts(widths,  # layer widths $(d_0, \\dots, d_L)$
+               degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
+               ) -> PNNCounts:
+    "Parameters, expected dimension and ambient dimension of a polynomial network."
+    w, r = _check_widths(widths), _check_degree(degree)
+    D = r ** (len(w) - 2)
+    ambient = w[-1] * math.comb(w[0] + D - 1, D)
+    n_params = sum(a * b for a, b in zip(w[:-1], w[1:]))
+    return PNNCounts(n_params, min(n_params - sum(w[1:-1]), ambient), ambient)
+
+# %% ../nbs/03_expressivity.ipynb #14d39634
 @dataclasses.dataclass
 class PNNDimension:
     "Dimension of the functional variety of a polynomial network, beside the counts it is compared with."
@@ -471,19 +541,9 @@ class PNNDimension:
     def defective(self) -> bool: return self.dimension < self.expected
 
 
-def pnn_counts(widths, degree: int) -> tuple:
-    "`(n_params, expected, ambient)` of a polynomial network (Kileel, Trager & Bruna 2019)."
-    w, r = _check_widths(widths), _check_degree(degree)
-    L = len(w) - 1
-    D = r ** (L - 1)
-    ambient = w[-1] * math.comb(w[0] + D - 1, D)
-    n_params = sum(a * b for a, b in zip(w[:-1], w[1:]))
-    return n_params, min(n_params - sum(w[1:-1]), ambient), ambient
-
-
 def _pnn_jacobian(widths, degree, g, n_points=None) -> torch.Tensor:
     "Jacobian of (parameters -> outputs at generic points on the sphere), float64, shape (n_points * d_L, n_params)."
-    n_params, _, ambient = pnn_counts(widths, degree)
+    n_params = pnn_counts(widths, degree).n_params
     D = degree ** (len(widths) - 2)
     n_mono = math.comb(widths[0] + D - 1, D)
     N = n_points or n_mono + 8          # > #monomials generic points: evaluation is injective on degree-D forms
@@ -499,15 +559,15 @@ def _pnn_jacobian(widths, degree, g, n_points=None) -> torch.Tensor:
         return _pnn_apply(layers, x, degree).flatten()
     return torch.func.jacfwd(f)(theta) if n_params < N * widths[-1] else torch.func.jacrev(f)(theta)
 
-
-def polynomial_network_dimension(widths, degree: int, *, generator: torch.Generator | None = None,
-                                 seed: int | None = None) -> PNNDimension:
-    """Dimension of the functional variety $\\mathcal{V}_{\\mathbf{d},r}$ of the polynomial network with `widths` and
-    activation $t^r$ (r = `degree`): the rank of the Jacobian of the map from parameters to the network's outputs at
-    generic points (which determine the coefficients), taken at random Gaussian parameters in float64. Correct with
-    probability one up to rounding (relative SVD threshold 1e-9; meant for small architectures)."""
+# %% ../nbs/03_expressivity.ipynb #616432c9
+def polynomial_network_dimension(widths,  # layer widths $(d_0, \\dots, d_L)$
+                                 degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
+                                 *, generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                                 ) -> PNNDimension:
+    "Dimension of the functional variety: rank of the Jacobian parameters -> outputs at random float64 weights."
     w, r = _check_widths(widths), _check_degree(degree)
-    n_params, expected, ambient = pnn_counts(w, r)
+    c = pnn_counts(w, r)
+    n_params, expected, ambient = c.n_params, c.expected, c.ambient
     if n_params * ambient > 4e7:
         raise ValueError(f"widths: {w} with degree {r} gives a {ambient} x {n_params} Jacobian, too large for this "
                          f"dense check (limit 4e7 entries)")
@@ -517,17 +577,11 @@ def polynomial_network_dimension(widths, degree: int, *, generator: torch.Genera
 
 # %% ../nbs/03_expressivity.ipynb #32ba39e0
 @dataclasses.dataclass
-class PNNIdentifiability:
-    "Block-by-block identifiability report of a deep polynomial network."
-    widths: tuple
-    degree: int
-    blocks: list          # per block (d_{l-1}, d_l, d_{l+1}): dict(widths, kruskal, local)
-    deep_local: bool      # Jacobian of the whole network has rank n_params - sum of hidden widths
-
-    @property
-    def identifiable(self) -> bool:
-        "Every two-layer block passes Kruskal's condition (sufficient; Usevich et al. 2025 reduce the deep case to it)."
-        return all(b["kruskal"] for b in self.blocks)
+class PNNBlock:
+    "One two-layer block $(d_{\\ell-1}, d_\\ell, d_{\\ell+1})$ of a deep polynomial network and its two tests."
+    widths: tuple   # (d_{l-1}, d_l, d_{l+1})
+    kruskal: bool   # Kruskal's sufficient condition for its partially symmetric CPD holds at generic weights
+    local: bool     # its Jacobian has rank n_params - d_l (locally identifiable up to the rescalings)
 
 
 def _kruskal_block(d0: int, d1: int, d2: int, degree: int) -> bool:
@@ -537,13 +591,26 @@ def _kruskal_block(d0: int, d1: int, d2: int, degree: int) -> bool:
     if degree < 2: return False
     return min(d2, d1) + degree * min(d0, d1) >= 2 * d1 + degree
 
+# %% ../nbs/03_expressivity.ipynb #68151fe2
+@dataclasses.dataclass
+class PNNIdentifiability:
+    "Block-by-block identifiability report of a deep polynomial network."
+    widths: tuple
+    degree: int
+    blocks: list          # a `PNNBlock` per block (d_{l-1}, d_l, d_{l+1})
+    deep_local: bool      # Jacobian of the whole network has rank n_params - sum of hidden widths
 
-def pnn_identifiability(widths, degree: int, *, generator: torch.Generator | None = None,
-                        seed: int | None = None) -> PNNIdentifiability:
-    """Check a deep polynomial network block by block (Usevich et al. 2025: a deep network is identifiable iff each
-    two-layer block $(d_{\\ell-1}, d_\\ell, d_{\\ell+1})$ is). For each block: Kruskal's sufficient condition for the
-    uniqueness of its partially symmetric CPD at generic weights, and local identifiability (Jacobian rank equals
-    parameters minus the $d_\\ell$ rescalings). `deep_local` applies the same local test to the whole network."""
+    @property
+    def identifiable(self) -> bool:
+        "Every two-layer block passes Kruskal's condition (sufficient; Usevich et al. 2025 reduce the deep case to it)."
+        return all(b.kruskal for b in self.blocks)
+
+
+def pnn_identifiability(widths,  # layer widths $(d_0, \\dots, d_L)$, at least one hidden layer
+                        degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
+                        *, generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                        ) -> PNNIdentifiability:
+    "Check a deep polynomial network block by block: Kruskal's condition and local identifiability of each block."
     w, r = _check_widths(widths), _check_degree(degree)
     if len(w) < 3:
         raise ValueError(f"widths: expected at least one hidden layer (d_0, d_1, d_2, ...), got {w}")
@@ -551,15 +618,15 @@ def pnn_identifiability(widths, degree: int, *, generator: torch.Generator | Non
     blocks = []
     for a, b, c in zip(w[:-2], w[1:-1], w[2:]):
         res = polynomial_network_dimension((a, b, c), r, generator=g)
-        blocks.append(dict(widths=(a, b, c), kruskal=_kruskal_block(a, b, c, r),
-                           local=res.dimension == res.n_params - b))
+        blocks.append(PNNBlock((a, b, c), _kruskal_block(a, b, c, r), res.dimension == res.n_params - b))
     deep = polynomial_network_dimension(w, r, generator=g)
     return PNNIdentifiability(tuple(w), r, blocks, deep.dimension == deep.n_params - sum(w[1:-1]))
 
 # %% ../nbs/03_expressivity.ipynb #04d7f107
 def _check_Q(Q) -> int:
-    if isinstance(Q, bool) or not isinstance(Q, int) or not 1 <= Q <= 24:
-        raise ValueError(f"Q: expected an int in [1, 24] (number of dyadic levels), got {Q!r}")
+    "The number of dyadic levels: an int in [1, 24] (beyond, $2^Q$ intervals no longer fit a dense evaluation)."
+    Q = check_int(Q, "Q", what="an int (number of dyadic levels)")
+    if Q > 24: raise ValueError(f"Q: expected an int in [1, 24] (number of dyadic levels), got {Q}")
     return Q
 
 
@@ -567,15 +634,15 @@ def _local_basis(v: torch.Tensor, degree: int) -> torch.Tensor:
     "Legendre polynomials of degree <= `degree` on [0, 1] (orthogonal there), evaluated at `v`: (..., degree + 1)."
     return _legendre(2 * v - 1, degree + 1)
 
-
-def dyadic_tensor(f, Q: int, *, degree: int = 0, dtype=torch.float64, device=None) -> torch.Tensor:
-    """Coarse-grain $f:[0,1]\\to\\mathbb{R}$ into an order-$(Q+1)$ tensor (review eq. 9): write
-    $x = \\sum_{q=1}^Q i_q 2^{-q} + 2^{-Q}v$ and interpolate $v\\mapsto f$ on each of the $2^Q$ intervals by a polynomial
-    of `degree` (at Chebyshev points); entry $[i_1,\\dots,i_Q,k]$ is the coefficient of the $k$-th Legendre polynomial
-    $\\psi_k(v)$. Shape `(2,)*Q + (degree + 1,)`; `degree=0` samples $f$ at the interval midpoints."""
+# %% ../nbs/03_expressivity.ipynb #9e1d7f07
+def dyadic_tensor(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of the same shape
+                  Q: int,  # number of dyadic levels, 1 to 24
+                  *, degree: int = 0,  # degree of the local polynomial on each of the $2^Q$ intervals
+                  dtype=torch.float64, device=None,  # of the points and of the result
+                  ) -> torch.Tensor:  # shape `(2,) * Q + (degree + 1,)`
+    "Coarse-grain $f:[0,1]\\to\\mathbb{R}$ into an order-$(Q+1)$ tensor of local Legendre coefficients (review eq. 9)."
     Q = _check_Q(Q)
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
-        raise ValueError(f"degree: expected an int >= 0, got {degree!r}")
+    degree, dtype = check_int(degree, "degree", minimum=0), check_dtype(dtype)
     if not callable(f):
         raise TypeError(f"f: expected a callable taking a tensor of points in [0, 1], got {type(f).__name__}")
     m = degree + 1
@@ -591,12 +658,16 @@ def dyadic_tensor(f, Q: int, *, degree: int = 0, dtype=torch.float64, device=Non
     coef = torch.linalg.solve(_local_basis(v, degree), vals.to(dtype).T).T        # (2^Q, m)
     return coef.reshape((2,) * Q + (m,))
 
-
+# %% ../nbs/03_expressivity.ipynb #4aaefa83
 class TensorizedFunction:
     """A univariate function on [0, 1] held as a tensor train over the dyadic digits $i_1..i_Q$ and a local polynomial
     in $v$ (Ali & Nouy 2023). Call it on points `x` in [0, 1] of any shape."""
-    def __init__(self, tt: TTTensor, Q: int, degree: int):
-        self.tt, self.Q, self.degree = tt, _check_Q(Q), degree
+    def __init__(self, tt: TTTensor,  # the coefficients over the digits $i_1..i_Q$ and the local basis index
+                 Q: int,  # number of dyadic levels
+                 degree: int):  # degree of the local polynomial
+        if not isinstance(tt, TTTensor):
+            raise TypeError(f"tt: expected a TTTensor, got {type(tt).__name__}")
+        self.tt, self.Q, self.degree = tt, _check_Q(Q), check_int(degree, "degree", minimum=0)
         if tuple(tt.shape) != (2,) * Q + (degree + 1,):
             raise ValueError(f"tt: expected shape {(2,) * Q + (degree + 1,)}, got {tuple(tt.shape)}")
 
@@ -609,7 +680,7 @@ class TensorizedFunction:
         return tuple(int(G.shape[2]) for G in self.tt.cores[:-1])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", allow_empty=True)
+        x = as_tensor(x, "x", allow_empty=True)
         if bool(((x < 0) | (x > 1)).any()):
             raise ValueError("x: expected points in [0, 1]")
         shape, x = x.shape, x.reshape(-1).to(self.tt.cores[0].dtype)
@@ -624,11 +695,16 @@ class TensorizedFunction:
     def __repr__(self):
         return f"TensorizedFunction(Q={self.Q}, degree={self.degree}, ranks={self.ranks}, n_params={self.n_params})"
 
-
-def tensorize(f, Q: int, *, degree: int = 2, max_rank: int | None = None, tol: float | None = None,
-              dtype=torch.float64, device=None) -> TensorizedFunction:
-    """Tensorize $f$ at `Q` dyadic levels with local polynomials of `degree` and compress the tensor with `tt_svd`
-    (`max_rank`, relative Frobenius `tol`; default `100 * eps` of `dtype`, i.e. rounding level)."""
+# %% ../nbs/03_expressivity.ipynb #a08ba8c3
+def tensorize(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of the same shape
+              Q: int,  # number of dyadic levels, 1 to 24
+              *, degree: int = 2,  # degree of the local polynomial
+              max_rank: int | None = None,  # cap on the TT ranks
+              tol: float | None = None,  # relative Frobenius error of `tt_svd`; default `100 * eps` of `dtype`
+              dtype=torch.float64, device=None,  # of the tensor
+              ) -> TensorizedFunction:
+    "Tensorize $f$ at `Q` dyadic levels with local polynomials of `degree`, compressed by `tt_svd`."
     T = dyadic_tensor(f, Q, degree=degree, dtype=dtype, device=device)
-    if tol is None: tol = 100 * torch.finfo(T.dtype).eps
+    tol = 100 * torch.finfo(T.dtype).eps if tol is None else check_tol(tol, "tol")
+    if max_rank is not None: max_rank = check_rank(max_rank, "max_rank")
     return TensorizedFunction(tt_svd(T, max_rank=max_rank, tol=tol), Q, degree)

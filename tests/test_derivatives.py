@@ -13,6 +13,7 @@ from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tenso
                                   nnlift, population_loss_hermite, stein_moment, three_layer_jacobian_factors,
                                   weights_from_spans)
 from tensornn.testing import assert_close
+from tensornn.theory import factor_match_score
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -178,6 +179,63 @@ def test_decoupling_tanh_network_factors():
     assert bool((matched_row_cosines(model.V.mT, A1) > 0.9999).all())
 
 
+def test_decoupling_beyond_kruskal_warns_instead_of_refusing():
+    # issue 9: a 4 x 4 x 30 rank-7 Jacobian tensor is outside Kruskal's condition but inside De Lathauwer's generic
+    # one; main refused it as "not identifiable"
+    g = _gen(7)
+    V, W = torch.randn(4, 7, generator=g, dtype=torch.float64), torch.randn(4, 7, generator=g, dtype=torch.float64)
+    C = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    p = torch.arange(4, dtype=torch.float64)
+    f = lambda v: W @ (C * (v @ V)[:, None] ** p).sum(1)
+    pts = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="not covered by Kruskal's condition"):
+        model, rec = jacobian_decoupling(f, pts, 7, n_basis=3, n_init=1, n_iter=20, seed=0)
+    assert model.rank == 7 and model.V.shape == (4, 7) and rec.n_iter > 0
+
+
+def test_rank7_4x4x30_is_recovered_by_cp_als():
+    # the same shape and rank with generic factors: cp_als from a random start recovers them (issue 9)
+    from tensornn.decompositions import cp_als
+    from tensornn.formats import random_cp
+    truth = random_cp((4, 4, 30), 7, seed=0, dtype=torch.float64)
+    fit, rec = cp_als(truth.full(), 7, n_iter=1000, tol=1e-14, init="random", seed=1)
+    fms, _ = factor_match_score(truth.factors, fit.factors)
+    assert fms > 1 - 1e-6, (fms, rec.final_error)
+
+
+def test_decoupling_refusal_does_not_say_not_identifiable():
+    f = lambda v: torch.stack([v.sum(), (v ** 2).sum()])
+    with pytest.raises(ValueError, match="not covered by Kruskal's condition") as e:
+        jacobian_decoupling(f, torch.randn(10, 4, dtype=torch.float64), 5)
+    assert "not identifiable" not in str(e.value)
+
+
+def test_hermite_score_refuses_1d_and_huge_outputs():
+    # issue 9: a 1-D tensor was read as ONE point of dimension N and order 3 tried to allocate N^3 numbers
+    with pytest.raises(ValueError, match=r"\(N, d\)"):
+        hermite_score(torch.randn(10_000, dtype=torch.float64), 3)
+    with pytest.raises(ValueError, match="stein_moment"):
+        hermite_score(torch.zeros(100, 600), 3)
+    assert hermite_score(torch.randn(7, dtype=torch.float64)[:, None], 3).shape == (7, 1, 1, 1)
+
+
+def test_one_activation_table_and_no_private_twins():
+    import tensornn.derivatives as Dm
+    import tensornn.expressivity as Em
+    assert Dm._ACTIVATIONS is Em._ACTIVATIONS and Dm._activation is Em._activation
+    assert not hasattr(Dm, "_paratuck2_full") and not hasattr(Dm, "_check_order") and not hasattr(Em, "_check_order")
+    assert {"tanh", "sigmoid", "relu", "cube", "identity"} <= set(Em._ACTIVATIONS)
+
+
+def test_numpy_inputs_and_integers():
+    import numpy as np
+    x = np.random.default_rng(0).standard_normal((20, 3))
+    assert hermite_score(x, np.int64(2)).shape == (20, 3, 3)
+    assert stein_moment(x, x[:, 0], 1).shape == (3,)
+    with pytest.raises(TypeError, match="seed"):
+        TwoLayerNet.random(3, 2, seed="a")
+
+
 # ---------------------------------------------------------------- active subspaces
 def test_active_subspace_and_weights_from_spans():
     g = _gen(5)
@@ -227,8 +285,10 @@ def test_fit_sum_of_cubes_undercomplete():
     g = _gen(0)
     A = torch.randn(12, 6, generator=g, dtype=torch.float64)
     A = A / A.norm(dim=0)
-    _, err, cos = fit_sum_of_cubes(A, generator=g)
+    _, rec = fit_sum_of_cubes(A, generator=g)
+    err, cos = rec.final_error, rec.info["cosines"]
     assert float(err) < 1e-5 and bool((cos > 0.999).all())
+    assert rec.converged and 0 < rec.n_iter < 3000 and rec.errors[-1] <= rec.errors[0]
 
 
 # ---------------------------------------------------------------- bad inputs
@@ -298,8 +358,10 @@ def test_fit_sgd_unknown_optimizer():
 def test_fit_sgd_warns_when_the_loss_diverges():
     x, y = _small_problem()
     with pytest.warns(RuntimeWarning, match="diverged"):
-        losses = fit_sgd(TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64), x, y, steps=200, lr=1e4, seed=0)
+        _, rec = fit_sgd(TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64), x, y, steps=200, lr=1e4, seed=0)
+    losses = rec.info["losses"]
     assert not math.isfinite(losses[-1])
+    assert not rec.converged
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 1e-2)])
@@ -308,7 +370,9 @@ def test_fit_sgd_decreases_loss(optimizer, lr):
     net = TwoLayerNet.random(4, 2, seed=1, dtype=torch.float64)
     mse = lambda: float(((net(x) - y) ** 2).mean())
     with torch.no_grad(): before = mse()
-    losses = fit_sgd(net, x, y, steps=300, lr=lr, batch_size=64, seed=0, optimizer=optimizer)
+    net_out, rec = fit_sgd(net, x, y, steps=300, lr=lr, batch_size=64, seed=0, optimizer=optimizer)
+    losses = rec.info["losses"]
+    assert net_out is net and rec.converged and rec.n_iter == len(rec.errors) == 300
     with torch.no_grad(): after = mse()
     assert len(losses) == 300 and all(math.isfinite(v) for v in losses)
     assert after < 0.5 * before, (before, after)

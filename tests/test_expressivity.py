@@ -38,7 +38,7 @@ FORMAT = {"cp": CPTensor, "ht": HTTensor, "convac": HTTensor, "tt": TTTensor}
 @pytest.mark.parametrize("feature", ["legendre", "monomial", "fourier"])
 def test_grid_tensor_equals_format_full(kind, dtype, feature):
     d, K = 5, 3
-    m = MAKERS[kind](d, K, 2, feature=feature, dtype=dtype, seed=3)
+    m = MAKERS[kind](d, K, 2, basis=feature, dtype=dtype, seed=3)
     fmt = m.to_format()
     assert isinstance(fmt, FORMAT[kind])
     pts = torch.linspace(-0.9, 0.8, 4, dtype=dtype)
@@ -51,7 +51,7 @@ def test_grid_tensor_equals_format_full(kind, dtype, feature):
 
 @pytest.mark.parametrize("kind", list(MAKERS))
 def test_onehot_grid_tensor_is_coefficient_tensor(kind):
-    m = MAKERS[kind](4, 3, 3, feature="onehot", dtype=torch.float64, seed=0)
+    m = MAKERS[kind](4, 3, 3, basis="onehot", dtype=torch.float64, seed=0)
     with torch.no_grad():
         assert_close(grid_tensor(m, torch.arange(3, dtype=torch.float64)), m.to_format().full(), **TOL[torch.float64])
 
@@ -191,8 +191,8 @@ def test_bad_model_inputs():
         HTSumProduct(4, 3, {(0, 1): 2})
     with pytest.raises(ValueError, match="rank"):
         HTSumProduct(3, 3, {(0, 1): 2, (1, 2): 3, (2, 3): 2, (0, 2): 2}, diagonal=True)
-    with pytest.raises(ValueError, match="feature"):
-        CPSumProduct(4, 3, 2, feature="rbf")
+    with pytest.raises(ValueError, match="basis"):
+        CPSumProduct(4, 3, 2, basis="rbf")
     with pytest.raises(ValueError, match="x"):
         CPSumProduct(4, 3, 2)(torch.zeros(5, 3))
     with pytest.raises(TypeError, match="x"):
@@ -201,7 +201,7 @@ def test_bad_model_inputs():
         grid_tensor(CPSumProduct(4, 3, 2), torch.zeros(3, 2))
     with pytest.raises(TypeError, match="model"):
         grid_tensor(torch.nn.Linear(2, 2), torch.zeros(3))
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(ValueError, match="basis"):
         feature_map(torch.zeros(3), 2, "nope")
     with pytest.raises(ValueError, match="batch_size"):
         grid_tensor(CPSumProduct(3, 2, 2), torch.zeros(2), batch_size=0)
@@ -241,7 +241,8 @@ def test_linear_network_dimension(widths):
 
 
 def test_pnn_counts_and_forward():
-    assert pnn_counts((3, 3, 3, 1), 2) == (21, 15, 15)
+    c = pnn_counts((3, 3, 3, 1), 2)
+    assert (c.n_params, c.expected, c.ambient) == (21, 15, 15)
     net = PolynomialNetwork((3, 2, 1), 3, dtype=torch.float64, seed=0)
     x = torch.randn(4, 3, dtype=torch.float64)
     A1, A2 = net.layers
@@ -252,7 +253,7 @@ def test_pnn_counts_and_forward():
 
 def test_pnn_identifiability_blocks():
     rep = pnn_identifiability((4, 3, 2, 1), 3, seed=0)
-    assert rep.identifiable and rep.deep_local and [b["widths"] for b in rep.blocks] == [(4, 3, 2), (3, 2, 1)]
+    assert rep.identifiable and rep.deep_local and [b.widths for b in rep.blocks] == [(4, 3, 2), (3, 2, 1)]
     rep = pnn_identifiability((2, 4, 3, 1), 3, seed=0)
     assert not rep.identifiable and not rep.deep_local
 
@@ -334,3 +335,38 @@ def test_models_on_cuda(kind, dtype):
     tf = tensorize(lambda x: torch.exp(x), 6, degree=2, dtype=dtype, device="cuda")
     xs = torch.rand(10, dtype=dtype, device="cuda")
     assert_close(tf(xs), torch.exp(xs), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- issue 9: one vocabulary
+def test_basis_is_the_one_name_and_kind_feature_are_deprecated():
+    x = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="basis"):
+        old = feature_map(x, 3, kind="fourier")
+    assert_close(old, feature_map(x, 3, basis="fourier"))
+    with pytest.warns(DeprecationWarning, match="basis"):
+        m = CPSumProduct(3, 2, 2, feature="monomial", seed=0)
+    assert m.basis == "monomial" == m.feature
+    with pytest.raises(ValueError, match="basis"):
+        feature_map(x, 3, "legendre", kind="fourier")
+
+
+def test_n_params_is_a_property_everywhere():
+    m = CPSumProduct(3, 2, 4, seed=0)
+    assert isinstance(m.n_params, int) and m.n_params == 3 * 2 * 4 + 4 == m.to_format().n_params
+    assert tensorize(lambda x: x, 3, degree=1).n_params > 0
+
+
+def test_separation_bound_reads_public_format_attributes():
+    from tensornn.formats import random_cp, random_ht, random_tt
+    for fmt in [random_cp((3, 3, 3, 3), 4, seed=0, dtype=torch.float64),
+                random_tt((3, 3, 3, 3), 2, seed=0, dtype=torch.float64),
+                random_ht((3, 3, 3, 3), 2, seed=0, dtype=torch.float64)]:
+        for rows in [(0,), (0, 1), (0, 2), (1, 3)]:
+            assert matricization_rank(fmt.full(), rows) == separation_rank_bound(fmt, rows)
+
+
+def test_pnn_reports_are_dataclasses_with_named_fields():
+    import dataclasses
+    rep = pnn_identifiability((4, 3, 2, 1), 3, seed=0)
+    assert all(dataclasses.is_dataclass(b) for b in rep.blocks) and rep.blocks[0].kruskal
+    assert dataclasses.is_dataclass(pnn_counts((3, 2, 1), 2))

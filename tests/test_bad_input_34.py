@@ -1,0 +1,141 @@
+"""Bad-input table for tensornn.expressivity and tensornn.derivatives (issue 9): every public function and class
+gets at least one bad input, and the error names the argument. The last test checks the table is complete."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tensornn.derivatives as D
+import tensornn.expressivity as E
+from tensornn.formats import random_tt
+
+f64 = dict(dtype=torch.float64)
+X = torch.randn(20, 3, **f64)
+Y = torch.randn(20, **f64)
+vec_f = lambda v: torch.stack([v.sum(), (v ** 2).sum()])
+scalar_f = lambda v: torch.sin(v).sum()
+A3 = torch.randn(3, 3, **f64)
+
+# (name covered, callable that must raise, exception type(s), text the message must contain)
+ROWS = [
+    # ------------------------------------------------------------------ expressivity
+    ("feature_map", lambda: E.feature_map(torch.zeros(3), 2, "rbf"), ValueError, "basis"),
+    ("feature_map", lambda: E.feature_map("abc", 2), TypeError, "x"),
+    ("feature_map", lambda: E.feature_map(torch.zeros(3), 0), ValueError, "K"),
+    ("FEATURE_MAPS", lambda: E.feature_map(torch.tensor([0.5]), 3, "onehot"), ValueError, "x"),
+    ("SumProductNetwork", lambda: E.SumProductNetwork(0, 3), ValueError, "d"),
+    ("SumProductNetwork", lambda: E.SumProductNetwork(2.5, 3), TypeError, "d"),
+    ("CPSumProduct", lambda: E.CPSumProduct(3, 2, 0), ValueError, "rank"),
+    ("CPSumProduct", lambda: E.CPSumProduct(3, 2, 2, seed="a"), TypeError, "seed"),
+    ("CPSumProduct", lambda: E.CPSumProduct(3, 2, 2, dtype="float99"), TypeError, "dtype"),
+    ("CPSumProduct", lambda: E.CPSumProduct(3, 2, 2)(torch.zeros(4, 2)), ValueError, "x"),
+    ("HTSumProduct", lambda: E.HTSumProduct(1, 2, 2), ValueError, "d"),
+    ("HTSumProduct", lambda: E.HTSumProduct(3, 2, {(0, 1): 2}), ValueError, "rank"),
+    ("TTSumProduct", lambda: E.TTSumProduct(4, 2, (2, 2)), ValueError, "rank"),
+    ("TTSumProduct", lambda: E.TTSumProduct(3, 2, 2)(torch.zeros(4, 3, **f64)), TypeError, "x"),
+    ("grid_tensor", lambda: E.grid_tensor(torch.nn.Linear(2, 2), torch.zeros(3)), TypeError, "model"),
+    ("grid_tensor", lambda: E.grid_tensor(E.CPSumProduct(3, 2, 2), torch.zeros(2), batch_size=0), ValueError,
+     "batch_size"),
+    ("matricize", lambda: E.matricize(torch.zeros(2, 3), (0, 1)), ValueError, "rows"),
+    ("matricize", lambda: E.matricize(torch.zeros(3), (0,)), ValueError, "T"),
+    ("matricization_rank", lambda: E.matricization_rank(torch.zeros(2, 3), (0,), tol="a"), TypeError, "tol"),
+    ("matricization_rank", lambda: E.matricization_rank(torch.zeros(2, 3), (0.5,)), TypeError, "rows"),
+    ("balanced_partition", lambda: E.balanced_partition(1), ValueError, "d"),
+    ("interleaved_partition", lambda: E.interleaved_partition("4"), TypeError, "d"),
+    ("separation_rank_bound", lambda: E.separation_rank_bound(torch.zeros(2, 2), (0,)), TypeError, "fmt"),
+    ("separation_rank_bound", lambda: E.separation_rank_bound(random_tt((2, 2, 2), 2), (3,)), ValueError, "rows"),
+    ("SecondOrderRNN", lambda: E.SecondOrderRNN(0, 2), ValueError, "hidden"),
+    ("SecondOrderRNN", lambda: E.SecondOrderRNN(2, 2, activation="relu6"), ValueError, "activation"),
+    ("SecondOrderRNN", lambda: E.SecondOrderRNN(2, 2)(torch.zeros(3, 4)), ValueError, "x"),
+    ("rnn_function_dimension", lambda: E.rnn_function_dimension(2, 2, 2, length=0), ValueError, "length"),
+    ("rnn_function_dimension", lambda: E.rnn_function_dimension(2, 2, 2, length=2.0), TypeError, "length"),
+    ("PolynomialNetwork", lambda: E.PolynomialNetwork((3,), 2), ValueError, "widths"),
+    ("PolynomialNetwork", lambda: E.PolynomialNetwork((3, 2, 1), 2)(torch.zeros(4, 2)), ValueError, "x"),
+    ("pnn_counts", lambda: E.pnn_counts((3, 2, 1), 0), ValueError, "degree"),
+    ("PNNCounts", lambda: E.pnn_counts("abc", 2), TypeError, "widths"),
+    ("polynomial_network_dimension", lambda: E.polynomial_network_dimension((3, 2.5, 1), 2), TypeError, "widths"),
+    ("PNNDimension", lambda: E.polynomial_network_dimension((30, 30, 30), 3), ValueError, "widths"),
+    ("pnn_identifiability", lambda: E.pnn_identifiability((3, 2), 2), ValueError, "widths"),
+    ("PNNIdentifiability", lambda: E.pnn_identifiability((3, 2, 1), True), TypeError, "degree"),
+    ("PNNBlock", lambda: E.pnn_identifiability((3, 0, 1), 2), ValueError, "widths"),
+    ("dyadic_tensor", lambda: E.dyadic_tensor(3.0, 3), TypeError, "f"),
+    ("dyadic_tensor", lambda: E.dyadic_tensor(lambda x: x, 25), ValueError, "Q"),
+    ("dyadic_tensor", lambda: E.dyadic_tensor(lambda x: x, 3, degree=-1), ValueError, "degree"),
+    ("TensorizedFunction", lambda: E.TensorizedFunction(torch.zeros(2), 3, 0), TypeError, "tt"),
+    ("TensorizedFunction", lambda: E.tensorize(lambda x: x, 3)(torch.tensor([2.0], **f64)), ValueError, "x"),
+    ("tensorize", lambda: E.tensorize(lambda x: x.sum(), 3), ValueError, "f"),
+    ("tensorize", lambda: E.tensorize(lambda x: x, 3, tol=-1.0), ValueError, "tol"),
+    ("tensorize", lambda: E.tensorize(lambda x: x, 3, max_rank=0), ValueError, "max_rank"),
+    # ------------------------------------------------------------------ derivatives
+    ("derivative_tensor", lambda: D.derivative_tensor(3, X, 1), TypeError, "f:"),
+    ("derivative_tensor", lambda: D.derivative_tensor(scalar_f, X, 5), ValueError, "order"),
+    ("derivative_tensor", lambda: D.derivative_tensor(scalar_f, X.long(), 1), TypeError, "x:"),
+    ("hermite_score", lambda: D.hermite_score(torch.randn(100, **f64), 3), ValueError, "(N, d)"),
+    ("hermite_score", lambda: D.hermite_score(X, 2.0), TypeError, "order"),
+    ("hermite_score", lambda: D.hermite_score(X.to(torch.complex128), 2), TypeError, "x"),
+    ("stein_moment", lambda: D.stein_moment(X, Y[:5], 2), ValueError, "y:"),
+    ("stein_moment", lambda: D.stein_moment(X, Y, 2, project=[None]), ValueError, "project"),
+    ("stein_moment", lambda: D.stein_moment(X, Y, 2, chunk_size=0), ValueError, "chunk_size"),
+    ("TwoLayerNet", lambda: D.TwoLayerNet(torch.eye(2), torch.zeros(3), torch.ones(2)), ValueError, "b1"),
+    ("TwoLayerNet", lambda: D.TwoLayerNet(torch.eye(2), torch.zeros(2), torch.ones(2), activation="gelu?"),
+     ValueError, "activation"),
+    ("TwoLayerNet", lambda: D.TwoLayerNet.random(3, 2, seed="a"), TypeError, "seed"),
+    ("matched_row_cosines", lambda: D.matched_row_cosines(torch.zeros(2, 3, **f64), torch.zeros(2, 4, **f64)),
+     ValueError, "A_hat"),
+    ("nnlift", lambda: D.nnlift(X, Y, 4), ValueError, "n_hidden"),
+    ("nnlift", lambda: D.nnlift(X, Y, 2, method="svd"), ValueError, "method"),
+    ("nnlift", lambda: D.nnlift(X.half(), Y.half(), 2), TypeError, "x"),
+    ("fit_sgd", lambda: D.fit_sgd(D.TwoLayerNet.random(3, 2, seed=0, dtype=torch.float64), X, Y, optimizer="lbfgs"),
+     ValueError, "optimizer"),
+    ("fit_sgd", lambda: D.fit_sgd(D.TwoLayerNet.random(3, 2, seed=0, dtype=torch.float64), X, Y, lr=-1.0),
+     ValueError, "lr"),
+    ("fit_sgd", lambda: D.fit_sgd("net", X, Y), TypeError, "net"),
+    ("hermite_coefficients", lambda: D.hermite_coefficients("tanh", "3"), TypeError, "degree"),
+    ("hermite_coefficients", lambda: D.hermite_coefficients("nope", 3), ValueError, "sigma"),
+    ("population_loss_hermite", lambda: D.population_loss_hermite(torch.ones(2, **f64), torch.zeros(3, 3, **f64),
+                                                                  torch.ones(2, **f64), torch.zeros(2, 3, **f64),
+                                                                  torch.ones(3, **f64)), ValueError, "W"),
+    ("fit_sum_of_cubes", lambda: D.fit_sum_of_cubes(torch.zeros(3)), ValueError, "A"),
+    ("fit_sum_of_cubes", lambda: D.fit_sum_of_cubes(A3, tol="a"), TypeError, "tol"),
+    ("fit_sum_of_cubes", lambda: D.fit_sum_of_cubes(A3.half()), TypeError, "A"),
+    ("DecoupledModel", lambda: D.DecoupledModel(torch.eye(2, **f64), torch.eye(2, **f64), torch.ones(2, 1, **f64),
+                                                torch.zeros(2, **f64), torch.ones(2, **f64), torch.zeros(2, **f64),
+                                                "polynomial")(torch.zeros(4, 3, **f64)), ValueError, "x"),
+    ("jacobian_decoupling", lambda: D.jacobian_decoupling(vec_f, X, 1, basis="fourier"), ValueError, "basis"),
+    ("jacobian_decoupling", lambda: D.jacobian_decoupling(vec_f, X[:10], 9), ValueError, "rank"),
+    ("jacobian_decoupling", lambda: D.jacobian_decoupling(vec_f, X[0], 1), ValueError, "points"),
+    ("active_subspace", lambda: D.active_subspace(scalar_f, X, dim=4), ValueError, "dim"),
+    ("active_subspace", lambda: D.active_subspace(vec_f, X), ValueError, "f:"),
+    ("active_subspace", lambda: D.active_subspace(scalar_f, X, rtol=-1.0), ValueError, "rtol"),
+    ("weights_from_spans", lambda: D.weights_from_spans(scalar_f, X, 4), ValueError, "n_hidden"),
+    ("weights_from_spans", lambda: D.weights_from_spans(scalar_f, X, 2, step=0.0), ValueError, "step"),
+    ("fit_paratuck2", lambda: D.fit_paratuck2(torch.randn(2, 3, 4, **f64), 3, 2), ValueError, "P:"),
+    ("fit_paratuck2", lambda: D.fit_paratuck2(torch.randn(2, 3, **f64), 1, 1), ValueError, "T"),
+    ("three_layer_jacobian_factors", lambda: D.three_layer_jacobian_factors(torch.randn(3, 4), torch.randn(2, 3),
+                                                                            torch.randn(3, 2), X), TypeError, "A1"),
+    ("three_layer_jacobian_factors", lambda: D.three_layer_jacobian_factors(A3, A3, A3, X, sigma1="nope"),
+     ValueError, "sigma1"),
+]
+
+
+@pytest.mark.parametrize("name,call,exc,text", ROWS, ids=[f"{r[0]}-{i}" for i, r in enumerate(ROWS)])
+def test_bad_input_is_named(name, call, exc, text):
+    with pytest.raises(exc) as e:
+        call()
+    assert text in str(e.value), (name, str(e.value))
+
+
+def test_every_public_name_has_a_row():
+    covered = {r[0] for r in ROWS}
+    public = set(E.__all__) | set(D.__all__)
+    assert public <= covered, sorted(public - covered)
+
+
+def test_numpy_ranks_and_arrays_are_accepted():
+    # issue 9: numpy integers as ranks and numpy arrays where a function only reads them
+    m = E.TTSumProduct(np.int64(3), np.int64(2), np.int64(2), dtype=torch.float64, seed=0)
+    assert E.grid_tensor(m, np.linspace(-1, 1, 3)).shape == (3, 3, 3)
+    assert E.matricization_rank(np.ones((2, 3, 4)), np.array([0])) == 1
+    assert E.pnn_counts(np.array([3, 2, 1]), np.int64(2)).n_params == 8
+    assert D.hermite_coefficients("cube", np.int64(3)).shape == (4,)
