@@ -18,18 +18,18 @@ from .validation import (_describe, as_tensor, check_dtype, check_rank, check_re
                                  check_shape, check_tensor)
 
 # %% auto #0
-__all__ = ['to', 'norm', 'inner', 'CPTensor', 'full', 'entries', 'normalized', 'term_norms', 'TuckerTensor', 'TTTensor',
-           'HTTensor', 'random_cp', 'random_tucker', 'random_tt', 'random_ht', 'to_tensorly', 'from_tensorly']
+__all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'HTTensor', 'inner', 'norm', 'random_cp', 'random_tucker', 'random_tt',
+           'random_ht', 'from_tensorly']
 
-# %% ../nbs/01_background.ipynb #2489ca68
-def _method(cls):
-    "Decorator: attach the function to `cls` under its own name (a class grows cell by cell, as in nbdev)."
+# %% ../nbs/01_background.ipynb #bb63f3f3
+def patch_method(cls):
+    "Decorator: attach the function to `cls` under its own name (a class grows cell by cell, as with fastcore's `patch`)."
     def attach(f):
         setattr(cls, f.__name__, f)
         return f
     return attach
 
-
+# %% ../nbs/01_background.ipynb #2489ca68
 class _Format:
     "The interface of the low-rank formats; each subclass implements the members marked 'per format'."
     _order = 0                                                  # CP < Tucker < TT < HT: a mixed pair meets in the richer
@@ -47,8 +47,8 @@ class _Format:
     def to_tensorly(self):
         raise TypeError(f"{type(self).__name__}: TensorLy has no such format (it has CP, Tucker and TT)")
 
-# %% ../nbs/01_background.ipynb #510d3bfe
-@_method(_Format)
+# %% ../nbs/01_background.ipynb #4a3ce431
+@patch_method(_Format)
 def __repr__(self) -> str:
     return (f"{type(self).__name__}(shape={tuple(self.shape)}, rank={self.rank}, dtype={self.dtype}, "
             f"device={self.device}, params={self.n_params})")
@@ -60,17 +60,17 @@ _Format.n_params = property(lambda self: sum(t.numel() for t in self._tensors())
 _Format.compression = property(lambda self: math.prod(self.shape) / max(self.n_params, 1),
                                doc="Entries of the dense tensor divided by stored numbers.")
 
-@_method(_Format)
+@patch_method(_Format)
 def to(self, *args, **kwargs):
     "A copy with every factor moved/cast by `torch.Tensor.to(*args, **kwargs)`."
     return self._rebuild([t.to(*args, **kwargs) for t in self._tensors()])
 
-@_method(_Format)
+@patch_method(_Format)
 def norm(self) -> torch.Tensor:
     "Frobenius norm, computed from the factors (the dense tensor is never formed)."
     return inner(self, self).clamp_min(0).sqrt()
 
-@_method(_Format)
+@patch_method(_Format)
 def inner(self, other) -> torch.Tensor:
     "Inner product with `other` (dense or any format), from the factors where possible."
     return inner(self, other)
@@ -106,18 +106,18 @@ class CPTensor(_Format):
         "The number of terms R."
         return self.weights.shape[0]
 
-# %% ../nbs/01_background.ipynb #f046517a
-@_method(CPTensor)
+# %% ../nbs/01_background.ipynb #c9b01717
+@patch_method(CPTensor)
 def full(self) -> torch.Tensor:
     "The dense tensor."
     return cp_full(self.weights, self.factors)
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`."
     return cp_entries(self.weights, self.factors, index)
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def normalized(self) -> CPTensor:
     "The same tensor with unit-norm factor columns, the scales moved into `weights`."
     norms = [A.norm(dim=0) for A in self.factors]
@@ -125,23 +125,23 @@ def normalized(self) -> CPTensor:
     w = self.weights * torch.stack(norms).prod(0)
     return CPTensor(w, [A / s for A, s in zip(self.factors, safe)])
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def term_norms(self) -> torch.Tensor:
     "Norm of each rank-one term, `|weights[r]| * prod_k ||factors[k][:, r]||`."
     return self.weights.abs() * torch.stack([A.norm(dim=0) for A in self.factors]).prod(0)
 
-# %% ../nbs/01_background.ipynb #efe2c99f
-@_method(CPTensor)
+# %% ../nbs/01_background.ipynb #e48fb4f1
+@patch_method(CPTensor)
 def _inner_dense(self, T: torch.Tensor) -> torch.Tensor:
     if self.ndim == 1: return (self.factors[0] @ self.weights) @ T
     M = mttkrp(T, self.factors, self.ndim - 1)                                     # (I_{d-1}, R)
     return ((M * self.factors[-1]).sum(0) * self.weights).sum()
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def _inner_same(self, other: CPTensor) -> torch.Tensor:
     return cp_inner(self.weights, self.factors, other.weights, other.factors)
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def _as_tt(self) -> TTTensor:
     "Exact TT form: diagonal cores of rank R."
     d, R = self.ndim, self.rank
@@ -150,7 +150,7 @@ def _as_tt(self) -> TTTensor:
     middle = [torch.einsum("ir,rs->ris", A, eye) for A in self.factors[1:-1]]     # (R, I_k, R), diagonal
     return TTTensor([(self.factors[0] * self.weights).unsqueeze(0), *middle, self.factors[-1].mT.unsqueeze(-1)])
 
-@_method(CPTensor)
+@patch_method(CPTensor)
 def _as_ht(self) -> HTTensor:
     "Exact HT form: the factors are the leaves, the transfer tensors are diagonal."
     d, R = self.ndim, self.rank
@@ -185,13 +185,13 @@ class TuckerTensor(_Format):
         "The core's shape (R_0, ..., R_{d-1})."
         return tuple(self.core.shape)
 
-# %% ../nbs/01_background.ipynb #028a2fbd
-@_method(TuckerTensor)
+# %% ../nbs/01_background.ipynb #e563e472
+@patch_method(TuckerTensor)
 def full(self) -> torch.Tensor:
     "The dense tensor."
     return tucker_full(self.core, self.factors)
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`."
     index = _check_index(index, self.shape)
@@ -201,29 +201,29 @@ def entries(self, index: torch.Tensor) -> torch.Tensor:
         X = (X.reshape(B, R[k], -1) * self.factors[k][index[:, k]].unsqueeze(-1)).sum(1)
     return X.reshape(B)
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def _inner_dense(self, T): return (multi_mode_dot(T, self.factors, transpose=True) * self.core).sum()
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def _inner_same(self, other):
     Ms = [U.mT @ V for U, V in zip(self.factors, other.factors)]                  # (R_k, R'_k)
     return (self.core * multi_mode_dot(other.core, Ms)).sum()
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def _inner_simpler(self, other: CPTensor):
     return CPTensor(other.weights, [U.mT @ A for U, A in zip(self.factors, other.factors)])._inner_dense(self.core)
 
-# %% ../nbs/01_background.ipynb #dde0de62
-@_method(TuckerTensor)
+# %% ../nbs/01_background.ipynb #e1ecb113
+@patch_method(TuckerTensor)
 def _as_tt(self) -> TTTensor:
-    from tensornn.decompositions import tt_svd                                # the algorithms build on the formats
-    core_tt = tt_svd(self.core)
+    from tensornn.decompositions import _tt_svd                               # the algorithms build on the formats
+    core_tt = _tt_svd(self.core, [None] * (self.ndim - 1), None)
     return TTTensor([torch.einsum("aib,ni->anb", G, U) for G, U in zip(core_tt.cores, self.factors)])
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def _as_ht(self) -> HTTensor:
-    from tensornn.decompositions import ht_svd
-    core_ht = ht_svd(self.core)
+    from tensornn.decompositions import _ht_svd
+    core_ht = _ht_svd(self.core, {}, None)
     return HTTensor([U @ L for U, L in zip(self.factors, core_ht.leaves)], core_ht.transfers)
 
 # %% ../nbs/01_background.ipynb #0358a48d
@@ -245,18 +245,18 @@ class TTTensor(_Format):
         "All d + 1 bond ranks (r_0, ..., r_d), r_0 = r_d = 1."
         return (1,) + tuple(G.shape[2] for G in self.cores)
 
-# %% ../nbs/01_background.ipynb #3edb847d
-@_method(TTTensor)
+# %% ../nbs/01_background.ipynb #2e426564
+@patch_method(TTTensor)
 def full(self) -> torch.Tensor:
     "The dense tensor."
     return tt_full(self.cores)
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`."
     return tt_entries(self.cores, index)
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def _inner_dense(self, T):
     state = T.reshape(1, -1)                                                     # (r_k, rest)
     for G in self.cores:
@@ -264,10 +264,10 @@ def _inner_dense(self, T):
         state = G.reshape(r0 * n, r1).mT @ state.reshape(r0 * n, -1)             # (r_{k+1}, rest)
     return state.reshape(())
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def _inner_same(self, other): return tt_inner(self.cores, other.cores)
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def _inner_simpler(self, other): return tt_inner(other._as_tt().cores, self.cores)
 
 # %% ../nbs/01_background.ipynb #f54030a0
@@ -281,7 +281,7 @@ def _tt_orthogonalize_right(cores: list) -> list:
         cores[k - 1] = torch.einsum("anb,cb->anc", cores[k - 1], R)
     return cores
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def norm(self) -> torch.Tensor:
     "Frobenius norm from a QR sweep (accurate even when it is tiny)."
     return _tt_orthogonalize_right(self.cores)[0].norm()
@@ -315,13 +315,13 @@ class HTTensor(_Format):
         return (f"HTTensor(shape={tuple(self.shape)}, leaf ranks={leaves}, internal ranks={internal}, "
                 f"dtype={self.dtype}, device={self.device}, params={self.n_params})")
 
-# %% ../nbs/01_background.ipynb #a2c25fb0
-@_method(HTTensor)
+# %% ../nbs/01_background.ipynb #9fc0ba6e
+@patch_method(HTTensor)
 def full(self) -> torch.Tensor:
     "The dense tensor."
     return ht_full(self.leaves, self.transfers)
 
-@_method(HTTensor)
+@patch_method(HTTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`, bottom-up through the tree."
     index = _check_index(index, self.shape)
@@ -332,17 +332,17 @@ def entries(self, index: torch.Tensor) -> torch.Tensor:
         h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
     return h[(0, d)][:, 0]
 
-@_method(HTTensor)
+@patch_method(HTTensor)
 def _inner_dense(self, T):
     if self.ndim == 1: return self.leaves[0][:, 0] @ T
     C = multi_mode_dot(T, self.leaves, transpose=True)                          # (r_0, ..., r_{d-1})
     eyes = [torch.eye(U.shape[1], dtype=self.dtype, device=self.device) for U in self.leaves]
     return (C * ht_full(eyes, self.transfers)).sum()
 
-@_method(HTTensor)
+@patch_method(HTTensor)
 def _inner_same(self, other): return ht_inner(self.leaves, self.transfers, other.leaves, other.transfers)
 
-@_method(HTTensor)
+@patch_method(HTTensor)
 def _inner_simpler(self, other):
     if isinstance(other, TTTensor): return self._inner_dense(other.full())
     return self._inner_same(other._as_ht())
@@ -422,26 +422,26 @@ def random_ht(shape, rank, *, generator: torch.Generator | None = None, seed: in
     leaves = [draw(n, node_rank((k, k + 1))) for k, n in enumerate(shape)]
     return HTTensor(leaves, {node: draw(r, r, node_rank(node)) for node in ht_tree(d)})
 
-# %% ../nbs/01_background.ipynb #cb25441f
-@_method(CPTensor)
+# %% ../nbs/01_background.ipynb #20fd7518
+@patch_method(CPTensor)
 def to_tensorly(self):
     "This tensor as TensorLy's `CPTensor`, sharing the factor tensors."
     from tensorly.cp_tensor import CPTensor as _TL
     return _TL((self.weights, list(self.factors)))
 
-@_method(TuckerTensor)
+@patch_method(TuckerTensor)
 def to_tensorly(self):
     "This tensor as TensorLy's `TuckerTensor`, sharing the core and the factors."
     from tensorly.tucker_tensor import TuckerTensor as _TL
     return _TL((self.core, list(self.factors)))
 
-@_method(TTTensor)
+@patch_method(TTTensor)
 def to_tensorly(self):
     "This tensor as TensorLy's `TTTensor`, sharing the cores."
     from tensorly.tt_tensor import TTTensor as _TL
     return _TL(list(self.cores))
 
-# %% ../nbs/01_background.ipynb #5a7b3bc6
+# %% ../nbs/01_background.ipynb #38745fba
 def _from_tl_array(a, name: str) -> torch.Tensor:
     import numpy as np
     return a if isinstance(a, torch.Tensor) else as_tensor(np.asarray(a), name, finite=False)

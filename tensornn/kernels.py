@@ -237,7 +237,7 @@ def _check_tt_cores(cores, name: str = "cores", *, real: bool = False) -> list:
     check_same_device_dtype(**{f"{name}[{k}]": G for k, G in enumerate(cores)})
     return cores
 
-# %% ../nbs/00_kernels.ipynb #e9647894
+# %% ../nbs/00_kernels.ipynb #f1efcca2
 def tt_full(cores) -> torch.Tensor:
     "Dense tensor of a tensor train with cores of shape `(r_{k-1}, n_k, r_k)`."
     cores = _check_tt_cores(cores)
@@ -258,7 +258,7 @@ def tt_inner(cores_a, cores_b) -> torch.Tensor:
         M = W.reshape(-1, W.shape[2]).mT @ B.reshape(-1, B.shape[2])
     return M.reshape(())
 
-# %% ../nbs/00_kernels.ipynb #281ca092
+# %% ../nbs/00_kernels.ipynb #80c0d566
 def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
     "Entries of a tensor train at a batch of multi-indices `index` of shape `(B, d)`."
     cores = _check_tt_cores(cores)
@@ -268,7 +268,7 @@ def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
         v = torch.bmm(v.unsqueeze(1), G[:, index[:, k], :].permute(1, 0, 2)).squeeze(1)
     return v[:, 0]
 
-# %% ../nbs/00_kernels.ipynb #e8594355
+# %% ../nbs/00_kernels.ipynb #71e5fa98
 def _check_vectors(vectors, sizes: list, what: str) -> list:
     "One `(B, sizes[k])` batch of vectors per mode, all with the same batch size `B`."
     vectors = _check_sequence(vectors, "vectors", "(B, n_k) batches of vectors")
@@ -280,7 +280,7 @@ def _check_vectors(vectors, sizes: list, what: str) -> list:
             raise ValueError(f"vectors[{k}]: expected shape ({vectors[0].shape[0]}, {n}), got {tuple(V.shape)}")
     return vectors
 
-# %% ../nbs/00_kernels.ipynb #3061fff9
+# %% ../nbs/00_kernels.ipynb #19c1efb7
 def tt_contract_vectors(cores, vectors) -> torch.Tensor:
     "`<TT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
     cores = _check_tt_cores(cores)
@@ -307,7 +307,7 @@ def ht_tree(d: int) -> dict:
             todo += [(lo, mid), (mid, hi)]
     return dict(sorted(tree.items(), key=lambda kv: (kv[0][1] - kv[0][0], kv[0][0])))  # children before parents
 
-# %% ../nbs/00_kernels.ipynb #1b0d03de
+# %% ../nbs/00_kernels.ipynb #0e6bdfdf
 def _check_ht(leaves, transfers, name: str = "", *, real: bool = False) -> tuple[list, dict, dict]:
     "The one validation of HT data, used by the kernels and by `HTTensor`; returns leaves, transfers (tree order) and the rank of every node."
     leaves = _check_sequence(leaves, f"{name}leaves", "(I_k, r_k) leaf matrices")
@@ -334,7 +334,7 @@ def _check_ht(leaves, transfers, name: str = "", *, real: bool = False) -> tuple
                             **{f"{name}transfers[{n}]": transfers[n] for n in tree})
     return leaves, {n: transfers[n] for n in tree}, rank
 
-# %% ../nbs/00_kernels.ipynb #7fcb77a3
+# %% ../nbs/00_kernels.ipynb #d2ab1ec9
 def ht_full(leaves, transfers) -> torch.Tensor:
     "Dense tensor of a hierarchical Tucker tensor on the balanced tree `ht_tree(len(leaves))`."
     leaves, transfers, _ = _check_ht(leaves, transfers)
@@ -360,7 +360,7 @@ def ht_inner(leaves_a, transfers_a, leaves_b, transfers_b) -> torch.Tensor:
         G[node] = opt_einsum.contract("ac,bd,abr,cds->rs", G[l], G[r], transfers_a[node], transfers_b[node])
     return G[(0, d)].reshape(())
 
-# %% ../nbs/00_kernels.ipynb #83a7e552
+# %% ../nbs/00_kernels.ipynb #8ddefc76
 def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
     "`<HT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
     leaves, transfers, _ = _check_ht(leaves, transfers)
@@ -373,7 +373,7 @@ def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
         h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
     return h[(0, d)][:, 0]
 
-# %% ../nbs/00_kernels.ipynb #cb8bd031
+# %% ../nbs/00_kernels.ipynb #0f4045a8
 def numerical_rank(M: torch.Tensor,  # a matrix (m, n) or a batch of them (..., m, n)
                    *, rtol: float | None = None,  # relative threshold on singular values; default max(m, n) * eps
                    ) -> torch.Tensor:

@@ -7,7 +7,7 @@ __all__ = ['factor_match_score', 'kruskal_rank', 'kruskal_uniqueness', 'jennrich
            'expected_secant_dimension', 'secant_dimension', 'generic_rank', 'multilinear_rank', 'tt_rank', 'paratuck2',
            't_transpose', 't_product', 't_svd']
 
-# %% ../nbs/01c_theory.ipynb #930c4e4c
+# %% ../nbs/01c_theory.ipynb #1471279a
 import itertools
 import math
 import warnings

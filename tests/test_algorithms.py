@@ -236,7 +236,7 @@ def test_tt_svd_recovers_exact_tt_property(case, seed):
     ranks = feasible_tt_ranks(shape, list(ranks))
     g = torch.Generator().manual_seed(seed)
     T = tt_tensor(shape, ranks, g)
-    tt = D.tt_svd(T, max_rank=max(ranks))
+    tt = D.tt_svd(T, rank=max(ranks))
     assert isinstance(tt, Fmt.TTTensor)
     assert rel_err(tt.full(), T) < EXACT
     tt = D.tt_svd(T, tol=1e-10)
@@ -289,16 +289,16 @@ def test_tt_round_redundant_sum_property(case, seed):
     Z = D.tt_round(Y, tol=1e-10)
     assert tuple(Z.rank) == (1, *ranks, 1)
     assert rel_err(Z.full(), 2 * X.full()) < EXACT
-    Z = D.tt_round(Y, max_rank=max(ranks))
+    Z = D.tt_round(Y, rank=max(ranks))
     assert rel_err(Z.full(), 2 * X.full()) < EXACT
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tt_keeps_dtype(dtype, gen):
     T = torch.randn(3, 4, 5, generator=gen, dtype=dtype)
-    tt = D.tt_svd(T, max_rank=2)
+    tt = D.tt_svd(T, rank=2)
     assert tt.dtype == dtype and all(c.dtype == dtype for c in tt.cores)
-    assert D.tt_round(tt, max_rank=1).full().dtype == dtype
+    assert D.tt_round(tt, rank=1).full().dtype == dtype
 
 
 # ---------------------------------------------------------------- hierarchical Tucker
@@ -319,7 +319,7 @@ def ht_tensor(shape, rank, g):
 def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
     g = torch.Generator().manual_seed(seed)
     T = ht_tensor(shape, rank, g)
-    ht = D.ht_svd(T, max_rank=rank)
+    ht = D.ht_svd(T, rank=rank)
     assert isinstance(ht, Fmt.HTTensor)
     assert all(r <= rank for r in ht.rank.values())
     assert rel_err(ht.full(), T) < EXACT
@@ -330,7 +330,7 @@ def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ht_keeps_dtype(dtype, gen):
     T = torch.randn(3, 4, 5, 2, generator=gen, dtype=dtype)
-    ht = D.ht_svd(T, max_rank=2)
+    ht = D.ht_svd(T, rank=2)
     assert ht.dtype == dtype and ht.full().dtype == dtype
 
 
@@ -349,8 +349,8 @@ def test_truncation_ranks_shrink_with_tol(gen):
     T = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)
     r_loose, r_tight = D.tt_svd(T, tol=0.5).rank, D.tt_svd(T, tol=0.05).rank
     assert all(a <= b for a, b in zip(r_loose, r_tight)) and r_loose != r_tight
-    assert all(r <= 2 for r in D.tt_svd(T, max_rank=2).rank)
-    assert all(r <= 2 for r in D.tt_round(D.tt_svd(T), max_rank=2).rank)
+    assert all(r <= 2 for r in D.tt_svd(T, rank=2).rank)
+    assert all(r <= 2 for r in D.tt_round(D.tt_svd(T), rank=2).rank)
 
 
 # ---------------------------------------------------------------- numerical trouble is reported, never silent NaN
