@@ -32,7 +32,40 @@ def _check_data(T, name: str = "T", *, min_ndim: int = 1) -> torch.Tensor:
     "Validate a dense input of a factorization: float32/float64 (NumPy arrays converted), real, finite, non-empty."
     return check_linalg_dtype(as_tensor(T, name, min_ndim=min_ndim), name)
 
+# %% ../nbs/01b_decompositions.ipynb #33f72aca
+def _docments(src: str, is_class: bool) -> dict:
+    "Name -> trailing comment of each parameter of the first `def` in `src` (or of each annotated field of a class)."
+    import io, re, tokenize
+    if is_class:
+        return {m[1]: m[2].strip() for m in re.finditer(r"^\s+(\w+)\s*:[^\n#]*#\s*([^\n]*)$", src, re.M)}
+    docs, depth, name, expect = {}, 0, None, False
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.OP and tok.string in "([{":
+            depth += 1
+            expect = expect or (depth == 1 and tok.string == "(")
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+            if depth == 0: break
+        elif tok.type == tokenize.OP and tok.string == "," and depth == 1: expect = True
+        elif tok.type == tokenize.NAME and expect and depth == 1: name, expect = tok.string, False
+        elif tok.type == tokenize.COMMENT and name: docs.setdefault(name, tok.string.lstrip("#").strip())
+    return docs
+
+# %% ../nbs/01b_decompositions.ipynb #3adb434a
+def _document_parameters(f):
+    "Append the docments of `f` to its docstring as a NumPy-style section, so `help(f)` shows them."
+    import inspect
+    try: src = inspect.getsource(f)
+    except (OSError, TypeError): return f                          # no source (e.g. frozen): leave the docstring
+    docs = _docments(src, inspect.isclass(f))
+    if docs:
+        title = "Attributes" if inspect.isclass(f) else "Parameters"
+        items = "\n".join(f"{k}\n    {v}" for k, v in docs.items())
+        f.__doc__ = f"{(f.__doc__ or '').strip()}\n\n{title}\n{'-' * len(title)}\n{items}\n"
+    return f
+
 # %% ../nbs/01b_decompositions.ipynb #8a5b1002
+@_document_parameters
 @dataclasses.dataclass
 class FitRecord:
     "What happened in an iterative fit; every iterative algorithm of the library returns `(result, FitRecord)`."
@@ -281,6 +314,7 @@ def _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, exa
     return ls, ls_grams, Y_ls, ls_err
 
 # %% ../nbs/01b_decompositions.ipynb #34a279f3
+@_document_parameters
 def cp_als(T: torch.Tensor,  # the data: a real float32/float64 tensor with at least 2 modes (NumPy arrays accepted)
            rank: int,  # number of rank-one terms R (may exceed the mode sizes)
            *,
@@ -293,7 +327,7 @@ def cp_als(T: torch.Tensor,  # the data: a real float32/float64 tensor with at l
            seed: int | None = None,  # seed for a new generator when `generator` is None
            progress: bool = False,  # show a progress bar
            ) -> tuple[CPTensor, FitRecord]:
-    "Rank-`rank` CP approximation of `T` by alternating least squares with extrapolation; returns `(CPTensor, FitRecord)`."
+    "Rank-`rank` CP approximation of `T` by alternating least squares with extrapolation; returns `(CPTensor, FitRecord)` (see `help(FitRecord)`; `record.info` holds singular_solves, line_search_accepted, the per-sweep max_term_norm_ratio and min_congruence, degenerate)."
     T = _check_data(T, "T", min_ndim=2)
     exact_below = check_choice(residual, _RESIDUAL_FLOORS, "residual")(T.dtype)
     rank, n_iter, tol = check_rank(rank, "rank"), check_int(n_iter, "n_iter"), check_tol(tol)
@@ -372,7 +406,8 @@ def _hals_update(A: torch.Tensor, M: torch.Tensor, V: torch.Tensor) -> torch.Ten
         A[:, r] = (A[:, r] + (M[:, r] - A @ V[:, r]) / V[r, r].clamp_min(tiny)).clamp_min(0)
     return A
 
-
+# %% ../nbs/01b_decompositions.ipynb #d02cc3f9
+@_document_parameters
 def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 modes; NumPy arrays accepted)
           rank: int,  # number of rank-one terms
           *,
@@ -472,6 +507,7 @@ def _hooi_start(T: torch.Tensor, ranks: list, init, generator, seed) -> list:
             for n, r in zip(T.shape, ranks)]
 
 # %% ../nbs/01b_decompositions.ipynb #3a5ee776
+@_document_parameters
 def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
          rank,  # multilinear rank: an int for every mode or one per mode (must be feasible, see above)
          *,

@@ -151,7 +151,7 @@ def check_cp(weights: torch.Tensor, factors, suffix: str = "") -> list:
     check_same_device_dtype(**{wname: weights}, **{f"{fname}[{k}]": A for k, A in enumerate(factors)})
     return factors
 
-
+# %% ../nbs/00_kernels.ipynb #5a24fb41
 def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
     "Dense tensor of the CP model `sum_r weights[r] * outer(factors[0][:, r], ..., factors[-1][:, r])`."
     factors = check_cp(weights, factors)
@@ -159,7 +159,7 @@ def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
     if len(factors) == 1: return factors[0] @ weights
     return ((factors[0] * weights) @ khatri_rao(factors[1:]).T).reshape(shape)
 
-
+# %% ../nbs/00_kernels.ipynb #7fae342d
 def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factors_b) -> torch.Tensor:
     "Inner product of two CP tensors from the Hadamard product of their factor Gram matrices."
     factors_a, factors_b = check_cp(weights_a, factors_a, "_a"), check_cp(weights_b, factors_b, "_b")
@@ -173,7 +173,7 @@ def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factor
         G = G * (A.mT @ B)
     return weights_a @ G @ weights_b
 
-
+# %% ../nbs/00_kernels.ipynb #79f06d4d
 def _check_index(index: torch.Tensor, shape, name: str = "index") -> torch.Tensor:
     if not isinstance(index, torch.Tensor) or index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {_describe(index)}")
@@ -195,7 +195,7 @@ def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Ten
         rows = rows * A[index[:, k]]
     return rows.sum(-1)
 
-
+# %% ../nbs/00_kernels.ipynb #82a17b9a
 def check_tucker(core: torch.Tensor, factors) -> list:
     "Validate Tucker data: one matrix `factors[k]` of shape `(I_k, core.shape[k])` per core mode, one device and dtype."
     check_tensor(core, "core", finite=False)
