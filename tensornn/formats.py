@@ -11,57 +11,78 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .kernels import (_check_index, check_tucker, cp_entries, cp_full, cp_inner, ht_full, ht_inner, ht_tree,
-                              make_generator, mttkrp, multi_mode_dot, random_normal, tt_entries, tt_full, tt_inner,
-                              tucker_full)
-from .validation import check_dtype, check_rank, check_real, check_same_device_dtype, check_shape, check_tensor
-
+from .kernels import (_check_ht, _check_index, _check_sequence, _check_tt_cores, check_tucker, cp_entries,
+                              cp_full, cp_inner, ht_full, ht_inner, ht_tree, make_generator, mttkrp, multi_mode_dot,
+                              random_normal, tt_entries, tt_full, tt_inner, tucker_full)
+from .validation import (_describe, as_tensor, check_dtype, check_rank, check_real, check_same_device_dtype,
+                                 check_shape, check_tensor)
 
 # %% auto #0
 __all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'HTTensor', 'inner', 'norm', 'random_cp', 'random_tucker', 'random_tt',
-           'random_ht']
+           'random_ht', 'from_tensorly']
+
+# %% ../nbs/01_background.ipynb #bb63f3f3
+def patch_method(cls):
+    "Decorator: attach the function to `cls` under its own name (a class grows cell by cell, as with fastcore's `patch`)."
+    def attach(f):
+        setattr(cls, f.__name__, f)
+        return f
+    return attach
 
 # %% ../nbs/01_background.ipynb #2489ca68
 class _Format:
-    "Shared plumbing of the low-rank formats: subclasses define `_tensors()`, `_rebuild()`, `shape`, `rank`, `full()`."
-    def _tensors(self) -> list: raise NotImplementedError
-    def _rebuild(self, tensors: list): raise NotImplementedError
+    "The interface of the low-rank formats; each subclass implements the members marked 'per format'."
+    _order = 0                                                  # CP < Tucker < TT < HT: a mixed pair meets in the richer
+    def _tensors(self) -> list: raise NotImplementedError       # per format: the stored tensors
+    def _rebuild(self, tensors: list): raise NotImplementedError # per format: the same format from new tensors
+    @property
+    def shape(self) -> torch.Size: raise NotImplementedError    # per format
+    @property
+    def rank(self): raise NotImplementedError                   # per format: see the table above
+    def full(self) -> torch.Tensor: raise NotImplementedError   # per format: the dense tensor
+    def entries(self, index: torch.Tensor) -> torch.Tensor: raise NotImplementedError  # per format
+    def _inner_dense(self, T: torch.Tensor) -> torch.Tensor: raise NotImplementedError # per format: <self, T>
+    def _inner_same(self, other) -> torch.Tensor: raise NotImplementedError           # per format: same class
+    def _inner_simpler(self, other) -> torch.Tensor: raise NotImplementedError        # other's _order is lower
+    def to_tensorly(self):
+        raise TypeError(f"{type(self).__name__}: TensorLy has no such format (it has CP, Tucker and TT)")
 
-    @property
-    def ndim(self) -> int: return len(self.shape)
-    @property
-    def dtype(self) -> torch.dtype: return self._tensors()[0].dtype
-    @property
-    def device(self) -> torch.device: return self._tensors()[0].device
-    @property
-    def n_params(self) -> int:
-        "Number of stored numbers."
-        return sum(t.numel() for t in self._tensors())
-    @property
-    def compression(self) -> float:
-        "Entries of the dense tensor divided by stored numbers."
-        return math.prod(self.shape) / max(self.n_params, 1)
+# %% ../nbs/01_background.ipynb #4a3ce431
+@patch_method(_Format)
+def __repr__(self) -> str:
+    return (f"{type(self).__name__}(shape={tuple(self.shape)}, rank={self.rank}, dtype={self.dtype}, "
+            f"device={self.device}, params={self.n_params})")
 
-    def to(self, *args, **kwargs):
-        "A copy with every factor moved/cast by `torch.Tensor.to(*args, **kwargs)`."
-        return self._rebuild([t.to(*args, **kwargs) for t in self._tensors()])
+_Format.ndim = property(lambda self: len(self.shape), doc="Number of modes.")
+_Format.dtype = property(lambda self: self._tensors()[0].dtype, doc="dtype of the factors.")
+_Format.device = property(lambda self: self._tensors()[0].device, doc="Device of the factors.")
+_Format.n_params = property(lambda self: sum(t.numel() for t in self._tensors()), doc="Number of stored numbers.")
+_Format.compression = property(lambda self: math.prod(self.shape) / max(self.n_params, 1),
+                               doc="Entries of the dense tensor divided by stored numbers.")
 
-    def norm(self) -> torch.Tensor:
-        "Frobenius norm, computed from the factors (the dense tensor is never formed)."
-        return norm(self)
+@patch_method(_Format)
+def to(self, *args, **kwargs):
+    "A copy with every factor moved/cast by `torch.Tensor.to(*args, **kwargs)`."
+    return self._rebuild([t.to(*args, **kwargs) for t in self._tensors()])
 
-    def __repr__(self) -> str:
-        dev = self.device
-        return (f"{type(self).__name__}(shape={tuple(self.shape)}, rank={self.rank}, dtype={self.dtype}, "
-                f"device={dev}, params={self.n_params})")
+@patch_method(_Format)
+def norm(self) -> torch.Tensor:
+    "Frobenius norm, computed from the factors (the dense tensor is never formed)."
+    return inner(self, self).clamp_min(0).sqrt()
+
+@patch_method(_Format)
+def inner(self, other) -> torch.Tensor:
+    "Inner product with `other` (dense or any format), from the factors where possible."
+    return inner(self, other)
 
 # %% ../nbs/01_background.ipynb #31a8c4e6
 class CPTensor(_Format):
     "Rank-`R` CP tensor `sum_r weights[r] * factors[0][:, r] (x) ... (x) factors[-1][:, r]`."
-    def __init__(self, weights: torch.Tensor | None, factors: Sequence[torch.Tensor]):
-        if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence) or len(factors) == 0:
-            raise TypeError(f"factors: expected a non-empty list of (I_k, R) matrices, got {type(factors).__name__}")
-        factors = list(factors)
+    _order = 0
+    def __init__(self,
+                 weights: torch.Tensor | None,  # (R,) weights of the terms; None means all ones
+                 factors: Sequence[torch.Tensor]):  # one (I_k, R) matrix per mode
+        factors = _check_sequence(factors, "factors", "(I_k, R) matrices")
         for k, A in enumerate(factors):
             check_real(check_tensor(A, f"factors[{k}]", ndim=2, finite=False), f"factors[{k}]")
             if A.shape[1] != factors[0].shape[1]:
@@ -76,89 +97,178 @@ class CPTensor(_Format):
 
     def _tensors(self): return [self.weights, *self.factors]
     def _rebuild(self, ts): return CPTensor(ts[0], ts[1:])
+    def __iter__(self): return iter((self.weights, self.factors))          # weights, factors = cp
+    def __len__(self) -> int: return 2
     @property
     def shape(self) -> torch.Size: return torch.Size(A.shape[0] for A in self.factors)
     @property
-    def rank(self) -> int: return self.weights.shape[0]
+    def rank(self) -> int:
+        "The number of terms R."
+        return self.weights.shape[0]
 
-    def full(self) -> torch.Tensor:
-        "The dense tensor."
-        return cp_full(self.weights, self.factors)
+# %% ../nbs/01_background.ipynb #c9b01717
+@patch_method(CPTensor)
+def full(self) -> torch.Tensor:
+    "The dense tensor."
+    return cp_full(self.weights, self.factors)
 
-    def entries(self, index: torch.Tensor) -> torch.Tensor:
-        "Entries at a batch of multi-indices `index` of shape `(B, d)`."
-        return cp_entries(self.weights, self.factors, index)
+@patch_method(CPTensor)
+def entries(self, index: torch.Tensor) -> torch.Tensor:
+    "Entries at a batch of multi-indices `index` of shape `(B, d)`."
+    return cp_entries(self.weights, self.factors, index)
 
-    def normalized(self) -> CPTensor:
-        "The same tensor with unit-norm factor columns, the scales moved into `weights`."
-        norms = [A.norm(dim=0) for A in self.factors]
-        safe = [torch.where(n > 0, n, torch.ones_like(n)) for n in norms]
-        w = self.weights * torch.stack(norms).prod(0)
-        return CPTensor(w, [A / s for A, s in zip(self.factors, safe)])
+@patch_method(CPTensor)
+def normalized(self) -> CPTensor:
+    "The same tensor with unit-norm factor columns, the scales moved into `weights`."
+    norms = [A.norm(dim=0) for A in self.factors]
+    safe = [torch.where(n > 0, n, torch.ones_like(n)) for n in norms]
+    w = self.weights * torch.stack(norms).prod(0)
+    return CPTensor(w, [A / s for A, s in zip(self.factors, safe)])
 
-    def term_norms(self) -> torch.Tensor:
-        "Norm of each rank-one term, `|weights[r]| * prod_k ||factors[k][:, r]||`."
-        return self.weights.abs() * torch.stack([A.norm(dim=0) for A in self.factors]).prod(0)
+@patch_method(CPTensor)
+def term_norms(self) -> torch.Tensor:
+    "Norm of each rank-one term, `|weights[r]| * prod_k ||factors[k][:, r]||`."
+    return self.weights.abs() * torch.stack([A.norm(dim=0) for A in self.factors]).prod(0)
+
+# %% ../nbs/01_background.ipynb #e48fb4f1
+@patch_method(CPTensor)
+def _inner_dense(self, T: torch.Tensor) -> torch.Tensor:
+    if self.ndim == 1: return (self.factors[0] @ self.weights) @ T
+    M = mttkrp(T, self.factors, self.ndim - 1)                                     # (I_{d-1}, R)
+    return ((M * self.factors[-1]).sum(0) * self.weights).sum()
+
+@patch_method(CPTensor)
+def _inner_same(self, other: CPTensor) -> torch.Tensor:
+    return cp_inner(self.weights, self.factors, other.weights, other.factors)
+
+@patch_method(CPTensor)
+def _as_tt(self) -> TTTensor:
+    "Exact TT form: diagonal cores of rank R."
+    d, R = self.ndim, self.rank
+    if d == 1: return TTTensor([(self.factors[0] @ self.weights).reshape(1, -1, 1)])
+    eye = torch.eye(R, dtype=self.dtype, device=self.device)
+    middle = [torch.einsum("ir,rs->ris", A, eye) for A in self.factors[1:-1]]     # (R, I_k, R), diagonal
+    return TTTensor([(self.factors[0] * self.weights).unsqueeze(0), *middle, self.factors[-1].mT.unsqueeze(-1)])
+
+@patch_method(CPTensor)
+def _as_ht(self) -> HTTensor:
+    "Exact HT form: the factors are the leaves, the transfer tensors are diagonal."
+    d, R = self.ndim, self.rank
+    if d == 1: return HTTensor([(self.factors[0] @ self.weights).reshape(-1, 1)], {})
+    delta = torch.zeros(R, R, R, dtype=self.dtype, device=self.device)
+    ar = torch.arange(R, device=self.device)
+    delta[ar, ar, ar] = 1
+    transfers = {n: delta for n in ht_tree(d)}
+    transfers[(0, d)] = torch.diag(self.weights).unsqueeze(-1)
+    return HTTensor(list(self.factors), transfers)
 
 # %% ../nbs/01_background.ipynb #7227aca9
 class TuckerTensor(_Format):
     "Tucker tensor `core x_0 factors[0] x_1 ... x_{d-1} factors[-1]`, factors of shape `(I_k, R_k)`."
-    def __init__(self, core: torch.Tensor, factors: Sequence[torch.Tensor]):
+    _order = 1
+    def __init__(self,
+                 core: torch.Tensor,  # (R_0, ..., R_{d-1}) core tensor
+                 factors: Sequence[torch.Tensor]):  # one (I_k, R_k) matrix per mode
         check_real(check_tensor(core, "core", min_ndim=1, finite=False), "core")
-        if isinstance(factors, torch.Tensor) or not isinstance(factors, Sequence):
-            raise TypeError(f"factors: expected a list of (I_k, R_k) matrices, got {type(factors).__name__}")
+        factors = _check_sequence(factors, "factors", "(I_k, R_k) matrices")
         self.core, self.factors = core, check_tucker(core, factors)
+        for k, A in enumerate(self.factors): check_real(A, f"factors[{k}]")
 
     def _tensors(self): return [self.core, *self.factors]
     def _rebuild(self, ts): return TuckerTensor(ts[0], ts[1:])
+    def __iter__(self): return iter((self.core, self.factors))             # core, factors = tucker
+    def __len__(self) -> int: return 2
     @property
     def shape(self) -> torch.Size: return torch.Size(U.shape[0] for U in self.factors)
     @property
-    def rank(self) -> tuple: return tuple(self.core.shape)
+    def rank(self) -> tuple:
+        "The core's shape (R_0, ..., R_{d-1})."
+        return tuple(self.core.shape)
 
-    def full(self) -> torch.Tensor:
-        "The dense tensor."
-        return tucker_full(self.core, self.factors)
+# %% ../nbs/01_background.ipynb #e563e472
+@patch_method(TuckerTensor)
+def full(self) -> torch.Tensor:
+    "The dense tensor."
+    return tucker_full(self.core, self.factors)
 
-    def entries(self, index: torch.Tensor) -> torch.Tensor:
-        "Entries at a batch of multi-indices `index` of shape `(B, d)`."
-        index = _check_index(index, self.shape)
-        B, R = index.shape[0], self.rank
-        X = self.factors[0][index[:, 0]] @ self.core.reshape(R[0], -1)           # (B, R_1 ... R_{d-1})
-        for k in range(1, self.ndim):
-            X = (X.reshape(B, R[k], -1) * self.factors[k][index[:, k]].unsqueeze(-1)).sum(1)
-        return X.reshape(B)
+@patch_method(TuckerTensor)
+def entries(self, index: torch.Tensor) -> torch.Tensor:
+    "Entries at a batch of multi-indices `index` of shape `(B, d)`."
+    index = _check_index(index, self.shape)
+    B, R = index.shape[0], self.rank
+    X = self.factors[0][index[:, 0]] @ self.core.reshape(R[0], -1)           # (B, R_1 ... R_{d-1})
+    for k in range(1, self.ndim):
+        X = (X.reshape(B, R[k], -1) * self.factors[k][index[:, k]].unsqueeze(-1)).sum(1)
+    return X.reshape(B)
+
+@patch_method(TuckerTensor)
+def _inner_dense(self, T): return (multi_mode_dot(T, self.factors, transpose=True) * self.core).sum()
+
+@patch_method(TuckerTensor)
+def _inner_same(self, other):
+    Ms = [U.mT @ V for U, V in zip(self.factors, other.factors)]                  # (R_k, R'_k)
+    return (self.core * multi_mode_dot(other.core, Ms)).sum()
+
+@patch_method(TuckerTensor)
+def _inner_simpler(self, other: CPTensor):
+    return CPTensor(other.weights, [U.mT @ A for U, A in zip(self.factors, other.factors)])._inner_dense(self.core)
+
+# %% ../nbs/01_background.ipynb #e1ecb113
+@patch_method(TuckerTensor)
+def _as_tt(self) -> TTTensor:
+    from tensornn.decompositions import _tt_svd                               # the algorithms build on the formats
+    core_tt = _tt_svd(self.core, [None] * (self.ndim - 1), None)
+    return TTTensor([torch.einsum("aib,ni->anb", G, U) for G, U in zip(core_tt.cores, self.factors)])
+
+@patch_method(TuckerTensor)
+def _as_ht(self) -> HTTensor:
+    from tensornn.decompositions import _ht_svd
+    core_ht = _ht_svd(self.core, {}, None)
+    return HTTensor([U @ L for U, L in zip(self.factors, core_ht.leaves)], core_ht.transfers)
 
 # %% ../nbs/01_background.ipynb #0358a48d
 class TTTensor(_Format):
     "Tensor train with cores of shape `(r_k, I_k, r_{k+1})`, `r_0 = r_d = 1`."
-    def __init__(self, cores: Sequence[torch.Tensor]):
-        if isinstance(cores, torch.Tensor) or not isinstance(cores, Sequence) or len(cores) == 0:
-            raise TypeError(f"cores: expected a non-empty list of (r_k, I_k, r_k+1) tensors, got {type(cores).__name__}")
-        cores = list(cores)
-        for k, G in enumerate(cores):
-            check_real(check_tensor(G, f"cores[{k}]", ndim=3, finite=False), f"cores[{k}]")
-            if k and G.shape[0] != cores[k - 1].shape[2]:
-                raise ValueError(f"cores[{k}]: expected left rank {cores[k - 1].shape[2]} (right rank of cores[{k - 1}]), got shape {tuple(G.shape)}")
-        if cores[0].shape[0] != 1 or cores[-1].shape[2] != 1:
-            raise ValueError(f"cores: expected boundary ranks r_0 = r_d = 1, got {cores[0].shape[0]} and {cores[-1].shape[2]}")
-        check_same_device_dtype(**{f"cores[{k}]": G for k, G in enumerate(cores)})
-        self.cores = cores
+    _order = 2
+    def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores with r_0 = r_d = 1
+        self.cores = _check_tt_cores(cores, "cores", real=True)
 
     def _tensors(self): return list(self.cores)
     def _rebuild(self, ts): return TTTensor(ts)
+    def __iter__(self): return iter(self.cores)
+    def __len__(self) -> int: return len(self.cores)
+    def __getitem__(self, k): return self.cores[k]
     @property
     def shape(self) -> torch.Size: return torch.Size(G.shape[1] for G in self.cores)
     @property
-    def rank(self) -> tuple: return (1,) + tuple(G.shape[2] for G in self.cores)
+    def rank(self) -> tuple:
+        "All d + 1 bond ranks (r_0, ..., r_d), r_0 = r_d = 1."
+        return (1,) + tuple(G.shape[2] for G in self.cores)
 
-    def full(self) -> torch.Tensor:
-        "The dense tensor."
-        return tt_full(self.cores)
+# %% ../nbs/01_background.ipynb #2e426564
+@patch_method(TTTensor)
+def full(self) -> torch.Tensor:
+    "The dense tensor."
+    return tt_full(self.cores)
 
-    def entries(self, index: torch.Tensor) -> torch.Tensor:
-        "Entries at a batch of multi-indices `index` of shape `(B, d)`."
-        return tt_entries(self.cores, index)
+@patch_method(TTTensor)
+def entries(self, index: torch.Tensor) -> torch.Tensor:
+    "Entries at a batch of multi-indices `index` of shape `(B, d)`."
+    return tt_entries(self.cores, index)
+
+@patch_method(TTTensor)
+def _inner_dense(self, T):
+    state = T.reshape(1, -1)                                                     # (r_k, rest)
+    for G in self.cores:
+        r0, n, r1 = G.shape
+        state = G.reshape(r0 * n, r1).mT @ state.reshape(r0 * n, -1)             # (r_{k+1}, rest)
+    return state.reshape(())
+
+@patch_method(TTTensor)
+def _inner_same(self, other): return tt_inner(self.cores, other.cores)
+
+@patch_method(TTTensor)
+def _inner_simpler(self, other): return tt_inner(other._as_tt().cores, self.cores)
 
 # %% ../nbs/01_background.ipynb #f54030a0
 def _tt_orthogonalize_right(cores: list) -> list:
@@ -171,35 +281,19 @@ def _tt_orthogonalize_right(cores: list) -> list:
         cores[k - 1] = torch.einsum("anb,cb->anc", cores[k - 1], R)
     return cores
 
+@patch_method(TTTensor)
+def norm(self) -> torch.Tensor:
+    "Frobenius norm from a QR sweep (accurate even when it is tiny)."
+    return _tt_orthogonalize_right(self.cores)[0].norm()
+
 # %% ../nbs/01_background.ipynb #d4e35a2b
 class HTTensor(_Format):
     "Hierarchical Tucker tensor on the balanced tree `ht_tree(d)`: `leaves[k]` `(I_k, r_k)`, `transfers[node]` `(r_l, r_r, r_node)`."
-    def __init__(self, leaves: Sequence[torch.Tensor], transfers: Mapping):
-        if isinstance(leaves, torch.Tensor) or not isinstance(leaves, Sequence) or len(leaves) == 0:
-            raise TypeError(f"leaves: expected a non-empty list of (I_k, r_k) matrices, got {type(leaves).__name__}")
-        if not isinstance(transfers, Mapping):
-            raise TypeError(f"transfers: expected a dict node -> (r_l, r_r, r_node) tensor, got {type(transfers).__name__}")
-        leaves, transfers = list(leaves), dict(transfers)
-        d = len(leaves)
-        tree = ht_tree(d)
-        if set(transfers) != set(tree):
-            raise ValueError(f"transfers: expected the nodes {sorted(tree)} of ht_tree({d}), got {sorted(transfers)}")
-        rank = {}
-        for k, U in enumerate(leaves):
-            check_real(check_tensor(U, f"leaves[{k}]", ndim=2, finite=False), f"leaves[{k}]")
-            rank[(k, k + 1)] = U.shape[1]
-        for node, (l, r) in tree.items():
-            B = check_tensor(transfers[node], f"transfers[{node}]", ndim=3, finite=False)
-            if tuple(B.shape[:2]) != (rank[l], rank[r]):
-                raise ValueError(f"transfers[{node}]: expected leading shape {(rank[l], rank[r])} from its children, got {tuple(B.shape)}")
-            rank[node] = B.shape[2]
-        if d > 1 and rank[(0, d)] != 1:
-            raise ValueError(f"transfers[{(0, d)}]: expected root rank 1, got {rank[(0, d)]}")
-        if d == 1 and rank[(0, 1)] != 1:
-            raise ValueError(f"leaves[0]: expected one column for an order-1 tensor, got {rank[(0, 1)]}")
-        check_same_device_dtype(**{f"leaves[{k}]": U for k, U in enumerate(leaves)},
-                                **{f"transfers[{n}]": B for n, B in transfers.items()})
-        self.leaves, self.transfers, self._rank = leaves, {n: transfers[n] for n in tree}, rank
+    _order = 3
+    def __init__(self,
+                 leaves: Sequence[torch.Tensor],  # one (I_k, r_k) matrix per mode
+                 transfers: Mapping):  # node -> (r_left, r_right, r_node) tensor for every node of ht_tree(d)
+        self.leaves, self.transfers, self._rank = _check_ht(leaves, transfers, real=True)
 
     def _tensors(self): return [*self.leaves, *self.transfers.values()]
     def _rebuild(self, ts):
@@ -208,23 +302,11 @@ class HTTensor(_Format):
     @property
     def shape(self) -> torch.Size: return torch.Size(U.shape[0] for U in self.leaves)
     @property
-    def rank(self) -> dict: return dict(self._rank)
+    def rank(self) -> dict:
+        "The rank of every node of the tree, leaves included (the root's is 1)."
+        return dict(self._rank)
     @property
     def tree(self) -> dict: return ht_tree(len(self.leaves))
-
-    def full(self) -> torch.Tensor:
-        "The dense tensor."
-        return ht_full(self.leaves, self.transfers)
-
-    def entries(self, index: torch.Tensor) -> torch.Tensor:
-        "Entries at a batch of multi-indices `index` of shape `(B, d)`, bottom-up through the tree."
-        index = _check_index(index, self.shape)
-        d = len(self.leaves)
-        h = {(k, k + 1): U[index[:, k]] for k, U in enumerate(self.leaves)}      # (B, r_k)
-        for node, (l, r) in self.tree.items():
-            B = self.transfers[node]
-            h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
-        return h[(0, d)][:, 0]
 
     def __repr__(self) -> str:
         d = len(self.leaves)
@@ -233,77 +315,48 @@ class HTTensor(_Format):
         return (f"HTTensor(shape={tuple(self.shape)}, leaf ranks={leaves}, internal ranks={internal}, "
                 f"dtype={self.dtype}, device={self.device}, params={self.n_params})")
 
+# %% ../nbs/01_background.ipynb #9fc0ba6e
+@patch_method(HTTensor)
+def full(self) -> torch.Tensor:
+    "The dense tensor."
+    return ht_full(self.leaves, self.transfers)
+
+@patch_method(HTTensor)
+def entries(self, index: torch.Tensor) -> torch.Tensor:
+    "Entries at a batch of multi-indices `index` of shape `(B, d)`, bottom-up through the tree."
+    index = _check_index(index, self.shape)
+    d = len(self.leaves)
+    h = {(k, k + 1): U[index[:, k]] for k, U in enumerate(self.leaves)}      # (B, r_k)
+    for node, (l, r) in self.tree.items():
+        B = self.transfers[node]
+        h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
+    return h[(0, d)][:, 0]
+
+@patch_method(HTTensor)
+def _inner_dense(self, T):
+    if self.ndim == 1: return self.leaves[0][:, 0] @ T
+    C = multi_mode_dot(T, self.leaves, transpose=True)                          # (r_0, ..., r_{d-1})
+    eyes = [torch.eye(U.shape[1], dtype=self.dtype, device=self.device) for U in self.leaves]
+    return (C * ht_full(eyes, self.transfers)).sum()
+
+@patch_method(HTTensor)
+def _inner_same(self, other): return ht_inner(self.leaves, self.transfers, other.leaves, other.transfers)
+
+@patch_method(HTTensor)
+def _inner_simpler(self, other):
+    if isinstance(other, TTTensor): return self._inner_dense(other.full())
+    return self._inner_same(other._as_ht())
+
 # %% ../nbs/01_background.ipynb #16f1f734
-_FORMATS = (CPTensor, TuckerTensor, TTTensor, HTTensor)
-
-
-def _cp_as_tt(x: CPTensor) -> TTTensor:
-    "Exact TT form of a CP tensor: diagonal cores of rank R."
-    d, R = x.ndim, x.rank
-    if d == 1: return TTTensor([(x.factors[0] @ x.weights).reshape(1, -1, 1)])
-    cores = [(x.factors[0] * x.weights).unsqueeze(0)]                              # (1, I_0, R)
-    eye = torch.eye(R, dtype=x.dtype, device=x.device)
-    for A in x.factors[1:-1]:
-        cores.append(torch.einsum("ir,rs->ris", A, eye))                           # (R, I_k, R), diagonal
-    cores.append(x.factors[-1].mT.unsqueeze(-1))                                   # (R, I_{d-1}, 1)
-    return TTTensor(cores)
-
-
-def _cp_as_ht(x: CPTensor) -> HTTensor:
-    "Exact HT form of a CP tensor: leaves are the factors, transfers are diagonal."
-    d, R = x.ndim, x.rank
-    if d == 1: return HTTensor([(x.factors[0] @ x.weights).reshape(-1, 1)], {})
-    delta = torch.zeros(R, R, R, dtype=x.dtype, device=x.device)
-    ar = torch.arange(R, device=x.device)
-    delta[ar, ar, ar] = 1
-    transfers = {n: delta for n in ht_tree(d)}
-    transfers[(0, d)] = torch.diag(x.weights).unsqueeze(-1)
-    return HTTensor(list(x.factors), transfers)
-
-
-def _tucker_as_tt(x: TuckerTensor) -> TTTensor:
-    "Exact TT form of a Tucker tensor: TT-SVD of the core, then the factors multiplied into the cores."
-    from tensornn.decompositions import tt_svd                                # the algorithms build on the formats
-    core_tt = tt_svd(x.core)
-    return TTTensor([torch.einsum("aib,ni->anb", G, U) for G, U in zip(core_tt.cores, x.factors)])
-
-
-def _tucker_as_ht(x: TuckerTensor) -> HTTensor:
-    "Exact HT form of a Tucker tensor: HT-SVD of the core, then the factors multiplied into the leaves."
-    from tensornn.decompositions import ht_svd
-    core_ht = ht_svd(x.core)
-    return HTTensor([U @ L for U, L in zip(x.factors, core_ht.leaves)], core_ht.transfers)
-
-
-def _inner_dense(x, T: torch.Tensor) -> torch.Tensor:
-    "<x, T> for a format x and a dense tensor T, contracting T with the factors."
-    if isinstance(x, CPTensor):
-        if x.ndim == 1: return (x.factors[0] @ x.weights) @ T
-        M = mttkrp(T, x.factors, x.ndim - 1)                                         # (I_{d-1}, R)
-        return ((M * x.factors[-1]).sum(0) * x.weights).sum()
-    if isinstance(x, TuckerTensor):
-        return (multi_mode_dot(T, x.factors, transpose=True) * x.core).sum()
-    if isinstance(x, TTTensor):
-        state = T.reshape(1, -1)                                                     # (r_k, rest)
-        for G in x.cores:
-            r0, n, r1 = G.shape
-            state = G.reshape(r0 * n, r1).mT @ state.reshape(r0 * n, -1)             # (r_{k+1}, rest)
-        return state.reshape(())
-    if isinstance(x, HTTensor):
-        d = len(x.leaves)
-        if d == 1: return x.leaves[0][:, 0] @ T
-        C = multi_mode_dot(T, x.leaves, transpose=True)                              # (r_0, ..., r_{d-1})
-        eyes = [torch.eye(U.shape[1], dtype=x.dtype, device=x.device) for U in x.leaves]
-        return (C * ht_full(eyes, x.transfers)).sum()
-    raise TypeError(f"x: expected a tensor format, got {type(x).__name__}")
-
-
 def _check_operand(x, name: str):
+    "A real dense tensor or one of the formats; a TensorLy object gets a pointer to `from_tensorly`."
     if isinstance(x, torch.Tensor):
         return check_real(check_tensor(x, name, finite=False), name)
-    if not isinstance(x, _FORMATS):
-        raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor or HTTensor, got {type(x).__name__}")
-    return x
+    if isinstance(x, _Format): return x
+    if type(x).__module__.split(".")[0] == "tensorly":
+        raise TypeError(f"{name}: expected a torch.Tensor or a tensornn format, got TensorLy's {type(x).__name__}; "
+                        f"convert it with tensornn.formats.from_tensorly({name})")
+    raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor or HTTensor, got {_describe(x)}")
 
 
 def inner(a, b) -> torch.Tensor:
@@ -311,46 +364,18 @@ def inner(a, b) -> torch.Tensor:
     a, b = _check_operand(a, "a"), _check_operand(b, "b")
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"b: expected shape {tuple(a.shape)} like a, got {tuple(b.shape)}")
-    if a.device != b.device:
-        raise ValueError(f"b: expected device {a.device} like a, got {b.device}")
-    if a.dtype != b.dtype:
-        raise TypeError(f"b: expected dtype {a.dtype} like a, got {b.dtype}")
+    check_same_device_dtype(a=a, b=b)
     da, db = isinstance(a, torch.Tensor), isinstance(b, torch.Tensor)
     if da and db: return (a * b).sum()
-    if db: return _inner_dense(a, b)
-    if da: return _inner_dense(b, a)
-    order = {CPTensor: 0, TuckerTensor: 1, TTTensor: 2, HTTensor: 3}
-    if order[type(a)] > order[type(b)]: a, b = b, a                                  # a is the "simpler" one
-    if isinstance(a, CPTensor) and isinstance(b, CPTensor):
-        return cp_inner(a.weights, a.factors, b.weights, b.factors)
-    if isinstance(a, TuckerTensor) and isinstance(b, TuckerTensor):
-        Ms = [U.mT @ V for U, V in zip(a.factors, b.factors)]                       # (R_k, R'_k)
-        return (a.core * multi_mode_dot(b.core, Ms)).sum()
-    if isinstance(a, TTTensor) and isinstance(b, TTTensor):
-        return tt_inner(a.cores, b.cores)
-    if isinstance(a, HTTensor) and isinstance(b, HTTensor):
-        return ht_inner(a.leaves, a.transfers, b.leaves, b.transfers)
-    if isinstance(a, CPTensor) and isinstance(b, TuckerTensor):
-        # <CP, G x_k U_k> = <CP(weights, U_k^T A_k), G>
-        small = CPTensor(a.weights, [U.mT @ A for U, A in zip(b.factors, a.factors)])
-        return _inner_dense(small, b.core)
-    if isinstance(b, TTTensor):
-        a_tt = _cp_as_tt(a) if isinstance(a, CPTensor) else _tucker_as_tt(a)
-        return tt_inner(a_tt.cores, b.cores)
-    if isinstance(b, HTTensor):
-        if isinstance(a, TTTensor): return _inner_dense(b, a.full())
-        a_ht = _cp_as_ht(a) if isinstance(a, CPTensor) else _tucker_as_ht(a)
-        return ht_inner(a_ht.leaves, a_ht.transfers, b.leaves, b.transfers)
-    raise TypeError(f"inner: unsupported pair {type(a).__name__}, {type(b).__name__}")
+    if da or db: return (b._inner_dense(a) if da else a._inner_dense(b))
+    if type(a) is type(b): return a._inner_same(b)
+    return b._inner_simpler(a) if a._order < b._order else a._inner_simpler(b)
 
 
 def norm(a) -> torch.Tensor:
     "Frobenius norm of a dense tensor or of any format, from its factors."
     a = _check_operand(a, "a")
-    if isinstance(a, torch.Tensor): return torch.linalg.vector_norm(a)
-    if isinstance(a, TTTensor):
-        return _tt_orthogonalize_right(a.cores)[0].norm()
-    return inner(a, a).clamp_min(0).sqrt()
+    return torch.linalg.vector_norm(a) if isinstance(a, torch.Tensor) else a.norm()
 
 # %% ../nbs/01_background.ipynb #3147644a
 def _factory_args(shape, generator, seed, dtype, device):
@@ -396,3 +421,42 @@ def random_ht(shape, rank, *, generator: torch.Generator | None = None, seed: in
     node_rank = lambda node: 1 if node == (0, d) else r
     leaves = [draw(n, node_rank((k, k + 1))) for k, n in enumerate(shape)]
     return HTTensor(leaves, {node: draw(r, r, node_rank(node)) for node in ht_tree(d)})
+
+# %% ../nbs/01_background.ipynb #20fd7518
+@patch_method(CPTensor)
+def to_tensorly(self):
+    "This tensor as TensorLy's `CPTensor`, sharing the factor tensors."
+    from tensorly.cp_tensor import CPTensor as _TL
+    return _TL((self.weights, list(self.factors)))
+
+@patch_method(TuckerTensor)
+def to_tensorly(self):
+    "This tensor as TensorLy's `TuckerTensor`, sharing the core and the factors."
+    from tensorly.tucker_tensor import TuckerTensor as _TL
+    return _TL((self.core, list(self.factors)))
+
+@patch_method(TTTensor)
+def to_tensorly(self):
+    "This tensor as TensorLy's `TTTensor`, sharing the cores."
+    from tensorly.tt_tensor import TTTensor as _TL
+    return _TL(list(self.cores))
+
+# %% ../nbs/01_background.ipynb #38745fba
+def _from_tl_array(a, name: str) -> torch.Tensor:
+    import numpy as np
+    return a if isinstance(a, torch.Tensor) else as_tensor(np.asarray(a), name, finite=False)
+
+
+def from_tensorly(x):  # TensorLy's CPTensor, TuckerTensor or TTTensor (torch or NumPy arrays)
+    "The tensornn format (CPTensor, TuckerTensor or TTTensor) of a TensorLy tensor, sharing torch tensors."
+    kind = type(x).__name__ if type(x).__module__.split(".")[0] == "tensorly" else None
+    if kind == "CPTensor":
+        w, F = x
+        F = [_from_tl_array(A, f"x.factors[{k}]") for k, A in enumerate(F)]
+        return CPTensor(None if w is None else _from_tl_array(w, "x.weights").to(F[0].dtype), F)
+    if kind == "TuckerTensor":
+        core, F = x
+        return TuckerTensor(_from_tl_array(core, "x.core"), [_from_tl_array(A, f"x.factors[{k}]") for k, A in enumerate(F)])
+    if kind == "TTTensor":
+        return TTTensor([_from_tl_array(G, f"x[{k}]") for k, G in enumerate(x)])
+    raise TypeError(f"x: expected TensorLy's CPTensor, TuckerTensor or TTTensor, got {_describe(x)}")

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 import opt_einsum
 import torch
 
-from .validation import _describe, check_choice, check_int, check_rank, check_same_device_dtype, check_tensor, check_tol
+from .validation import (_describe, check_choice, check_int, check_rank, check_real, check_same_device_dtype,
+                                 check_shape, check_tensor, check_tol)
 
 # %% auto #0
 __all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp',
@@ -40,8 +41,7 @@ def random_normal(shape, *, generator: torch.Generator | None = None, dtype: tor
 
 # %% ../nbs/00_kernels.ipynb #ef377036
 def _check_mode(mode: int, ndim: int, name: str = "mode") -> int:
-    if isinstance(mode, bool) or not isinstance(mode, int):
-        raise TypeError(f"{name}: expected an int, got {type(mode).__name__}")
+    mode = check_int(mode, name, minimum=None)
     if not -ndim <= mode < ndim:
         raise ValueError(f"{name}: expected a mode in [0, {ndim}), got {mode}")
     return mode % ndim
@@ -57,7 +57,7 @@ def unfold(T: torch.Tensor, mode: int) -> torch.Tensor:
 def fold(M: torch.Tensor, mode: int, shape) -> torch.Tensor:
     "Inverse of `unfold`: rebuild a tensor of `shape` from its mode-`mode` unfolding `M`."
     check_tensor(M, "M", ndim=2, finite=False)
-    shape = tuple(int(s) for s in shape)
+    shape = check_shape(shape)
     mode = _check_mode(mode, len(shape))
     rest = shape[:mode] + shape[mode + 1:]
     if M.shape != (shape[mode], math.prod(rest)):
@@ -151,7 +151,7 @@ def check_cp(weights: torch.Tensor, factors, suffix: str = "") -> list:
     check_same_device_dtype(**{wname: weights}, **{f"{fname}[{k}]": A for k, A in enumerate(factors)})
     return factors
 
-
+# %% ../nbs/00_kernels.ipynb #5a24fb41
 def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
     "Dense tensor of the CP model `sum_r weights[r] * outer(factors[0][:, r], ..., factors[-1][:, r])`."
     factors = check_cp(weights, factors)
@@ -159,7 +159,7 @@ def cp_full(weights: torch.Tensor, factors) -> torch.Tensor:
     if len(factors) == 1: return factors[0] @ weights
     return ((factors[0] * weights) @ khatri_rao(factors[1:]).T).reshape(shape)
 
-
+# %% ../nbs/00_kernels.ipynb #7fae342d
 def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factors_b) -> torch.Tensor:
     "Inner product of two CP tensors from the Hadamard product of their factor Gram matrices."
     factors_a, factors_b = check_cp(weights_a, factors_a, "_a"), check_cp(weights_b, factors_b, "_b")
@@ -173,7 +173,7 @@ def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factor
         G = G * (A.mT @ B)
     return weights_a @ G @ weights_b
 
-
+# %% ../nbs/00_kernels.ipynb #79f06d4d
 def _check_index(index: torch.Tensor, shape, name: str = "index") -> torch.Tensor:
     if not isinstance(index, torch.Tensor) or index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {_describe(index)}")
@@ -195,7 +195,7 @@ def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Ten
         rows = rows * A[index[:, k]]
     return rows.sum(-1)
 
-
+# %% ../nbs/00_kernels.ipynb #82a17b9a
 def check_tucker(core: torch.Tensor, factors) -> list:
     "Validate Tucker data: one matrix `factors[k]` of shape `(I_k, core.shape[k])` per core mode, one device and dtype."
     check_tensor(core, "core", finite=False)
@@ -215,19 +215,29 @@ def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
     return multi_mode_dot(core, check_tucker(core, factors))
 
 # %% ../nbs/00_kernels.ipynb #83afcaf0
-def _check_tt_cores(cores, name: str = "cores") -> list:
-    cores = list(cores)
-    if not cores: raise ValueError(f"{name}: expected at least one core")
+def _check_sequence(x, name: str, what: str) -> list:
+    "`x` as a non-empty list (a tuple or list, never a lone tensor)."
+    if isinstance(x, (torch.Tensor, str)) or not isinstance(x, Sequence):
+        raise TypeError(f"{name}: expected a non-empty list of {what}, got {_describe(x)}")
+    if len(x) == 0: raise ValueError(f"{name}: expected a non-empty list of {what}, got an empty one")
+    return list(x)
+
+
+def _check_tt_cores(cores, name: str = "cores", *, real: bool = False) -> list:
+    "The one validation of tensor-train cores, used by the kernels and by `TTTensor`: shapes `(r_k, I_k, r_{k+1})` that chain, `r_0 = r_d = 1`."
+    cores = _check_sequence(cores, name, "(r_k, I_k, r_k+1) cores")
     for k, G in enumerate(cores):
         check_tensor(G, f"{name}[{k}]", ndim=3, finite=False)
+        if real: check_real(G, f"{name}[{k}]")
         if k and G.shape[0] != cores[k - 1].shape[2]:
-            raise ValueError(f"{name}[{k}]: expected left rank {cores[k - 1].shape[2]} to match {name}[{k - 1}], got {G.shape[0]}")
+            raise ValueError(f"{name}[{k}]: expected left rank {cores[k - 1].shape[2]} (right rank of {name}[{k - 1}]), "
+                             f"got shape {tuple(G.shape)}")
     if cores[0].shape[0] != 1 or cores[-1].shape[2] != 1:
         raise ValueError(f"{name}: expected boundary ranks r_0 = r_d = 1, got {cores[0].shape[0]} and {cores[-1].shape[2]}")
     check_same_device_dtype(**{f"{name}[{k}]": G for k, G in enumerate(cores)})
     return cores
 
-
+# %% ../nbs/00_kernels.ipynb #f1efcca2
 def tt_full(cores) -> torch.Tensor:
     "Dense tensor of a tensor train with cores of shape `(r_{k-1}, n_k, r_k)`."
     cores = _check_tt_cores(cores)
@@ -248,7 +258,7 @@ def tt_inner(cores_a, cores_b) -> torch.Tensor:
         M = W.reshape(-1, W.shape[2]).mT @ B.reshape(-1, B.shape[2])
     return M.reshape(())
 
-
+# %% ../nbs/00_kernels.ipynb #80c0d566
 def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
     "Entries of a tensor train at a batch of multi-indices `index` of shape `(B, d)`."
     cores = _check_tt_cores(cores)
@@ -258,16 +268,23 @@ def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
         v = torch.bmm(v.unsqueeze(1), G[:, index[:, k], :].permute(1, 0, 2)).squeeze(1)
     return v[:, 0]
 
+# %% ../nbs/00_kernels.ipynb #71e5fa98
+def _check_vectors(vectors, sizes: list, what: str) -> list:
+    "One `(B, sizes[k])` batch of vectors per mode, all with the same batch size `B`."
+    vectors = _check_sequence(vectors, "vectors", "(B, n_k) batches of vectors")
+    if len(vectors) != len(sizes):
+        raise ValueError(f"vectors: expected {len(sizes)} batches of vectors (one per {what}), got {len(vectors)}")
+    for k, (n, V) in enumerate(zip(sizes, vectors)):
+        check_tensor(V, f"vectors[{k}]", ndim=2, finite=False)
+        if V.shape[1] != n or V.shape[0] != vectors[0].shape[0]:
+            raise ValueError(f"vectors[{k}]: expected shape ({vectors[0].shape[0]}, {n}), got {tuple(V.shape)}")
+    return vectors
 
+# %% ../nbs/00_kernels.ipynb #19c1efb7
 def tt_contract_vectors(cores, vectors) -> torch.Tensor:
     "`<TT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
-    cores, vectors = _check_tt_cores(cores), list(vectors)
-    if len(vectors) != len(cores):
-        raise ValueError(f"vectors: expected {len(cores)} batches of vectors (one per core), got {len(vectors)}")
-    for k, (G, V) in enumerate(zip(cores, vectors)):
-        check_tensor(V, f"vectors[{k}]", ndim=2, finite=False)
-        if V.shape[1] != G.shape[1] or V.shape[0] != vectors[0].shape[0]:
-            raise ValueError(f"vectors[{k}]: expected shape ({vectors[0].shape[0]}, {G.shape[1]}), got {tuple(V.shape)}")
+    cores = _check_tt_cores(cores)
+    vectors = _check_vectors(vectors, [G.shape[1] for G in cores], "core")
     state = vectors[0] @ cores[0][0]                                       # (B, r_1)
     for G, V in zip(cores[1:], vectors[1:]):
         # pick the cheaper order: contract the state first when ranks are small relative to n_k
@@ -280,8 +297,7 @@ def tt_contract_vectors(cores, vectors) -> torch.Tensor:
 # %% ../nbs/00_kernels.ipynb #4c49596a
 def ht_tree(d: int) -> dict:
     "Balanced binary dimension tree over modes `0..d-1`: `{(lo, hi): ((lo, mid), (mid, hi))}` for internal nodes."
-    if isinstance(d, bool) or not isinstance(d, int) or d < 1:
-        raise ValueError(f"d: expected an int >= 1, got {d!r}")
+    d = check_int(d, "d", what="a number of modes")
     tree, todo = {}, [(0, d)]
     while todo:
         lo, hi = todo.pop()
@@ -291,32 +307,37 @@ def ht_tree(d: int) -> dict:
             todo += [(lo, mid), (mid, hi)]
     return dict(sorted(tree.items(), key=lambda kv: (kv[0][1] - kv[0][0], kv[0][0])))  # children before parents
 
-
-def _check_ht(leaves, transfers, name: str = "") -> tuple[list, dict]:
-    leaves, transfers = list(leaves), dict(transfers)
-    d = len(leaves)
-    tree = ht_tree(d)
+# %% ../nbs/00_kernels.ipynb #0e6bdfdf
+def _check_ht(leaves, transfers, name: str = "", *, real: bool = False) -> tuple[list, dict, dict]:
+    "The one validation of HT data, used by the kernels and by `HTTensor`; returns leaves, transfers (tree order) and the rank of every node."
+    leaves = _check_sequence(leaves, f"{name}leaves", "(I_k, r_k) leaf matrices")
+    if not isinstance(transfers, Mapping):
+        raise TypeError(f"{name}transfers: expected a dict node -> (r_l, r_r, r_node) tensor, got {_describe(transfers)}")
+    d, tree = len(leaves), ht_tree(len(leaves))
     if set(transfers) != set(tree):
-        raise ValueError(f"{name}transfers: expected nodes {sorted(tree)}, got {sorted(transfers)}")
+        raise ValueError(f"{name}transfers: expected the nodes {sorted(tree)} of ht_tree({d}), got {sorted(transfers)}")
     rank = {}
     for k, U in enumerate(leaves):
         check_tensor(U, f"{name}leaves[{k}]", ndim=2, finite=False)
+        if real: check_real(U, f"{name}leaves[{k}]")
         rank[(k, k + 1)] = U.shape[1]
     for node, (l, r) in tree.items():
         B = check_tensor(transfers[node], f"{name}transfers[{node}]", ndim=3, finite=False)
+        if real: check_real(B, f"{name}transfers[{node}]")
         if B.shape[:2] != (rank[l], rank[r]):
             raise ValueError(f"{name}transfers[{node}]: expected leading shape {(rank[l], rank[r])} from its children, got {tuple(B.shape)}")
         rank[node] = B.shape[2]
-    if d > 1 and rank[(0, d)] != 1:
-        raise ValueError(f"{name}transfers[{(0, d)}]: expected root rank 1, got {rank[(0, d)]}")
+    if rank[(0, d)] != 1:
+        where = f"{name}transfers[{(0, d)}]: expected root rank 1" if d > 1 else f"{name}leaves[0]: expected one column for an order-1 tensor"
+        raise ValueError(f"{where}, got {rank[(0, d)]}")
     check_same_device_dtype(**{f"{name}leaves[{k}]": U for k, U in enumerate(leaves)},
-                            **{f"{name}transfers[{n}]": B for n, B in transfers.items()})
-    return leaves, transfers
+                            **{f"{name}transfers[{n}]": transfers[n] for n in tree})
+    return leaves, {n: transfers[n] for n in tree}, rank
 
-
+# %% ../nbs/00_kernels.ipynb #d2ab1ec9
 def ht_full(leaves, transfers) -> torch.Tensor:
     "Dense tensor of a hierarchical Tucker tensor on the balanced tree `ht_tree(len(leaves))`."
-    leaves, transfers = _check_ht(leaves, transfers)
+    leaves, transfers, _ = _check_ht(leaves, transfers)
     d = len(leaves)
     if d == 1: return leaves[0][:, 0]
     U = {(k, k + 1): leaves[k] for k in range(d)}
@@ -328,8 +349,8 @@ def ht_full(leaves, transfers) -> torch.Tensor:
 
 def ht_inner(leaves_a, transfers_a, leaves_b, transfers_b) -> torch.Tensor:
     "Inner product of two hierarchical Tucker tensors on the same tree, from Gram matrices bottom-up."
-    leaves_a, transfers_a = _check_ht(leaves_a, transfers_a, "a.")
-    leaves_b, transfers_b = _check_ht(leaves_b, transfers_b, "b.")
+    leaves_a, transfers_a, _ = _check_ht(leaves_a, transfers_a, "a.")
+    leaves_b, transfers_b, _ = _check_ht(leaves_b, transfers_b, "b.")
     if [U.shape[0] for U in leaves_a] != [U.shape[0] for U in leaves_b]:
         raise ValueError("leaves_b: expected the same mode sizes as leaves_a")
     d = len(leaves_a)
@@ -339,17 +360,11 @@ def ht_inner(leaves_a, transfers_a, leaves_b, transfers_b) -> torch.Tensor:
         G[node] = opt_einsum.contract("ac,bd,abr,cds->rs", G[l], G[r], transfers_a[node], transfers_b[node])
     return G[(0, d)].reshape(())
 
-
+# %% ../nbs/00_kernels.ipynb #8ddefc76
 def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
     "`<HT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
-    leaves, transfers = _check_ht(leaves, transfers)
-    vectors = list(vectors)
-    if len(vectors) != len(leaves):
-        raise ValueError(f"vectors: expected {len(leaves)} batches of vectors (one per leaf), got {len(vectors)}")
-    for k, (U, V) in enumerate(zip(leaves, vectors)):
-        check_tensor(V, f"vectors[{k}]", ndim=2, finite=False)
-        if V.shape[1] != U.shape[0] or V.shape[0] != vectors[0].shape[0]:
-            raise ValueError(f"vectors[{k}]: expected shape ({vectors[0].shape[0]}, {U.shape[0]}), got {tuple(V.shape)}")
+    leaves, transfers, _ = _check_ht(leaves, transfers)
+    vectors = _check_vectors(vectors, [U.shape[0] for U in leaves], "leaf")
     d = len(leaves)
     h = {(k, k + 1): V @ U for k, (U, V) in enumerate(zip(leaves, vectors))}   # (B, r_k)
     if d == 1: return h[(0, 1)][:, 0]
@@ -358,7 +373,7 @@ def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
         h[node] = (h[l].unsqueeze(2) * h[r].unsqueeze(1)).flatten(1) @ B.reshape(-1, B.shape[2])
     return h[(0, d)][:, 0]
 
-# %% ../nbs/00_kernels.ipynb #0636be7d
+# %% ../nbs/00_kernels.ipynb #0f4045a8
 def numerical_rank(M: torch.Tensor,  # a matrix (m, n) or a batch of them (..., m, n)
                    *, rtol: float | None = None,  # relative threshold on singular values; default max(m, n) * eps
                    ) -> torch.Tensor:

@@ -236,7 +236,7 @@ def test_tt_svd_recovers_exact_tt_property(case, seed):
     ranks = feasible_tt_ranks(shape, list(ranks))
     g = torch.Generator().manual_seed(seed)
     T = tt_tensor(shape, ranks, g)
-    tt = D.tt_svd(T, max_rank=max(ranks))
+    tt = D.tt_svd(T, rank=max(ranks))
     assert isinstance(tt, Fmt.TTTensor)
     assert rel_err(tt.full(), T) < EXACT
     tt = D.tt_svd(T, tol=1e-10)
@@ -289,16 +289,16 @@ def test_tt_round_redundant_sum_property(case, seed):
     Z = D.tt_round(Y, tol=1e-10)
     assert tuple(Z.rank) == (1, *ranks, 1)
     assert rel_err(Z.full(), 2 * X.full()) < EXACT
-    Z = D.tt_round(Y, max_rank=max(ranks))
+    Z = D.tt_round(Y, rank=max(ranks))
     assert rel_err(Z.full(), 2 * X.full()) < EXACT
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tt_keeps_dtype(dtype, gen):
     T = torch.randn(3, 4, 5, generator=gen, dtype=dtype)
-    tt = D.tt_svd(T, max_rank=2)
+    tt = D.tt_svd(T, rank=2)
     assert tt.dtype == dtype and all(c.dtype == dtype for c in tt.cores)
-    assert D.tt_round(tt, max_rank=1).full().dtype == dtype
+    assert D.tt_round(tt, rank=1).full().dtype == dtype
 
 
 # ---------------------------------------------------------------- hierarchical Tucker
@@ -319,7 +319,7 @@ def ht_tensor(shape, rank, g):
 def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
     g = torch.Generator().manual_seed(seed)
     T = ht_tensor(shape, rank, g)
-    ht = D.ht_svd(T, max_rank=rank)
+    ht = D.ht_svd(T, rank=rank)
     assert isinstance(ht, Fmt.HTTensor)
     assert all(r <= rank for r in ht.rank.values())
     assert rel_err(ht.full(), T) < EXACT
@@ -330,7 +330,7 @@ def test_ht_svd_recovers_exact_ht_property(shape, rank, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ht_keeps_dtype(dtype, gen):
     T = torch.randn(3, 4, 5, 2, generator=gen, dtype=dtype)
-    ht = D.ht_svd(T, max_rank=2)
+    ht = D.ht_svd(T, rank=2)
     assert ht.dtype == dtype and ht.full().dtype == dtype
 
 
@@ -349,8 +349,8 @@ def test_truncation_ranks_shrink_with_tol(gen):
     T = torch.randn(4, 5, 6, 3, generator=gen, dtype=torch.float64)
     r_loose, r_tight = D.tt_svd(T, tol=0.5).rank, D.tt_svd(T, tol=0.05).rank
     assert all(a <= b for a, b in zip(r_loose, r_tight)) and r_loose != r_tight
-    assert all(r <= 2 for r in D.tt_svd(T, max_rank=2).rank)
-    assert all(r <= 2 for r in D.tt_round(D.tt_svd(T), max_rank=2).rank)
+    assert all(r <= 2 for r in D.tt_svd(T, rank=2).rank)
+    assert all(r <= 2 for r in D.tt_round(D.tt_svd(T), rank=2).rank)
 
 
 # ---------------------------------------------------------------- numerical trouble is reported, never silent NaN
@@ -393,3 +393,88 @@ def test_cp_als_rank_above_mode_size(gen):
     cp, rec = D.cp_als(T, 3, n_iter=500, tol=1e-14, init="svd", seed=0)
     assert bool(torch.isfinite(cp.full()).all())
     assert rec.errors[-1] < 1e-4
+
+
+# ---------------------------------------------------------------- issue 9: defects and validation
+def test_cp_als_does_not_converge_on_a_bit_identical_gram_estimate():
+    """On main: converged=True at relative error 3.4e-7 on an exact rank-5 4x4x4 tensor, because two successive
+    Gram-formula errors were bit-identical (below the formula's resolution); the exact residual keeps decreasing."""
+    T = Fmt.random_cp((4, 4, 4), 5, seed=31, dtype=torch.float64).full()
+    cp, rec = D.cp_als(T, 5, line_search=False, residual="auto", tol=1e-14, n_iter=4000)
+    true_err = rel_err(cp.full(), T)
+    assert not (rec.converged and true_err > 1e-9), (rec, true_err)
+    assert abs(rec.final_error - true_err) < 1e-10
+    assert rec.info.get("exact_residual_from", 0) > 0
+
+
+def test_fit_records_follow_one_loop(gen):
+    "cp_als, nn_cp and hooi share _FitLoop: same record fields and messages."
+    T = Fmt.random_cp((5, 6, 7), 2, generator=gen, dtype=torch.float64).full().abs()
+    for fit in (lambda: D.cp_als(T, 2, n_iter=3), lambda: D.nn_cp(T, 2, n_iter=3, seed=0), lambda: D.hooi(T, 2, n_iter=3)):
+        _, rec = fit()
+        assert isinstance(rec, D.FitRecord) and rec.n_iter == len(rec.errors) <= 3
+        assert rec.message in ("converged", "stopped after n_iter=3 iterations")
+
+
+def test_infeasible_tucker_ranks_are_one_rule():
+    "On main: hooi(T, (64, 6, 6)) on 1797x8x8 returned ranks (36, 6, 6) 'converged'; an int rank above a mode was capped."
+    T = torch.randn(1797, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^rank\[0\]: expected a rank <= 36"):
+        D.hooi(T, (64, 6, 6), n_iter=2)
+    with pytest.raises(ValueError, match=r"^rank\[0\]: expected a rank <= 36"):
+        D.hosvd(T, (64, 6, 6))
+    S = torch.randn(3, 4, 5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^rank: expected a rank <= 3 \(size of mode 0\)"):
+        D.hosvd(S, 4)
+    with pytest.raises(ValueError, match=r"^rank: expected a rank <= 3"):
+        D.hooi(S, 4)
+    assert D.hosvd(S, 3).rank == (3, 3, 3)
+
+
+def test_tt_svd_warns_when_the_exact_tt_is_larger_than_the_tensor():
+    "On main: tt_svd(T) returned ranks (1, n, n^2, n, 1) for a generic n^4 tensor without a word."
+    T = torch.randn(12, 12, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"tt_svd: with neither rank nor tol .* \(1, 12, 144, 12, 1\)"):
+        tt = D.tt_svd(T)
+    assert tt.n_params > T.numel()
+    with pytest.warns(UserWarning, match=r"ht_svd: with neither rank nor tol"):
+        D.ht_svd(T)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.tt_svd(T, rank=5); D.tt_svd(T, tol=0.5)                     # a bound or a tolerance: no warning
+        D.tt_svd(Fmt.random_tt((12, 12, 12, 12), 2, seed=0, dtype=torch.float64).full())   # exact and compressed
+
+
+def test_rank_is_the_tt_ht_bound_and_max_rank_is_deprecated():
+    T = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert D.tt_svd(T, rank=2).rank == (1, 2, 2, 2, 1) and D.tensor_train is D.tt_svd
+    with pytest.warns(DeprecationWarning, match="max_rank= is deprecated"):
+        assert D.tt_svd(T, max_rank=2).rank == (1, 2, 2, 2, 1)
+    with pytest.warns(DeprecationWarning):
+        assert max(D.ht_svd(T, max_rank=2).rank.values()) <= 2
+    with pytest.raises(TypeError, match=r"^tt_svd: pass rank= only"):
+        D.tt_svd(T, rank=2, max_rank=2)
+    assert D.parafac is D.cp_als and D.non_negative_parafac is D.nn_cp and D.tucker is D.hooi
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.complex64])
+def test_factorizations_refuse_half_and_complex_up_front(dtype):
+    "On main nn_cp ran silently in half precision and the others failed deep inside torch.linalg."
+    T = torch.rand(3, 4, 5).to(dtype)
+    for f in (lambda: D.cp_als(T, 2), lambda: D.nn_cp(T, 2), lambda: D.hosvd(T, 2), lambda: D.hooi(T, 2),
+              lambda: D.tt_svd(T, rank=2), lambda: D.ht_svd(T, rank=2)):
+        with pytest.raises(TypeError, match=r"^T: expected (float32 or float64|a real)"):
+            f()
+
+
+def test_numpy_ranks_and_arrays_are_accepted():
+    "On main np.int64(3) was rejected as a rank and NumPy arrays as data."
+    import numpy as np
+    X = Fmt.random_cp((4, 5, 6), 2, seed=0, dtype=torch.float64).full()
+    r = np.int64(2)
+    assert D.cp_als(X.numpy(), r, n_iter=3)[0].rank == 2
+    assert D.nn_cp(X.abs().numpy(), r, n_iter=3, seed=0)[0].rank == 2
+    assert D.hosvd(X.numpy(), r).rank == (2, 2, 2) and D.hooi(X.numpy(), (r, r, r), n_iter=2)[0].rank == (2, 2, 2)
+    assert D.tt_svd(X.numpy(), rank=r).rank == (1, 2, 2, 1) and D.ht_svd(X.numpy(), rank=r).full().dtype == torch.float64
+    assert D.cp_als(X.float().numpy(), 2, n_iter=2)[0].dtype == torch.float32

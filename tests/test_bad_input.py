@@ -229,7 +229,7 @@ def _bad_tensors():
         pytest.param(nan, ValueError, id="nan"),
         pytest.param(inf, ValueError, id="inf"),
         pytest.param(torch.zeros(3, 0, 5, dtype=torch.float64), ValueError, id="empty"),
-        pytest.param(good.numpy(), TypeError, id="numpy"),
+        pytest.param(good.numpy().astype("float16"), TypeError, id="numpy-half"),   # float32/64 arrays are accepted (as_tensor)
         pytest.param(good.tolist(), TypeError, id="list"),
         pytest.param(torch.ones(3, 4, 5, dtype=torch.long), TypeError, id="integer"),
     ]
@@ -240,8 +240,8 @@ ALGOS = {
     "nn_cp": lambda D, T: D.nn_cp(T, 2, n_iter=2),
     "hosvd": lambda D, T: D.hosvd(T, (2, 2, 2)),
     "hooi": lambda D, T: D.hooi(T, (2, 2, 2), n_iter=2),
-    "tt_svd": lambda D, T: D.tt_svd(T, max_rank=2),
-    "ht_svd": lambda D, T: D.ht_svd(T, max_rank=2),
+    "tt_svd": lambda D, T: D.tt_svd(T, rank=2),
+    "ht_svd": lambda D, T: D.ht_svd(T, rank=2),
 }
 
 
@@ -350,7 +350,7 @@ def test_entries_bad_index():
 
 def test_inner_shape_mismatch():
     a = torch.randn(3, 4, 5, dtype=torch.float64)
-    tt = D.tt_svd(torch.randn(3, 4, 6, dtype=torch.float64), max_rank=2)
+    tt = D.tt_svd(torch.randn(3, 4, 6, dtype=torch.float64), rank=2)
     with pytest.raises(ValueError, match=r"^b\b.*shape"):
         Fmt.inner(a, tt)
 

@@ -19,29 +19,19 @@ SHAPE = (3, 4, 5)
 
 
 def make_cp(shape, R, g, dtype=torch.float64):
-    return Fmt.CPTensor(torch.rand(R, generator=g, dtype=dtype) + 0.5,
-                      [torch.randn(n, R, generator=g, dtype=dtype) for n in shape])
+    return Fmt.random_cp(shape, R, generator=g, dtype=dtype)
 
 
 def make_tucker(shape, ranks, g, dtype=torch.float64):
-    return Fmt.TuckerTensor(torch.randn(*ranks, generator=g, dtype=dtype),
-                          [torch.randn(n, r, generator=g, dtype=dtype) for n, r in zip(shape, ranks)])
+    return Fmt.random_tucker(shape, tuple(ranks), generator=g, dtype=dtype)
 
 
 def make_tt(shape, ranks, g, dtype=torch.float64):
-    r = [1] + list(ranks) + [1]
-    return Fmt.TTTensor([torch.randn(r[k], n, r[k + 1], generator=g, dtype=dtype) for k, n in enumerate(shape)])
+    return Fmt.random_tt(shape, 1 if len(shape) == 1 else tuple(ranks), generator=g, dtype=dtype)
 
 
 def make_ht(shape, rank, g, dtype=torch.float64):
-    d = len(shape)
-    r = {(k, k + 1): 1 if d == 1 else min(rank, n) for k, n in enumerate(shape)}   # order 1: a single column
-    leaves = [torch.randn(n, r[(k, k + 1)], generator=g, dtype=dtype) for k, n in enumerate(shape)]
-    transfers = {}
-    for node, (a, b) in K.ht_tree(d).items():
-        r[node] = 1 if node == (0, d) else rank
-        transfers[node] = torch.randn(r[a], r[b], r[node], generator=g, dtype=dtype)
-    return Fmt.HTTensor(leaves, transfers)
+    return Fmt.random_ht(shape, rank, generator=g, dtype=dtype)
 
 
 def all_formats(shape, g, dtype=torch.float64):
@@ -190,3 +180,86 @@ def test_inner_of_tensor_trains_with_large_ranks(gen):
     A, B = a.full(), b.full()
     assert_close(Fmt.inner(a, b), (A * B).sum(), rtol=1e-9, atol=1e-9 * float(A.norm() * B.norm()))
     assert_close(Fmt.norm(a), A.norm(), rtol=1e-9, atol=0)
+
+
+# ---------------------------------------------------------------- one interface, TensorLy interop
+INTERFACE = ["shape", "ndim", "dtype", "device", "rank", "full", "entries", "n_params", "compression", "norm",
+             "inner", "to", "to_tensorly", "_inner_dense", "_inner_same"]
+
+
+def test_every_format_implements_the_interface(gen):
+    "Each member of the interface is declared on _Format and answered by every format (no isinstance ladder)."
+    fmts = all_formats(SHAPE, gen)
+    for name in INTERFACE:
+        assert hasattr(Fmt._Format, name), name
+    for key, x in fmts.items():
+        if key == "dense": continue
+        assert isinstance(x.n_params, int) and x.n_params == sum(t.numel() for t in x._tensors())
+        assert_close(x.inner(fmts["dense"]), (x.full() * fmts["dense"]).sum(), **TOL[torch.float64])
+        for name in ("full", "entries", "_inner_dense", "_inner_same"):
+            assert getattr(type(x), name) is not getattr(Fmt._Format, name), (key, name)
+
+
+def test_rank_has_one_meaning_per_format(gen):
+    assert Fmt.random_cp((3, 4, 5), 2, generator=gen, dtype=torch.float64).rank == 2
+    assert Fmt.random_tucker((3, 4, 5), (2, 3, 1), generator=gen, dtype=torch.float64).rank == (2, 3, 1)
+    assert Fmt.random_tt((3, 4, 5), (2, 3), generator=gen, dtype=torch.float64).rank == (1, 2, 3, 1)
+    h = Fmt.random_ht((3, 4, 5, 6), 2, generator=gen, dtype=torch.float64)
+    assert set(h.rank) == {(0, 1), (1, 2), (2, 3), (3, 4), (0, 2), (2, 4), (0, 4)} and h.rank[(0, 4)] == 1
+
+
+def test_formats_unpack_like_tensorly(tl_torch, gen):
+    tl = tl_torch
+    cp, tk, tt = (Fmt.random_cp(SHAPE, 2, generator=gen, dtype=torch.float64), Fmt.random_tucker(SHAPE, 2, generator=gen, dtype=torch.float64),
+                  Fmt.random_tt(SHAPE, 2, generator=gen, dtype=torch.float64))
+    weights, factors = cp
+    assert weights is cp.weights and factors is cp.factors
+    core, factors = tk
+    assert core is tk.core
+    assert len(tt) == 3 and tt[0] is tt.cores[0]
+    assert_close(tl.cp_to_tensor(cp), cp.full(), **TOL[torch.float64])            # failed on main: not iterable
+    assert_close(tl.tucker_to_tensor(tk), tk.full(), **TOL[torch.float64])
+    assert_close(tl.tt_to_tensor(tt), tt.full(), **TOL[torch.float64])
+
+
+def test_tensorly_round_trip_both_ways(tl_torch, gen):
+    tl = tl_torch
+    for x in (Fmt.random_cp(SHAPE, 2, generator=gen, dtype=torch.float64), Fmt.random_tucker(SHAPE, (2, 3, 2), generator=gen, dtype=torch.float64),
+              Fmt.random_tt(SHAPE, (2, 3), generator=gen, dtype=torch.float64)):
+        y = x.to_tensorly()
+        assert type(y).__module__.startswith("tensorly")
+        to_tensor = {Fmt.CPTensor: tl.cp_to_tensor, Fmt.TuckerTensor: tl.tucker_to_tensor, Fmt.TTTensor: tl.tt_to_tensor}
+        assert_close(to_tensor[type(x)](y), x.full(), **TOL[torch.float64])
+        z = Fmt.from_tensorly(y)
+        assert type(z) is type(x) and z.rank == x.rank
+        assert_close(z.full(), x.full(), rtol=0, atol=0)
+    # TensorLy's own decompositions come back as formats
+    from tensorly.decomposition import parafac, tensor_train, tucker
+    T = Fmt.random_cp(SHAPE, 2, generator=gen, dtype=torch.float64).full()
+    assert_close(Fmt.from_tensorly(parafac(T, 2, init="svd", n_iter_max=200, tol=0)).full(), T, rtol=1e-6, atol=1e-6)
+    assert Fmt.from_tensorly(tucker(T, rank=[2, 2, 2])).rank == (2, 2, 2)
+    assert_close(Fmt.from_tensorly(tensor_train(T, rank=[1, 2, 2, 1])).full(), T, rtol=1e-8, atol=1e-8)
+
+
+def test_from_tensorly_numpy_backend():
+    "NumPy-backed TensorLy objects are converted with the as_tensor rule (float64 stays float64)."
+    import numpy as np
+    import tensorly as tl
+    from tensorly.cp_tensor import CPTensor as TLCP
+    rng = np.random.default_rng(0)
+    F = [rng.standard_normal((n, 2)) for n in SHAPE]
+    cp = Fmt.from_tensorly(TLCP((np.ones(2), F)))
+    assert cp.dtype == torch.float64
+    assert_close(cp.full(), torch.from_numpy(np.einsum("ir,jr,kr->ijk", *F)), **TOL[torch.float64])
+
+
+def test_norm_of_a_tensorly_object_says_how_to_convert(gen):
+    "On main: 'expected a torch.Tensor, CPTensor, ... got CPTensor'."
+    from tensorly.cp_tensor import CPTensor as TLCP
+    cp = Fmt.random_cp(SHAPE, 2, generator=gen, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"^a\b.*TensorLy's CPTensor.*from_tensorly"):
+        Fmt.norm(TLCP((cp.weights, cp.factors)))
+    with pytest.raises(TypeError, match=r"^x\b"):
+        Fmt.from_tensorly(cp)
+    with pytest.raises(TypeError, match=r"HTTensor: TensorLy has no such format"):
+        Fmt.random_ht(SHAPE, 2, generator=gen, dtype=torch.float64).to_tensorly()

@@ -106,11 +106,11 @@ def test_decompositions_on_cuda(dtype, gen):
     tk, _ = D.hooi(T, (3, 3, 3), n_iter=5)
     assert tk.device.type == "cuda" and rel_err(tk.full(), T) < exact
 
-    tt = D.tt_svd(T, max_rank=3)
+    tt = D.tt_svd(T, rank=3)
     assert tt.device.type == "cuda" and tt.dtype == dtype and rel_err(tt.full(), T) < exact
-    tt2 = D.tt_round(tt, max_rank=3)
+    tt2 = D.tt_round(tt, rank=3)
     assert tt2.device.type == "cuda" and rel_err(tt2.full(), T) < exact
-    ht = D.ht_svd(T, max_rank=3)
+    ht = D.ht_svd(T, rank=3)
     assert ht.device.type == "cuda" and ht.dtype == dtype and rel_err(ht.full(), T) < exact
 
     # formats move between devices and agree with their CPU copies

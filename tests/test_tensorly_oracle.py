@@ -133,7 +133,7 @@ def test_tt_svd_matches_tensorly_tensor_train(tl_torch, max_rank, gen):
     T = torch.randn(3, 4, 5, 3, generator=gen, dtype=torch.float64)
     tt_tl = tensor_train(T, rank=max_rank)
     err_tl = rel_err(tl_torch.tt_to_tensor(tt_tl), T)
-    tt = D.tt_svd(T, max_rank=max_rank)
+    tt = D.tt_svd(T, rank=max_rank)
     err = rel_err(tt.full(), T)
     # both are the same sequence of truncated SVDs: same ranks, same (optimal-per-step) error
     assert tuple(tt.rank) == tuple(c.shape[0] for c in tt_tl) + (1,)

@@ -180,3 +180,78 @@ def test_factor_match_score_permutation_and_scaling(gen):
     assert_close(G[1][:, p], F[1], rtol=0, atol=0)
     score, _ = Th.factor_match_score(F, [torch.randn(n, 3, generator=gen, **F64) for n in (4, 5, 6)])
     assert score < 0.9
+
+
+# ---------------------------------------------------------------- issue 9: bounds, validation, names
+def test_kruskal_rank_bounds_its_work():
+    "On main a 20 x 40 matrix ran for more than 120 s (binomial(40, 20) subsets) with no guard and no max_subsets."
+    A = torch.randn(20, 40, generator=torch.Generator().manual_seed(0), **F64)
+    with pytest.raises(ValueError, match=r"^max_subsets: .*20 x 40.*binomial\(40, 20\)"):
+        Th.kruskal_rank(A, max_subsets=10 ** 6)
+    with pytest.raises(ValueError, match=r"^max_subsets\b"):
+        Th.kruskal_uniqueness([A, A, A], max_subsets=10 ** 6)
+    assert Th.kruskal_rank(A[:4, :6], max_subsets=15) == 4
+
+
+def test_symmetric_cp_power_refuses_infeasible_rank(gen):
+    "On main symmetric_cp_power(5x5x5, rank=1000) returned 1000 components."
+    T, _, _ = _odeco(5, 3, 3, gen)
+    with pytest.raises(ValueError, match=r"^rank: expected at most n = 5 components"):
+        Th.symmetric_cp_power(T, 1000, seed=0)
+    assert Th.symmetric_cp_power(T, 5, seed=0)[0].rank == 5
+
+
+def test_theory_options_name_themselves(gen):
+    "On main n_iter=0 said 'expected a rank', kruskal_rank(tol=True) was accepted and tol errors varied in type."
+    T, _, _ = _odeco(4, 2, 3, gen)
+    with pytest.raises(ValueError, match=r"^n_iter\b"):
+        Th.symmetric_cp_power(T, 2, n_iter=0)
+    with pytest.raises(ValueError, match=r"^n_init\b"):
+        Th.symmetric_cp_power(T, 2, n_init=0)
+    with pytest.raises(TypeError, match=r"^tol\b"):
+        Th.symmetric_cp_power(T, 2, tol="a")
+    with pytest.raises(ValueError, match=r"^tol\b"):
+        Th.symmetric_cp_power(T, 2, tol=-1.0)
+    A = torch.randn(3, 4, generator=gen, **F64)
+    with pytest.raises(TypeError, match=r"^rtol\b"):
+        Th.kruskal_rank(A, rtol=True)
+    with pytest.raises(TypeError, match=r"^rtol\b"):
+        Th.multilinear_rank(T, rtol="a")
+    with pytest.raises(ValueError, match=r"^rtol\b"):
+        Th.tt_rank(T, rtol=-1.0)
+    with pytest.raises(TypeError, match=r"^weights\b"):
+        Th.factor_match_score([A], [A], weights=1)
+
+
+def test_theory_refuses_half_precision_up_front(gen):
+    "On main symmetric_cp_power ran silently in float16."
+    T, _, _ = _odeco(4, 2, 3, gen)
+    for dtype in (torch.float16, torch.bfloat16):
+        with pytest.raises(TypeError, match=r"^T: expected float32 or float64"):
+            Th.symmetric_cp_power(T.to(dtype), 2, seed=0)
+        with pytest.raises(TypeError, match=r"^T: expected float32 or float64"):
+            Th.jennrich(T.to(dtype), 2, seed=0)
+        with pytest.raises(TypeError, match=r"^A: expected float32 or float64"):
+            Th.kruskal_rank(T[0].to(dtype))
+
+
+def test_theory_accepts_numpy(gen):
+    "On main np.int64 ranks and NumPy arrays were rejected."
+    import numpy as np
+    T, _, _ = _odeco(4, 2, 3, gen)
+    r = np.int64(2)
+    assert Th.symmetric_cp_power(T.numpy(), r, seed=0)[0].rank == 2
+    assert Th.jennrich(T.numpy(), r, seed=0).rank == 2
+    assert Th.expected_secant_dimension(np.array([3, 3, 3]), r) == 14
+    assert Th.secant_dimension((np.int64(3), 3, 3), r, seed=0) == 14
+    assert Th.multilinear_rank(T.numpy()) == (2, 2, 2) and Th.tt_rank(T.numpy()) == (1, 2, 2, 1)
+    assert Th.kruskal_rank(T[0].numpy()) >= 1
+
+
+def test_rank_functions_use_rtol_and_deprecate_tol(gen):
+    T, _, _ = _odeco(4, 2, 3, gen)
+    assert Th.multilinear_rank(T, rtol=1e-8) == (2, 2, 2)
+    with pytest.warns(DeprecationWarning, match="tol= is deprecated, use rtol="):
+        assert Th.multilinear_rank(T, tol=1e-8) == (2, 2, 2)
+    with pytest.warns(DeprecationWarning):
+        assert Th.kruskal_rank(torch.eye(3, **F64), tol=1e-8) == 3
