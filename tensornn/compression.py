@@ -612,7 +612,7 @@ def _tt_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
     d = len(in_modes)
     W = layer.weight.detach().to(torch.float64).reshape(out_modes + in_modes)
     W = W.permute([j for k in range(d) for j in (k, d + k)]).reshape([m * n for m, n in zip(out_modes, in_modes)])
-    tt = tt_svd(W, max_rank=rank)
+    tt = tt_svd(W, rank=rank)
     cores = [G.reshape(G.shape[0], m, n, G.shape[-1]) for G, m, n in zip(tt.cores, out_modes, in_modes)]
     new = cls(layer.in_features, layer.out_features, tt.rank, in_modes=in_modes, out_modes=out_modes,
               bias=layer.bias is not None, seed=0, **_factory(layer))

@@ -707,4 +707,4 @@ def tensorize(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of t
     T = dyadic_tensor(f, Q, degree=degree, dtype=dtype, device=device)
     tol = 100 * torch.finfo(T.dtype).eps if tol is None else check_tol(tol, "tol")
     if max_rank is not None: max_rank = check_rank(max_rank, "max_rank")
-    return TensorizedFunction(tt_svd(T, max_rank=max_rank, tol=tol), Q, degree)
+    return TensorizedFunction(tt_svd(T, rank=max_rank, tol=tol), Q, degree)

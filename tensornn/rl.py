@@ -476,7 +476,7 @@ def lowrank_q_iteration(mdp: FactoredMDP, gamma: float,
                 model, _ = cp_als(target, rank, n_iter=als_iter, init=model if model is not None else "random", generator=g)
             rec.info["als_warnings"] = rec.info.get("als_warnings", 0) + len(caught)
         else:
-            model = tt_svd(target, max_rank=rank)
+            model = tt_svd(target, rank=rank)
         new = model.full()
         change = float((new - Qd).abs().max())
         rec.info["projection_error"].append(float((new - target).norm() / target.norm().clamp_min(1e-300)))
