@@ -248,7 +248,8 @@ def test_from_tensorly_numpy_backend():
     from tensorly.cp_tensor import CPTensor as TLCP
     rng = np.random.default_rng(0)
     F = [rng.standard_normal((n, 2)) for n in SHAPE]
-    cp = Fmt.from_tensorly(TLCP((np.ones(2), F)))
+    with tl.backend_context("numpy"):  # other tests switch TensorLy to its PyTorch backend
+        cp = Fmt.from_tensorly(TLCP((np.ones(2), F)))
     assert cp.dtype == torch.float64
     assert_close(cp.full(), torch.from_numpy(np.einsum("ir,jr,kr->ijk", *F)), **TOL[torch.float64])
 

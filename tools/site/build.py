@@ -331,6 +331,22 @@ def write_source_pages(out: Path, files: set[str]) -> None:
                         f'</head><body><h1>{html.escape(rel)}</h1><pre>{body}</pre></body></html>\n')
 
 
+_API_LINK = re.compile(r'<a href="([\w.-]+\.html)#([^"]+)"><code>([^<]*)</code></a>')
+
+
+def _unlink_missing_api_anchors(docs: list[str], names: list[str]) -> list[str]:
+    """nbdev links every backticked name its index knows (private helpers and patched methods too) to `page.html#name`;
+    where that page renders no entry for the name, keep the code and drop the link, so no reader meets a dead anchor.
+    Only these `<a><code>name</code></a>` links are touched: a broken link written in prose is still reported."""
+    ids = {}
+    for name, doc in zip(names, docs):
+        p = _Links(); p.feed(doc); ids[name] = p.ids
+    def fix(m):
+        page, frag, text = m.groups()
+        return m.group(0) if page not in ids or unquote(frag) in ids[page] else f"<code>{text}</code>"
+    return [_API_LINK.sub(fix, d) for d in docs]
+
+
 def _rewrite_links(doc: str, targets: dict[str, str], pages_out: set[str], sources: set[str] | None = None) -> str:
     """`X.ipynb[#a]` -> X's page; nbdev's absolute `/page.html#a` -> `page.html#a` (the site is flat); nbdev's
     'source' links into the repository's host -> the site's own copy of that file (`sources` collects them)."""
@@ -393,7 +409,7 @@ def render(proc: Path, out: Path, *, strict: bool = False, quiet: bool = False) 
     sources: set[str] = set()
     with ThreadPoolExecutor(4) as ex: done = list(ex.map(one, range(len(pages))))
     write_source_pages(out, sources)
-    docs = [d for _, d in done]
+    docs = _unlink_missing_api_anchors([d for _, d in done], [p.output_file for p in pages])
     for found, _ in done: problems += found
     if katex: problems += _katex_to_mathml(docs, [p.nb_path.name for p in pages], katex)
     for p, d in zip(pages, docs): (out / p.output_file).write_text(d)
