@@ -20,7 +20,7 @@ with warnings.catch_warnings():                                   # no ipywidget
 from .formats import CPTensor, HTTensor, TTTensor, TuckerTensor, _tt_orthogonalize_right, inner, norm
 from .kernels import (cp_full, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
-from .validation import (as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
+from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
                                  check_same_device_dtype, check_tensor, check_tol)
 
 # %% auto #0
@@ -538,14 +538,6 @@ def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     return TuckerTensor(core, factors), loop.finish()
 
 # %% ../nbs/01b_decompositions.ipynb #282cf754
-def _rank_bound(rank, max_rank, fname: str):
-    "The rank bound and the name to report it under; `max_rank` is the old name, accepted with a DeprecationWarning."
-    if max_rank is None: return rank, "rank"
-    if rank is not None: raise TypeError(f"{fname}: pass rank= only (max_rank= is its deprecated name), not both")
-    warnings.warn(f"{fname}: max_rank= is deprecated, use rank= (TensorLy's name)", DeprecationWarning, stacklevel=3)
-    return max_rank, "max_rank"
-
-
 def _rank_caps(rank, n: int, name: str = "rank") -> list:
     "`n` rank bounds from None, an int or a sequence of n ints."
     if rank is None: return [None] * n
@@ -597,7 +589,7 @@ def tt_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
            ) -> TTTensor:
     "TT-SVD of `T`: relative Frobenius error <= `tol` and/or TT ranks <= `rank`."
     T = _check_data(T, "T", min_ndim=1)
-    rank, rname = _rank_bound(rank, max_rank, "tt_svd")
+    rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_svd")
     caps, tol = _rank_caps(rank, T.ndim - 1, rname), check_tol(tol, allow_none=True)
     tt = _tt_svd(T, caps, _delta2(tol, float((T * T).sum()), T.ndim - 1))
     if rank is None and tol is None: _warn_if_larger(tt, T, "tt_svd")
@@ -613,7 +605,7 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
     "Recompress a TT: QR orthogonalisation right-to-left, then truncated SVDs left-to-right (relative error <= `tol`)."
     if not isinstance(tt, TTTensor): raise TypeError(f"tt: expected a TTTensor, got {type(tt).__name__}")
     check_linalg_dtype(tt.cores[0], "tt")
-    rank, rname = _rank_bound(rank, max_rank, "tt_round")
+    rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_round")
     d = tt.ndim
     caps, tol = _rank_caps(rank, d - 1, rname), check_tol(tol, allow_none=True)
     cores = _tt_orthogonalize_right(tt.cores)
@@ -664,7 +656,7 @@ def ht_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
            ) -> HTTensor:
     "Hierarchical Tucker approximation of `T` on `ht_tree(d)` by leaves-to-root HSVD (relative error <= `tol`, ranks <= `rank`)."
     T = _check_data(T, "T", min_ndim=1)
-    rank, rname = _rank_bound(rank, max_rank, "ht_svd")
+    rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "ht_svd")
     caps, tol = _ht_caps(rank, rname, T.ndim), check_tol(tol, allow_none=True)
     ht = _ht_svd(T, caps, _delta2(tol, float((T * T).sum()), 2 * T.ndim - 2))
     if rank is None and tol is None: _warn_if_larger(ht, T, "ht_svd")

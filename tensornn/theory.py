@@ -14,7 +14,7 @@ import torch
 from .decompositions import FitRecord, cp_als
 from .formats import CPTensor
 from .kernels import _check_sequence, make_generator, numerical_rank, random_normal, unfold
-from .validation import (as_tensor, check_int, check_linalg_dtype, check_rank, check_same_device_dtype,
+from .validation import (renamed_argument, as_tensor, check_int, check_linalg_dtype, check_rank, check_same_device_dtype,
                                  check_shape, check_tensor, check_tol)
 
 # %% auto #0
@@ -80,14 +80,6 @@ def factor_match_score(a,  # a CPTensor or a list of (I_k, R_a) factor matrices
     return score, perm.to(C.device)
 
 # %% ../nbs/01c_theory.ipynb #800a5108
-def _th_renamed(new, old, new_name: str, old_name: str, fname: str):
-    "The value of an argument and the name it came under; `old_name` is accepted with a DeprecationWarning."
-    if old is None: return new, new_name
-    if new is not None: raise TypeError(f"{fname}: pass {new_name}= only ({old_name}= is its deprecated name), not both")
-    warnings.warn(f"{fname}: {old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=3)
-    return old, old_name
-
-
 def _th_subset_batches(R: int, k: int, batch_size: int):
     it = itertools.combinations(range(R), k)
     while True:
@@ -105,7 +97,7 @@ def kruskal_rank(A: torch.Tensor,  # an (I, R) matrix (NumPy arrays accepted)
                  ) -> int:
     "Kruskal rank (k-rank) of `A`: the largest k such that every set of k columns is linearly independent."
     A = check_linalg_dtype(as_tensor(A, "A", ndim=2), "A")
-    rtol, rname = _th_renamed(rtol, tol, "rtol", "tol", "kruskal_rank")
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "kruskal_rank")
     rtol = check_tol(rtol, rname, allow_none=True)
     batch_size, max_subsets = check_int(batch_size, "batch_size"), check_int(max_subsets, "max_subsets")
     I, R = A.shape
@@ -144,7 +136,7 @@ def kruskal_uniqueness(cp,  # a CPTensor or a list of factor matrices
                        ) -> bool:
     "Whether Kruskal's sufficient condition `sum_k kruskal_rank(A_k) >= 2R + d - 1` certifies that `cp` is essentially unique."
     w, F = _th_cp_parts(cp, "cp")
-    rtol, rname = _th_renamed(rtol, tol, "rtol", "tol", "kruskal_uniqueness")
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "kruskal_uniqueness")
     R, d = F[0].shape[1], len(F)
     if w is not None and bool((w == 0).any()): return False
     if any(bool((A.norm(dim=0) == 0).any()) for A in F): return False
@@ -379,7 +371,7 @@ def multilinear_rank(T: torch.Tensor,  # a tensor with at least 2 modes (NumPy a
                      ) -> tuple:
     "Multilinear rank (R_0, ..., R_{d-1}): the numerical ranks of the mode-k unfoldings."
     T = check_linalg_dtype(as_tensor(T, "T", min_ndim=2), "T")
-    rtol, rname = _th_renamed(rtol, tol, "rtol", "tol", "multilinear_rank")
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "multilinear_rank")
     rtol = check_tol(rtol, rname, allow_none=True)
     return tuple(int(numerical_rank(unfold(T, k), rtol=rtol)) for k in range(T.ndim))
 
@@ -390,7 +382,7 @@ def tt_rank(T: torch.Tensor,  # a tensor with at least 2 modes (NumPy arrays acc
             ) -> tuple:
     "TT ranks (r_0, ..., r_d): r_0 = r_d = 1 and r_k the numerical rank of the unfolding (I_0...I_{k-1}) x (I_k...I_{d-1})."
     T = check_linalg_dtype(as_tensor(T, "T", min_ndim=2), "T")
-    rtol, rname = _th_renamed(rtol, tol, "rtol", "tol", "tt_rank")
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "tt_rank")
     rtol = check_tol(rtol, rname, allow_none=True)
     inner = tuple(int(numerical_rank(T.reshape(math.prod(T.shape[:k]), -1), rtol=rtol)) for k in range(1, T.ndim))
     return (1,) + inner + (1,)

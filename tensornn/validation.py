@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import numbers
 from collections.abc import Mapping, Sequence
 
@@ -14,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['check_tensor', 'as_tensor', 'check_real', 'check_linalg_dtype', 'check_same_device_dtype', 'check_int', 'check_rank',
-           'check_shape', 'check_tol', 'check_choice', 'check_dtype']
+           'check_shape', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
 
 # %% ../nbs/validation.ipynb #13e0a400
 def _describe(x) -> str:
@@ -139,3 +140,11 @@ def check_dtype(dtype, name: str = "dtype", *, allow_none: bool = True) -> torch
     if isinstance(dtype, str) and isinstance(getattr(torch, dtype.removeprefix("torch."), None), torch.dtype):
         return getattr(torch, dtype.removeprefix("torch."))
     raise TypeError(f"{name}: expected a torch.dtype such as torch.float32 (or its name), got {dtype!r}")
+
+# %% ../nbs/validation.ipynb #08f00f25
+def renamed_argument(new, old, new_name: str, old_name: str, fname: str):
+    "The value of a renamed argument and the name it came under; `old_name` is accepted with a DeprecationWarning."
+    if old is None: return new, new_name
+    if new is not None: raise TypeError(f"{fname}: pass {new_name}= only ({old_name}= is its deprecated name), not both")
+    warnings.warn(f"{fname}: {old_name}= is deprecated, use {new_name}=", DeprecationWarning, stacklevel=3)
+    return old, old_name

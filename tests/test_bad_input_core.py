@@ -42,6 +42,7 @@ ROWS = [
     ("check_tol", lambda: V.check_tol(-1.0), ValueError, "tol"),
     ("check_choice", lambda: V.check_choice("x", {"a": 1}, "init"), ValueError, "init"),
     ("check_dtype", lambda: V.check_dtype("floaty"), TypeError, "dtype"),
+    ("renamed_argument", lambda: V.renamed_argument(2, 3, "rank", "max_rank", "tt_svd"), TypeError, "tt_svd"),
     # ---------------------------------------------------------------- kernels
     ("make_generator", lambda: K.make_generator(generator=3), TypeError, "generator"),
     ("random_normal", lambda: K.random_normal((2, 2), generator="g"), TypeError, "generator"),
