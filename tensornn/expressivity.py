@@ -18,15 +18,15 @@ from torch import nn
 from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_tensor, check_tol
 from .kernels import (ht_contract_vectors, ht_tree, make_generator, numerical_rank, random_normal,
                               tt_contract_vectors)
-from .formats import CPTensor, HTTensor, TTTensor
+from .formats import CPTensor, HTTensor, TTTensor, patch_method
 from .decompositions import tt_svd
 
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
            'matricize', 'matricization_rank', 'balanced_partition', 'interleaved_partition', 'separation_rank_bound',
            'SecondOrderRNN', 'rnn_function_dimension', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
-           'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability', 'dyadic_tensor',
-           'TensorizedFunction', 'tensorize']
+           'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability',
+           'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor', 'TensorizedFunction', 'tensorize']
 
 # %% ../nbs/03_expressivity.ipynb #e181e303
 def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -476,26 +476,35 @@ def _check_degree(degree) -> int:
     return check_int(degree, "degree", what="an int (the monomial activation t -> t^degree)")
 
 
-def _pnn_apply(layers, x, degree):
+def _check_bias(bias) -> bool:
+    "Whether the activations have biases: True or False, nothing else."
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias: expected True or False, got {type(bias).__name__}")
+    return bool(bias)
+
+
+def _pnn_apply(layers, x, degree, biases=None):
     h = x
-    for A in layers[:-1]:
-        h = (h @ A.T) ** degree
+    for l, A in enumerate(layers[:-1]):
+        h = (h @ A.T + (0 if biases is None else biases[l])) ** degree
     return h @ layers[-1].T
 
 # %% ../nbs/03_expressivity.ipynb #2e18c85e
 class PolynomialNetwork(nn.Module):
     """$f(\\mathbf{x}) = A_L\\,\\sigma(A_{L-1}\\cdots\\sigma(A_1\\mathbf{x}))$ with $\\sigma(t)=t^{\\text{degree}}$ entrywise and
-    no biases (Kileel, Trager & Bruna 2019): widths $(d_0,\\dots,d_L)$, $A_\\ell\\in\\mathbb{R}^{d_\\ell\\times d_{\\ell-1}}$.
-    Each output is a homogeneous polynomial of degree `degree`$^{L-1}$ in $\\mathbf{x}$."""
+    optional biases $\\mathbf{b}_\\ell$ inside each activation (Kileel, Trager & Bruna 2019): widths $(d_0,\\dots,d_L)$, $A_\\ell\\in\\mathbb{R}^{d_\\ell\\times d_{\\ell-1}}$.
+    Each output is a polynomial of degree `degree`$^{L-1}$ in $\\mathbf{x}$, homogeneous when there are no biases."""
     def __init__(self, widths,  # layer widths $(d_0, \\dots, d_L)$
                  degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
-                 *, dtype=None, device=None,  # of the parameters (float32 by default)
+                 *, bias: bool = False,  # a bias inside every activation, $\\sigma(A_\\ell\\mathbf{h}+\\mathbf{b}_\\ell)$
+                 dtype=None, device=None,  # of the parameters (float32 by default)
                  generator: torch.Generator | None = None, seed: int | None = None):  # randomness of the initialisation
         super().__init__()
         self.widths, self.degree = _check_widths(widths), _check_degree(degree)
         kw = _init_kw(dtype, device, generator, seed)
         self.layers = nn.ParameterList([nn.Parameter(random_normal((b, a), **kw) / math.sqrt(a))
                                         for a, b in zip(self.widths[:-1], self.widths[1:])])
+        self.biases = nn.ParameterList([nn.Parameter(random_normal((b,), **kw)) for b in self.widths[1:-1]] if _check_bias(bias) else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Outputs for inputs `x` of shape `(B, d_0)`: shape `(B, d_L)`."
@@ -503,7 +512,7 @@ class PolynomialNetwork(nn.Module):
         if x.shape[1] != self.widths[0]:
             raise ValueError(f"x: expected shape (B, {self.widths[0]}), got {tuple(x.shape)}")
         _check_like_params(x, self)
-        return _pnn_apply(list(self.layers), x, self.degree)
+        return _pnn_apply(list(self.layers), x, self.degree, list(self.biases) or None)
 
 # %% ../nbs/03_expressivity.ipynb #c7b668f9
 @dataclasses.dataclass
@@ -511,17 +520,18 @@ class PNNCounts:
     "The three counts a polynomial network's dimension is compared with (Kileel, Trager & Bruna 2019)."
     n_params: int   # entries of the weight matrices
     expected: int   # min(n_params - rescaling symmetries, ambient)
-    ambient: int    # d_L * C(d_0 + D - 1, D): all tuples of degree-D forms, D = degree^(L-1)
+    ambient: int    # d_L * C(d_0 + D - 1, D) degree-D forms, D = degree^(L-1); C(d_0 + D, D) polynomials with biases
 
 
 def pnn_counts(widths,  # layer widths $(d_0, \\dots, d_L)$
                degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
+               *, bias: bool = False,  # biases inside the activations: polynomials of degree <= D, not forms
                ) -> PNNCounts:
     "Parameters, expected dimension and ambient dimension of a polynomial network."
-    w, r = _check_widths(widths), _check_degree(degree)
+    w, r, bias = _check_widths(widths), _check_degree(degree), _check_bias(bias)
     D = r ** (len(w) - 2)
-    ambient = w[-1] * math.comb(w[0] + D - 1, D)
-    n_params = sum(a * b for a, b in zip(w[:-1], w[1:]))
+    ambient = w[-1] * math.comb(w[0] + D - (0 if bias else 1), D)
+    n_params = sum(a * b for a, b in zip(w[:-1], w[1:])) + (sum(w[1:-1]) if bias else 0)
     return PNNCounts(n_params, min(n_params - sum(w[1:-1]), ambient), ambient)
 
 # %% ../nbs/03_expressivity.ipynb #14d39634
@@ -534,6 +544,7 @@ class PNNDimension:
     expected: int    # min(parameters - rescaling symmetries, ambient)
     ambient: int     # d_L * C(d_0 + D - 1, D): all tuples of degree-D forms, D = degree^(L-1)
     n_params: int
+    bias: bool = False  # biases inside the activations
 
     @property
     def filling(self) -> bool: return self.dimension == self.ambient
@@ -541,39 +552,41 @@ class PNNDimension:
     def defective(self) -> bool: return self.dimension < self.expected
 
 
-def _pnn_jacobian(widths, degree, g, n_points=None) -> torch.Tensor:
-    "Jacobian of (parameters -> outputs at generic points on the sphere), float64, shape (n_points * d_L, n_params)."
-    n_params = pnn_counts(widths, degree).n_params
+def _pnn_jacobian(widths, degree, g, n_points=None, bias=False) -> torch.Tensor:
+    "Jacobian of (parameters -> outputs at generic points), float64, shape (n_points * d_L, n_params)."
+    n_params = pnn_counts(widths, degree, bias=bias).n_params
     D = degree ** (len(widths) - 2)
-    n_mono = math.comb(widths[0] + D - 1, D)
-    N = n_points or n_mono + 8          # > #monomials generic points: evaluation is injective on degree-D forms
+    n_mono = math.comb(widths[0] + D - (0 if bias else 1), D)
+    N = n_points or n_mono + 8          # > #monomials generic points: evaluation is injective on the polynomials
     x = random_normal((N, widths[0]), generator=g, dtype=torch.float64)
-    x = x / x.norm(dim=1, keepdim=True)
-    shapes = [(b, a) for a, b in zip(widths[:-1], widths[1:])]
-    theta = torch.cat([random_normal(s, generator=g, dtype=torch.float64).flatten() / math.sqrt(s[1]) for s in shapes])
+    if not bias: x = x / x.norm(dim=1, keepdim=True)    # forms: the sphere is enough, and well scaled
+    shapes = [(b, a) for a, b in zip(widths[:-1], widths[1:])] + ([(b,) for b in widths[1:-1]] if bias else [])
+    theta = torch.cat([random_normal(s, generator=g, dtype=torch.float64).flatten() / math.sqrt(s[-1]) for s in shapes])
 
     def f(th):
-        layers, o = [], 0
+        params, o = [], 0
         for s in shapes:
-            layers.append(th[o:o + s[0] * s[1]].reshape(s)); o += s[0] * s[1]
-        return _pnn_apply(layers, x, degree).flatten()
+            params.append(th[o:o + math.prod(s)].reshape(s)); o += math.prod(s)
+        L = len(widths) - 1
+        return _pnn_apply(params[:L], x, degree, params[L:] if bias else None).flatten()
     return torch.func.jacfwd(f)(theta) if n_params < N * widths[-1] else torch.func.jacrev(f)(theta)
 
 # %% ../nbs/03_expressivity.ipynb #616432c9
 def polynomial_network_dimension(widths,  # layer widths $(d_0, \\dots, d_L)$
                                  degree: int,  # the activation is $t \\mapsto t^{\\text{degree}}$
-                                 *, generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                                 *, bias: bool = False,  # biases inside the activations
+                                 generator: torch.Generator | None = None, seed: int | None = None,  # randomness
                                  ) -> PNNDimension:
     "Dimension of the functional variety: rank of the Jacobian parameters -> outputs at random float64 weights."
     w, r = _check_widths(widths), _check_degree(degree)
-    c = pnn_counts(w, r)
+    c = pnn_counts(w, r, bias=bias)
     n_params, expected, ambient = c.n_params, c.expected, c.ambient
     if n_params * ambient > 4e7:
         raise ValueError(f"widths: {w} with degree {r} gives a {ambient} x {n_params} Jacobian, too large for this "
                          f"dense check (limit 4e7 entries)")
     g = make_generator(seed, generator)
-    dim = _jacobian_rank(_pnn_jacobian(w, r, g))
-    return PNNDimension(tuple(w), r, dim, expected, ambient, n_params)
+    dim = _jacobian_rank(_pnn_jacobian(w, r, g, bias=bias))
+    return PNNDimension(tuple(w), r, dim, expected, ambient, n_params, bool(bias))
 
 # %% ../nbs/03_expressivity.ipynb #32ba39e0
 @dataclasses.dataclass
@@ -621,6 +634,76 @@ def pnn_identifiability(widths,  # layer widths $(d_0, \\dots, d_L)$, at least o
         blocks.append(PNNBlock((a, b, c), _kruskal_block(a, b, c, r), res.dimension == res.n_params - b))
     deep = polynomial_network_dimension(w, r, generator=g)
     return PNNIdentifiability(tuple(w), r, blocks, deep.dimension == deep.n_params - sum(w[1:-1]))
+
+# %% ../nbs/03_expressivity.ipynb #ef0680ed
+def _newton_identities(p: torch.Tensor) -> torch.Tensor:
+    "Elementary symmetric polynomials $e_1..e_m$ from power sums $p_1..p_m$ (last axis of `p`)."
+    e = [torch.ones_like(p[..., 0])]
+    for k in range(1, p.shape[-1] + 1):
+        e.append(sum((-1) ** (j - 1) * e[k - j] * p[..., j - 1] for j in range(1, k + 1)) / k)
+    return torch.stack(e[1:], dim=-1)
+
+
+def elementary_symmetric(z: torch.Tensor,  # values along the last axis, shape `(..., n)`
+                         order: int,  # highest degree m
+                         ) -> torch.Tensor:
+    "$e_1,\\dots,e_m$ of the entries of `z` along its last axis (ANOVA kernels), by Newton's identities: shape `(..., m)`."
+    z = check_tensor(z, "z", min_ndim=1, allow_empty=True)
+    m = check_int(order, "order", what="an int (the highest degree)")
+    return _newton_identities(torch.stack([(z ** j).sum(-1) for j in range(1, m + 1)], dim=-1))
+
+# %% ../nbs/03_expressivity.ipynb #25a4021d
+class FactorizationMachine(nn.Module):
+    r'''Factorization machine of order $m$ (Rendle 2010; Blondel et al. 2016 for $m>2$):
+    $y(\mathbf{x}) = w_0 + \mathbf{w}^\top\mathbf{x} + \sum_{k=2}^{m}\sum_{r=1}^{R} e_k(\mathbf{v}^{(k)}_{:r}\odot\mathbf{x})$,
+    the order-$k$ interactions a symmetric CP tensor of rank $R$ without repeated indices.'''
+    def __init__(self, n_features: int,  # $n$, the input dimension
+                 rank: int,  # $R$, the CP rank of every interaction order
+                 *, order: int = 2,  # highest interaction order $m \ge 2$
+                 init_scale: float = 0.1,  # standard deviation of the initial factors (bias and linear part start at 0)
+                 dtype=None, device=None,  # of the parameters (float32 by default)
+                 generator: torch.Generator | None = None, seed: int | None = None):  # randomness of the initialisation
+        super().__init__()
+        self.n_features, self.rank = check_int(n_features, "n_features"), check_int(rank, "rank")
+        self.order = check_int(order, "order", minimum=2, what="an int >= 2 (the highest interaction order)")
+        scale = check_tol(init_scale, "init_scale", positive=True)
+        kw = _init_kw(dtype, device, generator, seed)
+        self.bias = nn.Parameter(torch.zeros((), dtype=kw["dtype"], device=device))
+        self.linear = nn.Parameter(torch.zeros(self.n_features, dtype=kw["dtype"], device=device))
+        self.factors = nn.ParameterList([nn.Parameter(scale * random_normal((self.n_features, self.rank), **kw))
+                                         for _ in range(2, self.order + 1)])
+
+# %% ../nbs/03_expressivity.ipynb #62831ea7
+@patch_method(FactorizationMachine)
+def forward(self: FactorizationMachine, x: torch.Tensor) -> torch.Tensor:
+    "Predictions for inputs `x` of shape `(B, n_features)`: shape `(B,)`, with $k$ GEMMs per interaction order $k$."
+    x = as_tensor(x, "x", ndim=2, allow_empty=True)
+    if x.shape[1] != self.n_features:
+        raise ValueError(f"x: expected shape (B, {self.n_features}), got {tuple(x.shape)}")
+    _check_like_params(x, self)
+    out = self.bias + x @ self.linear
+    for k, V in enumerate(self.factors, start=2):
+        p = torch.stack([(x ** j) @ (V ** j) for j in range(1, k + 1)], dim=-1)     # (B, R, k) power sums
+        out = out + _newton_identities(p)[..., k - 1].sum(-1)
+    return out
+
+# %% ../nbs/03_expressivity.ipynb #d52d010b
+@patch_method(FactorizationMachine)
+@torch.no_grad()
+def interaction_tensor(self: FactorizationMachine,
+                       k: int,  # interaction order, 2 <= k <= order
+                       ) -> torch.Tensor:
+    "The order-`k` interactions as a dense symmetric $n^k$ tensor (zero on repeated indices): for small `n_features`."
+    k = check_int(k, "k", minimum=2, what=f"an int in 2..{self.order} (an interaction order of this machine)")
+    if k > self.order:
+        raise ValueError(f"k: expected an interaction order in 2..{self.order}, got {k}")
+    V = self.factors[k - 2]
+    T = CPTensor(torch.ones(self.rank, dtype=V.dtype, device=V.device), [V] * k).full() / math.factorial(k)
+    idx = torch.stack(torch.meshgrid(*[torch.arange(self.n_features, device=V.device)] * k, indexing="ij"))
+    distinct = torch.ones(T.shape, dtype=torch.bool, device=V.device)
+    for a, b in itertools.combinations(range(k), 2):
+        distinct &= idx[a] != idx[b]
+    return T * distinct
 
 # %% ../nbs/03_expressivity.ipynb #04d7f107
 def _check_Q(Q) -> int:

@@ -370,3 +370,109 @@ def test_pnn_reports_are_dataclasses_with_named_fields():
     rep = pnn_identifiability((4, 3, 2, 1), 3, seed=0)
     assert all(dataclasses.is_dataclass(b) for b in rep.blocks) and rep.blocks[0].kruskal
     assert dataclasses.is_dataclass(pnn_counts((3, 2, 1), 2))
+
+
+# ---------------------------------------------------------------- biases (homogenization) and factorization machines
+from tensornn.expressivity import FactorizationMachine, elementary_symmetric  # noqa: E402
+
+
+@pytest.mark.parametrize("d0,d1,r", [(2, 2, 2), (3, 4, 3), (2, 3, 4), (4, 5, 2), (3, 6, 3)])
+def test_shallow_network_with_biases_has_the_dimension_of_its_homogenization(d0, d1, r):
+    with_bias = polynomial_network_dimension((d0, d1, 1), r, bias=True, seed=0)
+    plain = polynomial_network_dimension((d0 + 1, d1, 1), r, seed=0)
+    assert with_bias.bias and not plain.bias
+    assert (with_bias.dimension, with_bias.ambient, with_bias.n_params) == (plain.dimension, plain.ambient, plain.n_params)
+
+
+@pytest.mark.parametrize("w,r", [((2, 2, 2, 1), 2), ((3, 3, 2, 1), 3), ((2, 2, 2, 2, 1), 2)])
+def test_deeper_biases_add_at_most_one_dimension_each(w, r):
+    with_bias = polynomial_network_dimension(w, r, bias=True, seed=1).dimension
+    homogenized = polynomial_network_dimension((w[0] + 1,) + w[1:], r, seed=1).dimension
+    assert homogenized <= with_bias <= homogenized + sum(w[2:-1])
+    assert with_bias > homogenized            # in these unsaturated cases the deeper biases do add dimensions
+
+
+def test_polynomial_network_with_biases_is_its_homogenization_on_the_hyperplane():
+    net = PolynomialNetwork((3, 4, 2), 3, bias=True, dtype=torch.float64, seed=0)
+    homog = PolynomialNetwork((4, 4, 2), 3, dtype=torch.float64, seed=1)
+    with torch.no_grad():
+        homog.layers[0].copy_(torch.cat([net.layers[0], net.biases[0][:, None]], 1))
+        homog.layers[1].copy_(net.layers[1])
+    x = torch.randn(7, 3, dtype=torch.float64)
+    assert_close(net(x), homog(torch.cat([x, torch.ones(7, 1, dtype=torch.float64)], 1)))
+    assert len(PolynomialNetwork((3, 4, 2), 3).biases) == 0
+
+
+def _e_brute(z, m):
+    return torch.stack([torch.stack([sum((row[list(S)].prod() for S in itertools.combinations(range(len(row)), k)), row.new_zeros(()))
+                                     for k in range(1, m + 1)]) for row in z])
+
+
+@given(st.integers(1, 7), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_elementary_symmetric_is_the_sum_over_subsets(n, m, seed):
+    z = torch.randn(3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    e = elementary_symmetric(z, m)
+    assert e.shape == (3, m)
+    assert_close(e, _e_brute(z, m), rtol=1e-9, atol=1e-10)       # e_k = 0 for k > n comes out of the identities too
+
+
+def test_elementary_symmetric_float32_accuracy_at_the_orders_used():
+    z = torch.rand(64, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.2
+    exact = elementary_symmetric(z, 4)
+    approx = elementary_symmetric(z.float(), 4).double()
+    assert ((approx - exact).abs() / exact.abs()).max() < 1e-3
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_factorization_machine_equals_its_dense_interaction_tensors(order):
+    fm = FactorizationMachine(5, 3, order=order, init_scale=1.0, dtype=torch.float64, seed=order)
+    with torch.no_grad():
+        fm.bias.fill_(-0.3); fm.linear.copy_(torch.linspace(-1, 1, 5, dtype=torch.float64))
+    x = torch.randn(6, 5, dtype=torch.float64)
+    dense = fm.bias + x @ fm.linear
+    for k in range(2, order + 1):
+        T = fm.interaction_tensor(k)
+        assert_close(T, T.permute(*reversed(range(k))))                    # symmetric
+        assert float(T[(0,) * k]) == 0.0                                   # no repeated index
+        dense = dense + torch.einsum(T, list(range(k)), *[a for j in range(k) for a in (x, [k, j])], [k])
+    assert_close(fm(x), dense.detach())
+
+
+def test_factorization_machine_of_order_two_is_rendles_pairwise_model():
+    fm = FactorizationMachine(4, 2, init_scale=1.0, dtype=torch.float64, seed=0)
+    V = fm.factors[0].detach()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    pairs = sum((V[i] @ V[j]) * x[:, i] * x[:, j] for i in range(4) for j in range(i + 1, 4))
+    assert_close(fm(x), pairs.detach())
+
+
+def test_factorization_machine_trains_and_keeps_dtype():
+    fm = FactorizationMachine(6, 2, order=3, seed=0)
+    x = torch.randn(32, 6)
+    y = torch.randn(32)
+    loss = ((fm(x) - y) ** 2).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fm.parameters())
+    assert fm(x).dtype == torch.float32 and fm.factors[1].shape == (6, 2)
+
+
+def test_factorization_machine_bad_input():
+    fm = FactorizationMachine(6, 2, dtype=torch.float64, seed=0)
+    with pytest.raises(ValueError, match="x"): fm(torch.zeros(3, 5, dtype=torch.float64))
+    with pytest.raises(TypeError, match="x"): fm(torch.zeros(3, 6))                         # float32 vs float64
+    with pytest.raises(ValueError, match="x"): fm(torch.full((3, 6), float("nan"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="order"): FactorizationMachine(6, 2, order=1)
+    with pytest.raises(ValueError, match="rank"): FactorizationMachine(6, 0)
+    with pytest.raises(ValueError, match="init_scale"): FactorizationMachine(6, 2, init_scale=0.0)
+    with pytest.raises(ValueError, match="k"): fm.interaction_tensor(3)
+    with pytest.raises(TypeError, match="bias"): polynomial_network_dimension((2, 2, 1), 2, bias="yes")
+
+
+@pytest.mark.gpu
+@CUDA
+def test_factorization_machine_cuda_matches_cpu():
+    fm = FactorizationMachine(8, 3, order=3, dtype=torch.float64, seed=0, init_scale=1.0)
+    x = torch.randn(16, 8, dtype=torch.float64)
+    gpu = FactorizationMachine(8, 3, order=3, dtype=torch.float64, seed=0, init_scale=1.0, device="cuda")
+    gpu.load_state_dict(fm.state_dict())
+    assert_close(gpu(x.cuda()).cpu(), fm(x).detach())
