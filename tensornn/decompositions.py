@@ -17,15 +17,15 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .formats import CPTensor, HTTensor, TTTensor, TuckerTensor, _tt_orthogonalize_right, inner, norm
+from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, _tt_orthogonalize_right, inner, norm
 from .kernels import (cp_full, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
                                  check_same_device_dtype, check_tensor, check_tol)
 
 # %% auto #0
-__all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'FitRecord', 'cp_als', 'nn_cp', 'hosvd', 'hooi', 'tt_svd',
-           'tt_round', 'ht_svd']
+__all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'tensor_ring', 'FitRecord', 'cp_als', 'nn_cp', 'hosvd',
+           'hooi', 'tt_svd', 'tt_round', 'ht_svd', 'tr_svd', 'tr_als']
 
 # %% ../nbs/01b_decompositions.ipynb #90f5f749
 def _check_data(T, name: str = "T", *, min_ndim: int = 1) -> torch.Tensor:
@@ -662,8 +662,105 @@ def ht_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     if rank is None and tol is None: _warn_if_larger(ht, T, "ht_svd")
     return ht
 
+# %% ../nbs/01b_decompositions.ipynb #e00f1393
+def _split_rank(r: int, cap: int | None) -> tuple[int, int]:
+    "r = r0 * r1 with r0 <= r1 as balanced as the divisors of r allow (r is lowered until both fit under `cap`)."
+    while True:
+        r0 = max(k for k in range(1, math.isqrt(r) + 1) if r % k == 0)
+        if cap is None or r // r0 <= cap: return r0, r // r0
+        r -= 1
+
+# %% ../nbs/01b_decompositions.ipynb #31a90e39
+def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy arrays accepted)
+           *,
+           rank: int | None = None,  # upper bound on every ring rank r_k (an int)
+           tol: float | None = None,  # target relative Frobenius error
+           max_rank: int | None = None,  # deprecated name of `rank`
+           ) -> TRTensor:
+    "TR-SVD of Zhao et al. (2016): a tensor ring with relative Frobenius error <= `tol` and ring ranks <= `rank`."
+    T = _check_data(T, "T", min_ndim=1)
+    rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tr_svd")
+    if isinstance(rank, (Sequence, torch.Tensor)) and not (isinstance(rank, torch.Tensor) and rank.ndim == 0):
+        raise TypeError(f"{rname}: expected an int bounding every ring rank, got {type(rank).__name__}")
+    cap, tol = None if rank is None else check_rank(rank, rname), check_tol(tol, allow_none=True)
+    d, n = T.ndim, tuple(T.shape)
+    if d == 1: return TRTensor([T.reshape(1, -1, 1)])
+    delta2 = _delta2(tol, float((T * T).sum()), d)
+    U, S, Vh = _svd_truncate(T.reshape(n[0], -1), None if delta2 is None else 2 * delta2, None if cap is None else cap * cap)
+    r0, r1 = _split_rank(U.shape[1], cap)
+    cores = [U[:, :r0 * r1].reshape(n[0], r0, r1).permute(1, 0, 2)]                   # (r_0, I_0, r_1)
+    C, r = (S[:r0 * r1, None] * Vh[:r0 * r1]).reshape(r0, r1, -1).permute(1, 2, 0), r1    # (r_1, I_1 ... I_{d-1}, r_0)
+    for k in range(1, d - 1):
+        U, S, Vh = _svd_truncate(C.reshape(r * n[k], -1), delta2, cap)
+        cores.append(U.reshape(r, n[k], U.shape[1]))
+        C, r = S[:, None] * Vh, U.shape[1]
+    tr = TRTensor(cores + [C.reshape(r, n[-1], r0)])
+    if rank is None and tol is None: _warn_if_larger(tr, T, "tr_svd")
+    return tr
+
+# %% ../nbs/01b_decompositions.ipynb #89ae7527
+def _ring_ranks(rank, d: int, name: str = "rank") -> list:
+    "The d ring ranks (r_0, ..., r_{d-1}) from an int, d ints, or d + 1 ints with r_d = r_0 (as `TRTensor.rank`)."
+    if not isinstance(rank, Sequence) or isinstance(rank, str): return [check_rank(rank, name)] * d
+    if len(rank) == d + 1 and d > 1 and rank[0] == rank[-1]: rank = rank[:-1]
+    return list(check_rank(rank, name, length=d))
+
+
+def _tr_subchain(cores: list, k: int) -> torch.Tensor:
+    "Product of the cores after k around the ring: (r_{k+1}, product of the other mode sizes, r_k)."
+    d = len(cores)
+    M = cores[(k + 1) % d]
+    for j in range(k + 2, k + d):
+        G = cores[j % d]
+        M = (M.reshape(-1, M.shape[2]) @ G.reshape(G.shape[0], -1)).reshape(M.shape[0], -1, G.shape[2])
+    return M
+
+# %% ../nbs/01b_decompositions.ipynb #90a3bf50
+def _tr_init(T: torch.Tensor, r: list, init, generator, seed) -> list:
+    "Starting cores: standard normal ones scaled to the size of T, or the cores of a TRTensor of the right shape and ranks."
+    d = T.ndim
+    if isinstance(init, TRTensor):
+        if tuple(init.shape) != tuple(T.shape): raise ValueError(f"init: expected a TRTensor of shape {tuple(T.shape)} like T, got {tuple(init.shape)}")
+        if list(init.rank[:-1]) != r: raise ValueError(f"init: expected ring ranks {tuple(r + r[:1])}, got {init.rank}")
+        check_same_device_dtype(T=T, init=init.cores[0])
+        return list(init.cores)
+    if check_choice(init, {"random": "random"}, "init") == "random":
+        g = make_generator(seed, generator)
+        scale = (float(T.norm()) / math.sqrt(math.prod(r))) ** (1 / d)
+        return [scale * random_normal((r[k], n, r[(k + 1) % d]), generator=g, dtype=T.dtype, device=T.device) / math.sqrt(n)
+                for k, n in enumerate(T.shape)]
+
+# %% ../nbs/01b_decompositions.ipynb #b31bebf7
+def tr_als(T: torch.Tensor,  # the data (float32/float64, at least 2 modes; NumPy arrays accepted)
+           rank,  # ring ranks: an int, the d ranks (r_0, ..., r_{d-1}), or d + 1 with r_d = r_0
+           *,
+           n_iter: int = 100,  # maximum number of sweeps
+           tol: float = 1e-10,  # stop when the relative error changes by less than this between two sweeps
+           init="random",  # 'random' (Gaussian cores) or a TRTensor to start from
+           generator: torch.Generator | None = None,  # random source for init='random'
+           seed: int | None = None,  # seed for a new generator when `generator` is None
+           progress: bool = False,  # show a progress bar
+           ) -> tuple[TRTensor, FitRecord]:
+    "Tensor ring of prescribed ranks by alternating least squares (Zhao et al. 2016); returns `(TRTensor, FitRecord)`."
+    T = _check_data(T, "T", min_ndim=2)
+    d, r = T.ndim, _ring_ranks(rank, T.ndim)
+    n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
+    cores, normT = _tr_init(T, r, init, generator, seed), float(T.norm())
+    if normT == 0.0:
+        return TRTensor([torch.zeros_like(G) for G in cores]), FitRecord(errors=[0.0], converged=True, message="T is zero")
+    with _FitLoop("tr_als", max(r), n_iter, tol, progress, T.dtype) as loop:
+        for it in range(n_iter):
+            for k in range(d):
+                Z = _tr_subchain(cores, k).permute(2, 0, 1).reshape(r[k] * r[(k + 1) % d], -1)   # (r_k r_{k+1}, rest)
+                Tk = T.permute(k, *range(k + 1, d), *range(k)).reshape(T.shape[k], -1)          # mode k, then cyclic
+                G2 = torch.linalg.lstsq(Z.mT, Tk.mT).solution.mT                                # (I_k, r_k r_{k+1})
+                cores[k] = G2.reshape(T.shape[k], r[k], r[(k + 1) % d]).permute(1, 0, 2)
+            if loop.step(float(torch.linalg.vector_norm(G2 @ Z - Tk)) / normT): break           # the last solve's residual
+    return TRTensor(cores), loop.finish()
+
 # %% ../nbs/01b_decompositions.ipynb #fb3605e3
 parafac = cp_als                      # TensorLy: tensorly.decomposition.parafac
 non_negative_parafac = nn_cp          # TensorLy: tensorly.decomposition.non_negative_parafac (HALS here)
 tucker = hooi                         # TensorLy: tensorly.decomposition.tucker (HOOI)
 tensor_train = tt_svd                 # TensorLy: tensorly.decomposition.tensor_train (TT-SVD)
+tensor_ring = tr_svd                  # TensorLy: tensorly.decomposition.tensor_ring (TR-SVD)

@@ -11,15 +11,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .kernels import (_check_ht, _check_index, _check_sequence, _check_tt_cores, check_tucker, cp_entries,
+from .kernels import (_check_ht, _check_sequence, _check_tt_cores, check_tucker, cp_entries,
                               cp_full, cp_inner, ht_full, ht_inner, ht_tree, make_generator, mttkrp, multi_mode_dot,
                               random_normal, tt_entries, tt_full, tt_inner, tucker_full)
-from .validation import (_describe, as_tensor, check_dtype, check_rank, check_real, check_same_device_dtype,
+from .validation import (_describe, as_tensor, check_dtype, check_index, check_rank, check_real, check_same_device_dtype,
                                  check_shape, check_tensor)
 
 # %% auto #0
-__all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'HTTensor', 'inner', 'norm', 'random_cp', 'random_tucker', 'random_tt',
-           'random_ht', 'from_tensorly']
+__all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'HTTensor', 'tr_full', 'TRTensor', 'inner', 'norm', 'random_cp',
+           'random_tucker', 'random_tt', 'random_ht', 'random_tr', 'from_tensorly']
 
 # %% ../nbs/01_background.ipynb #bb63f3f3
 def patch_method(cls):
@@ -32,7 +32,7 @@ def patch_method(cls):
 # %% ../nbs/01_background.ipynb #2489ca68
 class _Format:
     "The interface of the low-rank formats; each subclass implements the members marked 'per format'."
-    _order = 0                                                  # CP < Tucker < TT < HT: a mixed pair meets in the richer
+    _order = 0                                                  # CP < Tucker < TT < HT < TR: a mixed pair meets in the richer
     def _tensors(self) -> list: raise NotImplementedError       # per format: the stored tensors
     def _rebuild(self, tensors: list): raise NotImplementedError # per format: the same format from new tensors
     @property
@@ -45,7 +45,7 @@ class _Format:
     def _inner_same(self, other) -> torch.Tensor: raise NotImplementedError           # per format: same class
     def _inner_simpler(self, other) -> torch.Tensor: raise NotImplementedError        # other's _order is lower
     def to_tensorly(self):
-        raise TypeError(f"{type(self).__name__}: TensorLy has no such format (it has CP, Tucker and TT)")
+        raise TypeError(f"{type(self).__name__}: TensorLy has no such format (it has CP, Tucker, TT and TR)")
 
 # %% ../nbs/01_background.ipynb #4a3ce431
 @patch_method(_Format)
@@ -194,7 +194,7 @@ def full(self) -> torch.Tensor:
 @patch_method(TuckerTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`."
-    index = _check_index(index, self.shape)
+    index = check_index(index, self.shape)
     B, R = index.shape[0], self.rank
     X = self.factors[0][index[:, 0]] @ self.core.reshape(R[0], -1)           # (B, R_1 ... R_{d-1})
     for k in range(1, self.ndim):
@@ -324,7 +324,7 @@ def full(self) -> torch.Tensor:
 @patch_method(HTTensor)
 def entries(self, index: torch.Tensor) -> torch.Tensor:
     "Entries at a batch of multi-indices `index` of shape `(B, d)`, bottom-up through the tree."
-    index = _check_index(index, self.shape)
+    index = check_index(index, self.shape)
     d = len(self.leaves)
     h = {(k, k + 1): U[index[:, k]] for k, U in enumerate(self.leaves)}      # (B, r_k)
     for node, (l, r) in self.tree.items():
@@ -347,6 +347,75 @@ def _inner_simpler(self, other):
     if isinstance(other, TTTensor): return self._inner_dense(other.full())
     return self._inner_same(other._as_ht())
 
+# %% ../nbs/01_background.ipynb #5c117474
+def tr_full(cores: Sequence[torch.Tensor],  # (r_k, I_k, r_{k+1}) cores with r_d = r_0
+            ) -> torch.Tensor:
+    "Dense tensor of a tensor ring: entry `(i_0, ..., i_{d-1})` is `tr(cores[0][:, i_0, :] @ ... @ cores[-1][:, i_{d-1}, :])`."
+    cores = _check_tt_cores(cores, "cores", ring=True)
+    r0 = cores[0].shape[0]
+    out = cores[0].reshape(-1, cores[0].shape[2])                               # (r_0 I_0, r_1)
+    for G in cores[1:]:
+        out = (out @ G.reshape(G.shape[0], -1)).reshape(-1, G.shape[2])         # (r_0 I_0 ... I_k, r_{k+1})
+    out = out.reshape(r0, -1, r0).diagonal(dim1=0, dim2=2).sum(-1)              # close the ring: the trace
+    return out.reshape([G.shape[1] for G in cores])
+
+# %% ../nbs/01_background.ipynb #f37a4008
+class TRTensor(_Format):
+    "Tensor ring with cores of shape `(r_k, I_k, r_{k+1})` and `r_d = r_0`: entries are traces of products of core slices."
+    _order = 4
+    def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores, the last right rank equal to the first left rank
+        self.cores = _check_tt_cores(cores, "cores", real=True, ring=True)
+
+    def _tensors(self): return list(self.cores)
+    def _rebuild(self, ts): return TRTensor(ts)
+    def __iter__(self): return iter(self.cores)
+    def __len__(self) -> int: return len(self.cores)
+    def __getitem__(self, k): return self.cores[k]
+    @property
+    def shape(self) -> torch.Size: return torch.Size(G.shape[1] for G in self.cores)
+    @property
+    def rank(self) -> tuple:
+        "All d + 1 ring ranks (r_0, ..., r_d), r_d = r_0."
+        return tuple(G.shape[0] for G in self.cores) + (self.cores[0].shape[0],)
+
+# %% ../nbs/01_background.ipynb #7947a0c1
+@patch_method(TRTensor)
+def full(self) -> torch.Tensor:
+    "The dense tensor."
+    return tr_full(self.cores)
+
+@patch_method(TRTensor)
+def entries(self, index: torch.Tensor) -> torch.Tensor:
+    "Entries at a batch of multi-indices `index` of shape `(B, d)`: traces of products of slices."
+    index = check_index(index, self.shape)
+    M = self.cores[0][:, index[:, 0], :].transpose(0, 1)                        # (B, r_0, r_1)
+    for k, G in enumerate(self.cores[1:], 1):
+        M = torch.bmm(M, G[:, index[:, k], :].transpose(0, 1))                  # (B, r_0, r_{k+1})
+    return M.diagonal(dim1=1, dim2=2).sum(-1)
+
+# %% ../nbs/01_background.ipynb #dff8b681
+@patch_method(TRTensor)
+def _inner_same(self, other: TRTensor) -> torch.Tensor:
+    ra, rb = self.cores[0].shape[0], other.cores[0].shape[0]
+    S = torch.eye(ra * rb, dtype=self.dtype, device=self.device).reshape(ra * rb, ra, rb)   # open boundary pairs
+    for A, B in zip(self.cores, other.cores):
+        S = torch.einsum("pbic,bid->pcd", torch.einsum("pab,aic->pbic", S, A), B)
+    return S.reshape(ra * rb, ra * rb).diagonal().sum()
+
+@patch_method(TRTensor)
+def _inner_dense(self, T: torch.Tensor) -> torch.Tensor:
+    r0 = self.cores[0].shape[0]
+    state = torch.einsum("aib,ij->abj", self.cores[0], T.reshape(T.shape[0], -1))   # (r_0, r_1, rest)
+    for G in self.cores[1:]:
+        state = torch.einsum("abij,bic->acj", state.reshape(r0, G.shape[0], G.shape[1], -1), G)
+    return state.reshape(r0, r0).diagonal().sum()
+
+@patch_method(TRTensor)
+def _inner_simpler(self, other) -> torch.Tensor:
+    if isinstance(other, HTTensor): return self._inner_dense(other.full())
+    tt = other if isinstance(other, TTTensor) else other._as_tt()
+    return self._inner_same(TRTensor(tt.cores))                                  # a TT is a ring with r_0 = 1
+
 # %% ../nbs/01_background.ipynb #16f1f734
 def _check_operand(x, name: str):
     "A real dense tensor or one of the formats; a TensorLy object gets a pointer to `from_tensorly`."
@@ -356,7 +425,7 @@ def _check_operand(x, name: str):
     if type(x).__module__.split(".")[0] == "tensorly":
         raise TypeError(f"{name}: expected a torch.Tensor or a tensornn format, got TensorLy's {type(x).__name__}; "
                         f"convert it with tensornn.formats.from_tensorly({name})")
-    raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor or HTTensor, got {_describe(x)}")
+    raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor, HTTensor or TRTensor, got {_describe(x)}")
 
 
 def inner(a, b) -> torch.Tensor:
@@ -422,6 +491,17 @@ def random_ht(shape, rank, *, generator: torch.Generator | None = None, seed: in
     leaves = [draw(n, node_rank((k, k + 1))) for k, n in enumerate(shape)]
     return HTTensor(leaves, {node: draw(r, r, node_rank(node)) for node in ht_tree(d)})
 
+# %% ../nbs/01_background.ipynb #052ebf06
+def random_tr(shape, rank, *, generator: torch.Generator | None = None, seed: int | None = None,
+              dtype: torch.dtype | None = None, device=None) -> TRTensor:
+    "A tensor ring with ranks `rank` (an int, the d ranks r_0..r_{d-1}, or all d+1 with r_d = r_0) and standard normal cores."
+    shape, draw = _factory_args(shape, generator, seed, dtype, device)
+    d = len(shape)
+    if not isinstance(rank, Sequence): ranks = (check_rank(rank),) * d
+    elif len(rank) == d + 1 and d > 1 and rank[0] == rank[-1]: ranks = check_rank(rank[:-1], length=d)
+    else: ranks = check_rank(rank, length=d)
+    return TRTensor([draw(ranks[k], n, ranks[(k + 1) % d]) for k, n in enumerate(shape)])
+
 # %% ../nbs/01_background.ipynb #20fd7518
 @patch_method(CPTensor)
 def to_tensorly(self):
@@ -441,14 +521,20 @@ def to_tensorly(self):
     from tensorly.tt_tensor import TTTensor as _TL
     return _TL(list(self.cores))
 
+@patch_method(TRTensor)
+def to_tensorly(self):
+    "This tensor as TensorLy's `TRTensor`, sharing the cores."
+    from tensorly.tr_tensor import TRTensor as _TL
+    return _TL(list(self.cores))
+
 # %% ../nbs/01_background.ipynb #38745fba
 def _from_tl_array(a, name: str) -> torch.Tensor:
     import numpy as np
     return a if isinstance(a, torch.Tensor) else as_tensor(np.asarray(a), name, finite=False)
 
 
-def from_tensorly(x):  # TensorLy's CPTensor, TuckerTensor or TTTensor (torch or NumPy arrays)
-    "The tensornn format (CPTensor, TuckerTensor or TTTensor) of a TensorLy tensor, sharing torch tensors."
+def from_tensorly(x):  # TensorLy's CPTensor, TuckerTensor, TTTensor or TRTensor (torch or NumPy arrays)
+    "The tensornn format (CPTensor, TuckerTensor, TTTensor or TRTensor) of a TensorLy tensor, sharing torch tensors."
     kind = type(x).__name__ if type(x).__module__.split(".")[0] == "tensorly" else None
     if kind == "CPTensor":
         w, F = x
@@ -459,4 +545,6 @@ def from_tensorly(x):  # TensorLy's CPTensor, TuckerTensor or TTTensor (torch or
         return TuckerTensor(_from_tl_array(core, "x.core"), [_from_tl_array(A, f"x.factors[{k}]") for k, A in enumerate(F)])
     if kind == "TTTensor":
         return TTTensor([_from_tl_array(G, f"x[{k}]") for k, G in enumerate(x)])
-    raise TypeError(f"x: expected TensorLy's CPTensor, TuckerTensor or TTTensor, got {_describe(x)}")
+    if kind == "TRTensor":
+        return TRTensor([_from_tl_array(G, f"x[{k}]") for k, G in enumerate(x)])
+    raise TypeError(f"x: expected TensorLy's CPTensor, TuckerTensor, TTTensor or TRTensor, got {_describe(x)}")
