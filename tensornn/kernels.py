@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import opt_einsum
 import torch
 
-from .validation import (_describe, check_choice, check_int, check_rank, check_real, check_same_device_dtype,
+from .validation import (_describe, check_choice, check_index, check_int, check_rank, check_real, check_same_device_dtype,
                                  check_shape, check_tensor, check_tol)
 
 # %% auto #0
@@ -174,22 +174,10 @@ def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factor
     return weights_a @ G @ weights_b
 
 # %% ../nbs/00_kernels.ipynb #79f06d4d
-def _check_index(index: torch.Tensor, shape, name: str = "index") -> torch.Tensor:
-    if not isinstance(index, torch.Tensor) or index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {_describe(index)}")
-    if index.ndim != 2 or index.shape[1] != len(shape):
-        raise ValueError(f"{name}: expected shape (B, {len(shape)}), got {tuple(index.shape)}")
-    if index.numel():
-        sizes = torch.tensor(shape, device=index.device)
-        if bool(((index < 0) | (index >= sizes)).any()):
-            raise ValueError(f"{name}: entries out of range for a tensor of shape {tuple(shape)}")
-    return index.long()
-
-
 def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Tensor:
     "Entries of a CP tensor at a batch of multi-indices `index` of shape `(B, d)`."
     factors = list(factors)
-    index = _check_index(index, [A.shape[0] for A in factors])
+    index = check_index(index, [A.shape[0] for A in factors])
     rows = weights.expand(index.shape[0], -1)
     for k, A in enumerate(factors):
         rows = rows * A[index[:, k]]
@@ -223,8 +211,8 @@ def _check_sequence(x, name: str, what: str) -> list:
     return list(x)
 
 
-def _check_tt_cores(cores, name: str = "cores", *, real: bool = False) -> list:
-    "The one validation of tensor-train cores, used by the kernels and by `TTTensor`: shapes `(r_k, I_k, r_{k+1})` that chain, `r_0 = r_d = 1`."
+def _check_tt_cores(cores, name: str = "cores", *, real: bool = False, ring: bool = False) -> list:
+    "The one validation of tensor-train cores (kernels, `TTTensor`, `TRTensor`): shapes `(r_k, I_k, r_{k+1})` that chain, `r_0 = r_d = 1` (a ring: `r_d = r_0`)."
     cores = _check_sequence(cores, name, "(r_k, I_k, r_k+1) cores")
     for k, G in enumerate(cores):
         check_tensor(G, f"{name}[{k}]", ndim=3, finite=False)
@@ -232,7 +220,9 @@ def _check_tt_cores(cores, name: str = "cores", *, real: bool = False) -> list:
         if k and G.shape[0] != cores[k - 1].shape[2]:
             raise ValueError(f"{name}[{k}]: expected left rank {cores[k - 1].shape[2]} (right rank of {name}[{k - 1}]), "
                              f"got shape {tuple(G.shape)}")
-    if cores[0].shape[0] != 1 or cores[-1].shape[2] != 1:
+    if ring and cores[-1].shape[2] != cores[0].shape[0]:
+        raise ValueError(f"{name}: expected the ring to close, r_d = r_0, got r_0 = {cores[0].shape[0]} and r_d = {cores[-1].shape[2]}")
+    if not ring and (cores[0].shape[0] != 1 or cores[-1].shape[2] != 1):
         raise ValueError(f"{name}: expected boundary ranks r_0 = r_d = 1, got {cores[0].shape[0]} and {cores[-1].shape[2]}")
     check_same_device_dtype(**{f"{name}[{k}]": G for k, G in enumerate(cores)})
     return cores
@@ -262,7 +252,7 @@ def tt_inner(cores_a, cores_b) -> torch.Tensor:
 def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
     "Entries of a tensor train at a batch of multi-indices `index` of shape `(B, d)`."
     cores = _check_tt_cores(cores)
-    index = _check_index(index, [G.shape[1] for G in cores])
+    index = check_index(index, [G.shape[1] for G in cores])
     v = cores[0][0, index[:, 0], :]                                     # (B, r_1)
     for k, G in enumerate(cores[1:], 1):
         v = torch.bmm(v.unsqueeze(1), G[:, index[:, k], :].permute(1, 0, 2)).squeeze(1)

@@ -15,7 +15,7 @@ import torch
 
 # %% auto #0
 __all__ = ['check_tensor', 'as_tensor', 'check_real', 'check_linalg_dtype', 'check_same_device_dtype', 'check_int', 'check_rank',
-           'check_shape', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
+           'check_shape', 'check_index', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
 
 # %% ../nbs/validation.ipynb #13e0a400
 def _describe(x) -> str:
@@ -112,6 +112,22 @@ def check_shape(shape, name: str = "shape", *, min_ndim: int = 1) -> tuple[int, 
     if len(shape) < min_ndim:
         raise ValueError(f"{name}: expected at least {min_ndim} mode sizes, got {tuple(shape)}")
     return tuple(check_int(n, f"{name}[{k}]", what="a mode size") for k, n in enumerate(shape))
+
+# %% ../nbs/validation.ipynb #ab537ff9
+def check_index(index: torch.Tensor,  # integer tensor (int32 or int64) of multi-indices, one per row
+                shape,  # the shape (I_0, ..., I_{d-1}) of the tensor being indexed
+                name: str = "index",  # the argument's name for error messages
+                ) -> torch.Tensor:
+    "Validate a batch of multi-indices of shape `(B, d)` into a tensor of `shape`; returns it as int64."
+    if not isinstance(index, torch.Tensor) or index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {_describe(index)}")
+    if index.ndim != 2 or index.shape[1] != len(shape):
+        raise ValueError(f"{name}: expected shape (B, {len(shape)}), got {tuple(index.shape)}")
+    if index.numel():
+        sizes = torch.tensor(tuple(shape), device=index.device)
+        if bool(((index < 0) | (index >= sizes)).any()):
+            raise ValueError(f"{name}: entries out of range for a tensor of shape {tuple(shape)}")
+    return index.long()
 
 # %% ../nbs/validation.ipynb #84af6074
 def check_tol(tol, name: str = "tol", *, allow_none: bool = False, positive: bool = False) -> float | None:

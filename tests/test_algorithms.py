@@ -479,3 +479,119 @@ def test_numpy_ranks_and_arrays_are_accepted():
     assert D.hosvd(X.numpy(), r).rank == (2, 2, 2) and D.hooi(X.numpy(), (r, r, r), n_iter=2)[0].rank == (2, 2, 2)
     assert D.tt_svd(X.numpy(), rank=r).rank == (1, 2, 2, 1) and D.ht_svd(X.numpy(), rank=r).full().dtype == torch.float64
     assert D.cp_als(X.float().numpy(), 2, n_iter=2)[0].dtype == torch.float32
+
+
+# ---------------------------------------------------------------- tensor rings: TR-SVD and TR-ALS
+@settings(max_examples=25)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), rank=st.integers(1, 3), seed=st.integers(0, 10**6))
+def test_tr_svd_recovers_a_ring_exactly_at_full_rank(shape, rank, seed):
+    "With neither rank nor tol (full rank: only round-off is cut), TR-SVD reproduces any ring, hence any tensor."
+    g = torch.Generator().manual_seed(seed)
+    T = Fmt.random_tr(shape, rank if len(shape) > 1 else 1, generator=g, dtype=torch.float64).full()
+    with _no_check():
+        rec = D.tr_svd(T)
+    assert isinstance(rec, Fmt.TRTensor) and tuple(rec.shape) == tuple(shape) and rec.rank[0] == rec.rank[-1]
+    assert rel_err(rec.full(), T) < EXACT or float(T.norm()) == 0.0
+
+
+class _no_check:
+    "Context manager that ignores the 'exact decomposition is larger' UserWarning."
+    def __enter__(self):
+        import warnings
+        self._w = warnings.catch_warnings(); self._w.__enter__(); warnings.simplefilter("ignore", UserWarning)
+    def __exit__(self, *exc): self._w.__exit__(*exc)
+
+
+def test_tr_svd_exact_with_a_sufficient_rank_cap_and_tensorly_oracle(gen):
+    "A cap at the exact ring's largest rank changes nothing; TensorLy's TR-SVD with the same ranks is exact too."
+    ring = Fmt.random_tr((4, 5, 4, 3), 2, generator=gen, dtype=torch.float64)
+    T = ring.full()
+    with _no_check():
+        exact = D.tr_svd(T)
+    rec = D.tr_svd(T, rank=max(exact.rank))
+    assert rec.rank == exact.rank and rel_err(rec.full(), T) < EXACT
+    assert max(D.tr_svd(T, rank=2).rank) <= 2 and rel_err(D.tr_svd(T, rank=2).full(), T) > 1e-3   # the cap can bite
+    import tensorly as tl
+    from tensorly.decomposition import tensor_ring
+    with tl.backend_context("numpy"):
+        tl_ring = tensor_ring(T.numpy(), rank=list(exact.rank))
+        assert rel_err(torch.from_numpy(tl.tr_to_tensor(tl_ring)), T) < EXACT
+
+
+@pytest.mark.parametrize("tol", [0.05, 0.2, 0.5])
+def test_tr_svd_meets_tol_and_caps_ranks(tol, gen):
+    T = torch.randn(4, 5, 4, 3, generator=gen, dtype=torch.float64)
+    assert rel_err(D.tr_svd(T, tol=tol).full(), T) <= tol * (1 + 1e-8)
+    assert max(D.tr_svd(T, rank=2).rank) <= 2
+    loose, tight = D.tr_svd(T, tol=0.5), D.tr_svd(T, tol=0.05)
+    assert loose.n_params <= tight.n_params
+
+
+def test_tr_svd_warns_when_exact_ring_is_larger_and_max_rank_is_deprecated():
+    T = torch.randn(6, 6, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with pytest.warns(UserWarning, match=r"tr_svd: with neither rank nor tol"):
+        D.tr_svd(T)
+    with pytest.warns(DeprecationWarning):
+        assert max(D.tr_svd(T, max_rank=2).rank) <= 2
+    assert D.tensor_ring is D.tr_svd
+
+
+def test_tr_als_is_monotone_and_recovers_an_exact_ring():
+    ring = Fmt.random_tr((3, 4, 3, 2), (2, 2, 3, 2), seed=20, dtype=torch.float64)
+    T = ring.full()
+    best = math.inf
+    for seed in range(3):
+        fit, rec = D.tr_als(T, ring.rank, n_iter=150, seed=100 + seed)
+        assert isinstance(fit, Fmt.TRTensor) and fit.rank == ring.rank and isinstance(rec, D.FitRecord)
+        assert bool((torch.tensor(rec.errors).diff() <= 1e-10).all()) and rec.n_iter == len(rec.errors)
+        assert_close(torch.tensor(rec.final_error, dtype=torch.float64), torch.tensor(rel_err(fit.full(), T), dtype=torch.float64),
+                     rtol=1e-6, atol=1e-12)                                  # the recorded error is the true one
+        best = min(best, rec.final_error)
+    assert best < EXACT
+
+
+def test_tr_als_init_seed_zero_tensor_and_dtype(gen):
+    ring = Fmt.random_tr((3, 4, 3), 2, generator=gen, dtype=torch.float64)
+    T = ring.full()
+    a, _ = D.tr_als(T, 2, n_iter=3, seed=5)
+    b, _ = D.tr_als(T, 2, n_iter=3, generator=torch.Generator().manual_seed(5))
+    assert_close(a.full(), b.full(), rtol=1e-9, atol=1e-12)                 # same start (LAPACK round-off aside)
+    fit, rec = D.tr_als(T, 2, init=ring, n_iter=5)
+    assert rec.final_error < 1e-10 and rec.converged                          # started at the answer
+    z, zr = D.tr_als(torch.zeros(3, 4, 3, dtype=torch.float64), 2)
+    assert float(z.full().abs().max()) == 0.0 and zr.converged
+    f32, _ = D.tr_als(T.float(), 2, n_iter=3, seed=0)
+    assert f32.dtype == torch.float32 and D.tr_svd(T.float(), rank=2).dtype == torch.float32
+
+
+@pytest.mark.parametrize("make, exc, words", [
+    (lambda: D.tr_als(torch.randn(3, 3, 3), 0), ValueError, "rank"),
+    (lambda: D.tr_als(torch.randn(3, 3, 3), (2, 2)), ValueError, "rank"),
+    (lambda: D.tr_als(torch.randn(3), 2), ValueError, "T"),
+    (lambda: D.tr_als(torch.randn(3, 3), 2, n_iter=0), ValueError, "n_iter"),
+    (lambda: D.tr_als(torch.randn(3, 3), 2, init="svd"), ValueError, "init"),
+    (lambda: D.tr_als(torch.randn(3, 3), 2, init=Fmt.random_tr((3, 4), 2)), ValueError, "init"),
+    (lambda: D.tr_als(torch.randn(3, 3), 2, init=Fmt.random_tr((3, 3), 3)), ValueError, "init"),
+    (lambda: D.tr_als(torch.full((3, 3), float("nan")), 2), ValueError, "T"),
+    (lambda: D.tr_als(torch.randn(3, 3, dtype=torch.float64), 2, init=Fmt.random_tr((3, 3), 2)), TypeError, "init"),
+    (lambda: D.tr_svd(torch.randn(3, 3), rank=0), ValueError, "rank"),
+    (lambda: D.tr_svd(torch.randn(3, 3), rank=(2, 2)), TypeError, "rank"),
+    (lambda: D.tr_svd(torch.tensor([[1.0, float("inf")]])), ValueError, "T"),
+    (lambda: D.tr_svd(torch.randn(3, 3).half()), TypeError, "T"),
+    (lambda: D.tr_svd(torch.randn(3, 3), tol=-1.0), ValueError, "tol"),
+    (lambda: D.tr_svd("T"), TypeError, "T"),
+])
+def test_tr_bad_input_names_the_argument(make, exc, words):
+    with pytest.raises(exc, match=rf"^{words}"):
+        make()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tr_on_cuda():
+    T = Fmt.random_tr((3, 4, 5), 2, seed=0, dtype=torch.float64, device="cuda").full()
+    rec = D.tr_svd(T, rank=4)
+    assert rec.device.type == "cuda" and rel_err(rec.full(), T) < EXACT
+    fit, r = D.tr_als(T, 2, n_iter=50, seed=0)
+    assert fit.device.type == "cuda" and bool((torch.tensor(r.errors).diff() <= 1e-10).all())
+    assert_close(Fmt.inner(fit, T).cpu(), (fit.full() * T).sum().cpu())

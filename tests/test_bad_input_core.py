@@ -23,6 +23,7 @@ CP = Fmt.random_cp((3, 4, 5), 2, seed=0, **F64)
 TK = Fmt.random_tucker((3, 4, 5), 2, seed=0, **F64)
 TT = Fmt.random_tt((3, 4, 5), 2, seed=0, **F64)
 HT = Fmt.random_ht((3, 4, 5), 2, seed=0, **F64)
+TR = Fmt.random_tr((3, 4, 5), 2, seed=0, **F64)
 SYM = K.cp_full(torch.ones(2, **F64), [torch.linalg.qr(torch.randn(4, 2, **F64)).Q] * 3)
 M = torch.randn(3, 4, **F64)
 HALF = T3.half()
@@ -42,6 +43,7 @@ ROWS = [
     ("check_tol", lambda: V.check_tol(-1.0), ValueError, "tol"),
     ("check_choice", lambda: V.check_choice("x", {"a": 1}, "init"), ValueError, "init"),
     ("check_dtype", lambda: V.check_dtype("floaty"), TypeError, "dtype"),
+    ("check_index", lambda: V.check_index(torch.tensor([[0, 1]]), (2, 2, 2)), ValueError, "index"),
     ("renamed_argument", lambda: V.renamed_argument(2, 3, "rank", "max_rank", "tt_svd"), TypeError, "tt_svd"),
     # ---------------------------------------------------------------- kernels
     ("make_generator", lambda: K.make_generator(generator=3), TypeError, "generator"),
@@ -72,10 +74,13 @@ ROWS = [
     ("TuckerTensor", lambda: Fmt.TuckerTensor(TK.core, TK.factors[0]), TypeError, "factors"),
     ("TTTensor", lambda: Fmt.TTTensor([TT.cores[0], TT.cores[0]]), ValueError, r"cores\[1\]"),
     ("HTTensor", lambda: Fmt.HTTensor(HT.leaves, [1]), TypeError, "transfers"),
+    ("TRTensor", lambda: Fmt.TRTensor([TR.cores[0], TR.cores[1][:, :, :1]]), ValueError, "cores: expected the ring to close"),
+    ("tr_full", lambda: Fmt.tr_full([TR.cores[0], TR.cores[0][:1]]), ValueError, r"cores\[1\]"),
     ("CPTensor.entries", lambda: CP.entries(IDX_OUT), ValueError, "index"),
     ("TuckerTensor.entries", lambda: TK.entries(IDX_OUT), ValueError, "index"),
     ("TTTensor.entries", lambda: TT.entries(IDX_OUT.float()), TypeError, "index"),
     ("HTTensor.entries", lambda: HT.entries(IDX_OUT), ValueError, "index"),
+    ("TRTensor.entries", lambda: TR.entries(IDX_OUT), ValueError, "index"),
     ("_Format.inner", lambda: CP.inner(torch.ones(2, 2, **F64)), ValueError, "b"),
     ("inner", lambda: Fmt.inner(CP, TT.to(torch.float32)), TypeError, "b"),
     ("norm", lambda: Fmt.norm([1.0, 2.0]), TypeError, "a"),
@@ -83,6 +88,7 @@ ROWS = [
     ("random_tucker", lambda: Fmt.random_tucker((3, 4), (2, 2, 2)), ValueError, "rank"),
     ("random_tt", lambda: Fmt.random_tt((3, 4, 5), (2, 3, 4)), ValueError, "rank"),
     ("random_ht", lambda: Fmt.random_ht((3, 0), 2), ValueError, r"shape\[1\]"),
+    ("random_tr", lambda: Fmt.random_tr((3, 4, 5), (2, 3)), ValueError, "rank"),
     ("from_tensorly", lambda: Fmt.from_tensorly(CP), TypeError, "x"),
     ("HTTensor.to_tensorly", lambda: HT.to_tensorly(), TypeError, "HTTensor"),
     # ---------------------------------------------------------------- decompositions
@@ -97,6 +103,9 @@ ROWS = [
     ("tensor_train", lambda: D.tensor_train(T3, tol="a"), TypeError, "tol"),
     ("tt_round", lambda: D.tt_round(T3, rank=2), TypeError, "tt"),
     ("ht_svd", lambda: D.ht_svd(T3, rank=[2, 2]), TypeError, "rank"),
+    ("tr_svd", lambda: D.tr_svd(T3, rank=0), ValueError, "rank"),
+    ("tensor_ring", lambda: D.tensor_ring(T3.tolist()), TypeError, "T"),
+    ("tr_als", lambda: D.tr_als(T3, (2, 2)), ValueError, "rank"),
     # ---------------------------------------------------------------- theory
     ("factor_match_score", lambda: Th.factor_match_score(CP, TK), TypeError, "b"),
     ("kruskal_rank", lambda: Th.kruskal_rank(M, rtol=True), TypeError, "rtol"),
@@ -133,6 +142,6 @@ def test_table_covers_every_public_name():
 def test_format_methods_are_covered():
     "Every public method of every format has a row (methods shared through _Format count once)."
     covered = {r[0] for r in ROWS}
-    for cls in (Fmt.CPTensor, Fmt.TuckerTensor, Fmt.TTTensor, Fmt.HTTensor):
+    for cls in (Fmt.CPTensor, Fmt.TuckerTensor, Fmt.TTTensor, Fmt.HTTensor, Fmt.TRTensor):
         assert f"{cls.__name__}.entries" in covered
     assert {"_Format.inner"} <= covered

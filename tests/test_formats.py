@@ -34,6 +34,10 @@ def make_ht(shape, rank, g, dtype=torch.float64):
     return Fmt.random_ht(shape, rank, generator=g, dtype=dtype)
 
 
+def make_tr(shape, ranks, g, dtype=torch.float64):
+    return Fmt.random_tr(shape, ranks, generator=g, dtype=dtype)
+
+
 def all_formats(shape, g, dtype=torch.float64):
     d = len(shape)
     return {
@@ -41,6 +45,7 @@ def all_formats(shape, g, dtype=torch.float64):
         "tucker": make_tucker(shape, [min(2, n) for n in shape], g, dtype),
         "tt": make_tt(shape, [2] * (d - 1), g, dtype),
         "ht": make_ht(shape, 2, g, dtype),
+        "tr": make_tr(shape, [2 + k % 2 for k in range(d)], g, dtype),
         "dense": torch.randn(*shape, generator=g, dtype=dtype),
     }
 
@@ -264,3 +269,89 @@ def test_norm_of_a_tensorly_object_says_how_to_convert(gen):
         Fmt.from_tensorly(cp)
     with pytest.raises(TypeError, match=r"HTTensor: TensorLy has no such format"):
         Fmt.random_ht(SHAPE, 2, generator=gen, dtype=torch.float64).to_tensorly()
+
+
+# ---------------------------------------------------------------- tensor rings
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ring_agrees_with_its_full_tensor(dtype):
+    "Entries, norm, inner products with a ring and a dense tensor, and a cyclic shift of the cores, against the dense tensor."
+    g = torch.Generator().manual_seed(11)
+    a, b = make_tr((3, 4, 2, 3), (2, 3, 2, 2), g, dtype), make_tr((3, 4, 2, 3), (1, 2, 3, 2), g, dtype)
+    A, B = a.full(), b.full()
+    assert a.rank == (2, 3, 2, 2, 2) and len(a) == 4 and a[1] is a.cores[1]
+    assert_close(Fmt.inner(a, b), (A * B).sum(), **TOL[dtype])
+    assert_close(Fmt.inner(a, B), (A * B).sum(), **TOL[dtype])
+    assert_close(Fmt.inner(B, a), (A * B).sum(), **TOL[dtype])
+    assert_close(Fmt.norm(a), A.norm(), **TOL[dtype])
+    idx = torch.stack([torch.randint(0, n, (10,), generator=g) for n in a.shape], 1)
+    assert_close(a.entries(idx), A[tuple(idx.T)], **TOL[dtype])
+    assert_close(Fmt.TRTensor(a.cores[1:] + a.cores[:1]).full(), A.permute(1, 2, 3, 0), **TOL[dtype])
+    assert_close(Fmt.tr_full(a.cores), A, rtol=0, atol=0)
+
+
+def test_ring_entries_by_brute_force_trace():
+    "The definition itself: every entry is the trace of the product of the selected slices."
+    a = make_tr((2, 3, 2), (2, 1, 3), torch.Generator().manual_seed(5))
+    A = a.full()
+    for i, j, k in itertools.product(range(2), range(3), range(2)):
+        assert_close(A[i, j, k], torch.trace(a.cores[0][:, i, :] @ a.cores[1][:, j, :] @ a.cores[2][:, k, :]))
+
+
+def test_a_tensor_train_is_a_ring_with_r0_one(gen):
+    tt = make_tt((3, 4, 5, 2), (2, 3, 2), gen)
+    ring = Fmt.TRTensor(tt.cores)
+    assert ring.rank == (1, 2, 3, 2, 1)
+    assert_close(ring.full(), tt.full(), rtol=0, atol=0)
+    other = make_tr((3, 4, 5, 2), 3, gen)
+    assert_close(Fmt.inner(tt, other), (tt.full() * other.full()).sum(), **TOL[torch.float64])
+
+
+def test_ring_inner_never_forms_the_dense_ring(gen, monkeypatch):
+    "inner and norm of rings (and of a ring with TT, CP, Tucker, dense) do not call tr_full or TRTensor.full."
+    a, b = make_tr((3, 4, 5, 2), (2, 3, 2, 2), gen), make_tr((3, 4, 5, 2), 2, gen)
+    others = [b, make_tt((3, 4, 5, 2), (2, 2, 2), gen), make_cp((3, 4, 5, 2), 2, gen), make_tucker((3, 4, 5, 2), (2, 2, 2, 2), gen),
+              torch.randn(3, 4, 5, 2, generator=gen, dtype=torch.float64)]
+    expected = [(a.full() * full_of(o)).sum() for o in others] + [a.full().norm()]
+    def refuse(*args, **kwargs): raise AssertionError("the dense ring was formed")
+    monkeypatch.setattr(Fmt.TRTensor, "full", refuse)
+    monkeypatch.setattr(Fmt, "tr_full", refuse)
+    got = [Fmt.inner(a, o) for o in others] + [Fmt.norm(a)]
+    for x, y in zip(got, expected): assert_close(x, y, **TOL[torch.float64])
+
+
+def test_ring_tensorly_round_trip(tl_torch, gen):
+    tl = tl_torch
+    ring = make_tr(SHAPE, (2, 3, 1), gen)
+    y = ring.to_tensorly()
+    assert type(y).__name__ == "TRTensor" and type(y).__module__.startswith("tensorly")
+    assert_close(tl.tr_to_tensor(y), ring.full(), **TOL[torch.float64])
+    assert_close(tl.tr_to_tensor(ring), ring.full(), **TOL[torch.float64])             # unpacks like TensorLy's
+    z = Fmt.from_tensorly(y)
+    assert type(z) is Fmt.TRTensor and z.rank == ring.rank == tuple(y.rank)
+    from tensorly.random import random_tr as tl_random_tr
+    t = tl_random_tr((3, 4, 5), (2, 3, 2, 2), random_state=0)
+    assert_close(Fmt.from_tensorly(t).full(), tl.tr_to_tensor(t), **TOL[torch.float64])
+
+
+def test_ring_validation_and_factory_ranks(gen):
+    with pytest.raises(ValueError, match=r"^cores: expected the ring to close, r_d = r_0"):
+        Fmt.TRTensor([torch.randn(2, 3, 3), torch.randn(3, 3, 1)])
+    with pytest.raises(ValueError, match=r"^cores\[1\]: expected left rank 3"):
+        Fmt.TRTensor([torch.randn(2, 3, 3), torch.randn(2, 3, 2)])
+    with pytest.raises(TypeError, match=r"^cores\[1\]"):
+        Fmt.TRTensor([torch.randn(2, 3, 2), torch.randn(2, 3, 2, dtype=torch.float64)])
+    with pytest.raises(TypeError, match=r"^cores"):
+        Fmt.TRTensor(torch.randn(2, 3, 2))
+    with pytest.raises(TypeError, match=r"^cores\[0\]: expected a real"):
+        Fmt.TRTensor([torch.randn(2, 3, 2, dtype=torch.complex64)])
+    ring = make_tr((2, 3), (2, 2), gen)
+    with pytest.raises(TypeError, match=r"^b"):
+        Fmt.inner(ring, ring.to(torch.float32))
+    with pytest.raises(ValueError, match=r"^b"):
+        Fmt.inner(ring, ring.full().to("meta"))
+    with pytest.raises(ValueError, match=r"^b: expected shape"):
+        Fmt.inner(ring, torch.randn(3, 2, dtype=torch.float64))
+    assert Fmt.random_tr((3, 4), 2, seed=0).rank == (2, 2, 2)
+    assert Fmt.random_tr((3, 4), (2, 3, 2), seed=0).rank == (2, 3, 2)
+    assert Fmt.random_tr((3, 4, 5), 2, seed=0, dtype=torch.float64).dtype == torch.float64
+    assert_close(Fmt.random_tr((3, 4), 2, seed=7).full(), Fmt.random_tr((3, 4), 2, generator=torch.Generator().manual_seed(7)).full())

@@ -1,5 +1,5 @@
 """tensornn.generative: HMMs as nonnegative tensor trains (against brute force and hmmlearn), sampling, learning
-(EM monotone, moment methods consistent), tensor rings, and bad input."""
+(EM monotone, moment methods consistent), and bad input."""
 from __future__ import annotations
 
 import itertools
@@ -182,47 +182,6 @@ def test_align_states_undoes_a_permutation():
     for a, b in zip(back, p): assert_close(a, b)
 
 
-# ----------------------------------------------------------------------------- tensor ring
-def random_ring(shape, ranks, g, dtype=torch.float64):
-    d = len(shape)
-    return G.TRTensor([torch.randn(ranks[k], n, ranks[(k + 1) % d], generator=g, dtype=dtype) for k, n in enumerate(shape)])
-
-
-@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=4), rank=st.integers(1, 3), seed=st.integers(0, 10_000))
-def test_tr_svd_recovers_a_ring_exactly(shape, rank, seed):
-    g = torch.Generator().manual_seed(seed)
-    ring = random_ring(shape, [rank] * len(shape), g) if len(shape) > 1 else G.TRTensor([torch.randn(1, shape[0], 1, generator=g, dtype=torch.float64)])
-    T = ring.full()
-    rec = G.tr_svd(T)
-    assert isinstance(rec, G.TRTensor) and tuple(rec.shape) == tuple(shape)
-    assert_close(rec.full(), T, rtol=1e-9, atol=1e-10 * max(float(T.abs().max()), 1.0))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ring_agrees_with_its_full_tensor(dtype):
-    g = torch.Generator().manual_seed(11)
-    a, b = random_ring((3, 4, 2, 3), (2, 3, 2, 2), g, dtype), random_ring((3, 4, 2, 3), (1, 2, 3, 2), g, dtype)
-    A, B = a.full(), b.full()
-    assert_close(G.tr_inner(a, b), (A * B).sum(), **TOL[dtype])
-    assert_close(G.tr_inner(a, B), (A * B).sum(), **TOL[dtype])
-    assert_close(a.norm(), A.norm(), **TOL[dtype])
-    idx = torch.stack([torch.randint(0, n, (10,), generator=g) for n in a.shape], 1)
-    assert_close(a.entries(idx), A[tuple(idx.T)], **TOL[dtype])
-    assert a.to(torch.float64).dtype == torch.float64
-    # cyclic shift of the cores is a cyclic shift of the modes
-    shifted = G.TRTensor(a.cores[1:] + a.cores[:1]).full()
-    assert_close(shifted, A.permute(1, 2, 3, 0), **TOL[dtype])
-
-
-def test_tr_svd_truncation_meets_tol_and_caps_ranks():
-    g = torch.Generator().manual_seed(12)
-    T = torch.randn(4, 5, 4, 3, generator=g, dtype=torch.float64)
-    for tol in (0.1, 0.3, 0.6):
-        r = G.tr_svd(T, tol=tol)
-        assert float((r.full() - T).norm() / T.norm()) <= tol + 1e-12
-    assert max(G.tr_svd(T, max_rank=2).rank) <= 2
-
-
 # ----------------------------------------------------------------------------- bad input
 def _p(g=None):
     return G.random_hmm(2, 3, generator=g or torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -256,14 +215,6 @@ def _p(g=None):
     (lambda p: G.tensor_hmm(torch.tensor([[0, 1, 2]]), 2, method="als"), ValueError, "method"),
     (lambda p: G.sample_hmm(p, 0, 3), ValueError, "n_samples"),
     (lambda p: G.sample_tt("tt", 3), TypeError, "tt"),
-    (lambda p: G.TRTensor([torch.randn(2, 3, 3), torch.randn(3, 3, 1)]), ValueError, "ring to close"),
-    (lambda p: G.TRTensor([torch.randn(2, 3, 3), torch.randn(2, 3, 2)]), ValueError, "cores[1]"),
-    (lambda p: G.TRTensor([torch.randn(2, 3, 2), torch.randn(2, 3, 2, dtype=torch.float64)]), TypeError, "cores[1]"),
-    (lambda p: G.TRTensor(torch.randn(2, 3, 2)), TypeError, "cores"),
-    (lambda p: G.tr_svd(torch.randn(3, 3), max_rank=0), ValueError, "max_rank"),
-    (lambda p: G.tr_svd(torch.tensor([[1.0, float("inf")]])), ValueError, "T"),
-    (lambda p: G.tr_svd([[1.0]]), TypeError, "T"),
-    (lambda p: G.tr_inner(random_ring((2, 2), (1, 1), torch.Generator()), torch.randn(3, 2)), ValueError, "b"),
 ])
 def test_bad_input_names_the_argument(make, exc, words):
     with pytest.raises(exc, match=words.replace("[", r"\[").replace("]", r"\]")):
@@ -286,7 +237,7 @@ def test_signed_train_needs_a_floor():
 # ----------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
 @needs_cuda
-def test_hmm_and_ring_on_cuda():
+def test_hmm_on_cuda():
     g = torch.Generator().manual_seed(14)
     p = G.random_hmm(3, 5, generator=g, dtype=torch.float64)
     X = G.sample_hmm(p, 40, 30, generator=g)
@@ -296,8 +247,6 @@ def test_hmm_and_ring_on_cuda():
     assert fit.device.type == "cuda" and bool((torch.tensor(rec.errors).diff() <= 1e-12).all())
     S = G.sample_tt(G.hmm_to_tt(pc, 4), 100, generator=torch.Generator("cuda").manual_seed(0))
     assert S.device.type == "cuda"
-    T = torch.randn(3, 4, 5, device="cuda", dtype=torch.float64)
-    assert_close(G.tr_svd(T).full(), T)
 
 
 # ----------------------------------------------------------------------------- Born machines, RBMs, pushforwards
@@ -421,11 +370,6 @@ def test_mixed_devices_and_dtypes_name_the_argument():
         G.HMMParams(p.initial, p.transition.float(), p.emission)
     with pytest.raises(ValueError, match="sequences"):
         G.log_likelihood(p, torch.zeros(2, 3, dtype=torch.long, device="meta"))
-    ring = random_ring((2, 3), (2, 2), torch.Generator().manual_seed(0))
-    with pytest.raises(TypeError, match="b"):
-        G.tr_inner(ring, ring.to(torch.float32))
-    with pytest.raises(ValueError, match="b"):
-        G.tr_inner(ring, ring.full().to("meta"))
 
 
 def test_numpy_parameters_from_hmmlearn_are_accepted():
@@ -437,25 +381,11 @@ def test_numpy_parameters_from_hmmlearn_are_accepted():
         G.HMMParams(p.initial.numpy(), p.transition.numpy(), np.full((2, 3), 0.5))
 
 
-def test_tr_als_is_monotone_and_fits_an_exact_ring():
-    g = torch.Generator().manual_seed(20)
-    ring = random_ring((3, 4, 3, 2), (2, 2, 3, 2), g)
-    T = ring.full()
-    fits = []
-    for seed in range(3):
-        fit, rec = G.tr_als(T, ring.rank, n_iter=150, generator=torch.Generator().manual_seed(100 + seed))
-        assert isinstance(fit, G.TRTensor) and fit.rank == ring.rank
-        assert bool((torch.tensor(rec.errors).diff() <= 1e-10).all())
-        fits.append(rec.final_error)
-    assert min(fits) < 1e-6
-
-
-@pytest.mark.parametrize("make, exc, words", [
-    (lambda: G.tr_als(torch.randn(3, 3, 3), 0), ValueError, "rank"),
-    (lambda: G.tr_als(torch.randn(3, 3, 3), (2, 2)), ValueError, "rank"),
-    (lambda: G.tr_als(torch.randn(3), 2), ValueError, "T"),
-    (lambda: G.tr_als(torch.randn(3, 3), 2, n_iter=0), ValueError, "n_iter"),
-])
-def test_tr_als_bad_input(make, exc, words):
-    with pytest.raises(exc, match=words):
-        make()
+def test_generative_imports_no_private_names():
+    "The module uses only the public API of the others (no `_name` imported from another tensornn module)."
+    import ast, inspect
+    tree = ast.parse(inspect.getsource(G))
+    private = [(node.module, a.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for a in node.names if a.name.startswith("_") and node.module not in ("__future__",)]
+    assert not private, private
+    assert not any(hasattr(G, n) for n in ("TRTensor", "tr_svd", "tr_als", "tr_inner")), "TR lives in formats/decompositions"
