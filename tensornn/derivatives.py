@@ -18,8 +18,8 @@ from .validation import (as_tensor, check_choice, check_dtype, check_int, check_
 from .kernels import make_generator, numerical_rank, random_normal
 from .formats import CPTensor
 from .decompositions import FitRecord, cp_als
-from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp_power
-from .expressivity import _ACTIVATIONS, _activation
+from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp
+from .expressivity import _activation   # private: expressivity should export it (reported)
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
@@ -238,48 +238,8 @@ def matched_row_cosines(A_hat: torch.Tensor,  # estimated rows `(m, d)`
     cos[ok] = C[rows, perm[ok]].abs()
     return cos
 
-# %% ../nbs/04_derivatives.ipynb #1a05b7cc
-def _sym_jennrich(T: torch.Tensor, rank: int, g: torch.Generator) -> torch.Tensor:
-    "Factor `(k, rank)` of a symmetric order-3 CPD: Jennrich from 5 random slice pairs, each polished by CP-ALS."
-    best, nT = None, T.norm()
-    for _ in range(5):
-        cp, _ = cp_als(T, rank, init=jennrich(T, rank, generator=g), n_iter=200, tol=1e-12)
-        err = float((cp.full() - T).norm() / nT)
-        if best is None or err < best[0]: best = (err, cp.factors[0])
-    return best[1]
-
-# %% ../nbs/04_derivatives.ipynb #9eaae3e8
-def _sym_power(T: torch.Tensor, rank: int, g: torch.Generator, n_tries: int = 200) -> torch.Tensor:
-    "Factor `(k, rank)` of a symmetric order-3 CPD: whiten by a definite slice, then the orthogonal tensor power method."
-    best = None
-    for _ in range(n_tries):
-        th = random_normal((T.shape[0],), generator=g, dtype=T.dtype, device=T.device)
-        evals, evecs = torch.linalg.eigh(torch.einsum("abc,c->ab", T, th))
-        if bool((evals > 0).all()) or bool((evals < 0).all()):
-            cond = float(evals.abs().min() / evals.abs().max())
-            if best is None or cond > best[0]: best = (cond, evals, evecs)
-            if cond > 0.1: break
-    if best is None:
-        raise RuntimeError("nnlift: no random slice T(I, I, theta) was definite, so whitening for the power method "
-                           "failed; use method='jennrich'")
-    _, evals, evecs = best
-    W = evecs / evals.abs().sqrt()                           # W^T M W = +-I: the components become orthonormal
-    Tw = torch.einsum("abc,ai,bj,ck->ijk", T, W, W, W)
-    cp, _ = symmetric_cp_power(Tw, rank, generator=g)
-    return (evecs * evals.abs().sqrt()) @ cp.factors[0]      # un-whiten: W^{-T} = evecs |D|^{1/2}
-
-# %% ../nbs/04_derivatives.ipynb #28bc23e9
-_NNLIFT_METHODS = {"jennrich": _sym_jennrich, "power": _sym_power}
-
-
-def _symmetric_decomposition(T: torch.Tensor, rank: int, method: str, g: torch.Generator, n_tries: int = 200):
-    "Columns `(k, rank)` (unit norm) and weights of a symmetric order-3 `T = sum_j lam_j v_j^{(x)3}` with independent v_j."
-    find = check_choice(method, _NNLIFT_METHODS, "method")
-    V = find(T, rank, g) if find is _sym_jennrich else find(T, rank, g, n_tries)
-    V = V / V.norm(dim=0)
-    KR = torch.einsum("ir,jr,kr->ijkr", V, V, V).reshape(-1, rank)
-    lam = torch.linalg.lstsq(KR, T.reshape(-1, 1)).solution[:, 0]
-    return V, lam
+# %% ../nbs/04_derivatives.ipynb #830d43e5
+_NNLIFT_METHODS = {"jennrich": "jennrich", "power": "power"}   # passed on to theory.symmetric_cp
 
 # %% ../nbs/04_derivatives.ipynb #a19bc5e7
 def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
@@ -345,8 +305,10 @@ def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     Tk = stein_moment(X, y, 3, project=U, chunk_size=chunk_size)        #    and the compressed third moment
     with warnings.catch_warnings(record=True) as caught:                # 2. symmetric CP; diagnostics -> record
         warnings.simplefilter("always", RuntimeWarning)
-        V, lam = _symmetric_decomposition(Tk, k, method, g)
-    notes = "".join(f"; {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
+        cp, sym_rec = symmetric_cp(Tk, k, method=method, n_init=5, n_iter=200, generator=g)
+    V, lam = cp.factors[0], cp.weights
+    notes = "".join(f"; {w}" for w in sym_rec.info["warnings"]) + "".join(
+        f"; {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
     directions = U @ V                                                  # (d, k) unit columns (U orthonormal)
     s, b, a2, b2, losses = _fit_scale_bias(X, y, directions, sigma, fit_iter)   # 3. by regression
     net = TwoLayerNet((directions * s).mT.contiguous(), b, a2, b2, activation=activation)
