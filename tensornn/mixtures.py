@@ -221,8 +221,9 @@ def mixture_from_moment(T: torch.Tensor, n_components: int, *, method: str = "je
                         generator: torch.Generator | None = None, seed: int | None = None) -> MixtureOfClassifiers:
     """The mixture of classifiers whose conditional Hermite moment `c_k sum_j w_j a_hat_j^{(x)k}` is `T` (order 3 or 5).
 
-    Symmetric CP gives the unit directions (order 3: `method="jennrich"` or `"power"`, after projecting on the span of
-    the components; order 5: Jennrich on the `d^2 x d^2 x d` reshaping), least squares gives `lam_j`, each direction
+    Chapter 01's `symmetric_cp` gives the unit directions (`method="jennrich"`: up to `d` components at order 3 and
+    `d (d + 1) / 2` at order 5, on the `d^2 x d^2 x d` reshaping; `"power"`: whitening and the tensor power method, up
+    to `d` components at either order) and least-squares weights `lam_j`, each direction
     is flipped so that `lam_j / c_k > 0` (the sign the data fix), and `w_j = lam_j / c_k` is renormalised to sum to 1."""
     T = _check_moment_tensor(T)
     order, d = T.ndim, T.shape[0]
