@@ -328,7 +328,7 @@ def _th_sym_jennrich(T: torch.Tensor, rank: int, n_init: int, n_iter: int, g) ->
         if n_iter > 0: cp, _ = cp_als(T3, rank, init=cp, n_iter=n_iter, tol=1e-12)
         err = float((cp.full() - T3).norm())
         if best is None or err < best[0]: best = (err, cp)
-    F, p = (best[1].factors[2], c) if c == 1 else (best[1].factors[0], a)
+    F, p = (best[1].factors[0], a) if a <= c else (best[1].factors[2], c)   # the factor of lowest order
     return _th_sym_root(F, n, p)
 
 # %% ../nbs/01c_theory.ipynb #95d64495
