@@ -18,8 +18,8 @@ from .validation import (as_tensor, check_choice, check_dtype, check_int, check_
 from .kernels import make_generator, numerical_rank, random_normal
 from .formats import CPTensor
 from .decompositions import FitRecord, cp_als
-from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp_power
-from .expressivity import _ACTIVATIONS, _activation
+from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp
+from .expressivity import _activation   # private: expressivity should export it (reported)
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
@@ -238,48 +238,8 @@ def matched_row_cosines(A_hat: torch.Tensor,  # estimated rows `(m, d)`
     cos[ok] = C[rows, perm[ok]].abs()
     return cos
 
-# %% ../nbs/04_derivatives.ipynb #1a05b7cc
-def _sym_jennrich(T: torch.Tensor, rank: int, g: torch.Generator) -> torch.Tensor:
-    "Factor `(k, rank)` of a symmetric order-3 CPD: Jennrich from 5 random slice pairs, each polished by CP-ALS."
-    best, nT = None, T.norm()
-    for _ in range(5):
-        cp, _ = cp_als(T, rank, init=jennrich(T, rank, generator=g), n_iter=200, tol=1e-12)
-        err = float((cp.full() - T).norm() / nT)
-        if best is None or err < best[0]: best = (err, cp.factors[0])
-    return best[1]
-
-# %% ../nbs/04_derivatives.ipynb #9eaae3e8
-def _sym_power(T: torch.Tensor, rank: int, g: torch.Generator, n_tries: int = 200) -> torch.Tensor:
-    "Factor `(k, rank)` of a symmetric order-3 CPD: whiten by a definite slice, then the orthogonal tensor power method."
-    best = None
-    for _ in range(n_tries):
-        th = random_normal((T.shape[0],), generator=g, dtype=T.dtype, device=T.device)
-        evals, evecs = torch.linalg.eigh(torch.einsum("abc,c->ab", T, th))
-        if bool((evals > 0).all()) or bool((evals < 0).all()):
-            cond = float(evals.abs().min() / evals.abs().max())
-            if best is None or cond > best[0]: best = (cond, evals, evecs)
-            if cond > 0.1: break
-    if best is None:
-        raise RuntimeError("nnlift: no random slice T(I, I, theta) was definite, so whitening for the power method "
-                           "failed; use method='jennrich'")
-    _, evals, evecs = best
-    W = evecs / evals.abs().sqrt()                           # W^T M W = +-I: the components become orthonormal
-    Tw = torch.einsum("abc,ai,bj,ck->ijk", T, W, W, W)
-    cp, _ = symmetric_cp_power(Tw, rank, generator=g)
-    return (evecs * evals.abs().sqrt()) @ cp.factors[0]      # un-whiten: W^{-T} = evecs |D|^{1/2}
-
-# %% ../nbs/04_derivatives.ipynb #28bc23e9
-_NNLIFT_METHODS = {"jennrich": _sym_jennrich, "power": _sym_power}
-
-
-def _symmetric_decomposition(T: torch.Tensor, rank: int, method: str, g: torch.Generator, n_tries: int = 200):
-    "Columns `(k, rank)` (unit norm) and weights of a symmetric order-3 `T = sum_j lam_j v_j^{(x)3}` with independent v_j."
-    find = check_choice(method, _NNLIFT_METHODS, "method")
-    V = find(T, rank, g) if find is _sym_jennrich else find(T, rank, g, n_tries)
-    V = V / V.norm(dim=0)
-    KR = torch.einsum("ir,jr,kr->ijkr", V, V, V).reshape(-1, rank)
-    lam = torch.linalg.lstsq(KR, T.reshape(-1, 1)).solution[:, 0]
-    return V, lam
+# %% ../nbs/04_derivatives.ipynb #830d43e5
+_NNLIFT_METHODS = {"jennrich": "jennrich", "power": "power"}   # passed on to theory.symmetric_cp
 
 # %% ../nbs/04_derivatives.ipynb #a19bc5e7
 def _fit_scale_bias(X, y, U, sigma, n_iter, ridge=1e-8):
@@ -345,8 +305,10 @@ def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     Tk = stein_moment(X, y, 3, project=U, chunk_size=chunk_size)        #    and the compressed third moment
     with warnings.catch_warnings(record=True) as caught:                # 2. symmetric CP; diagnostics -> record
         warnings.simplefilter("always", RuntimeWarning)
-        V, lam = _symmetric_decomposition(Tk, k, method, g)
-    notes = "".join(f"; {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
+        cp, sym_rec = symmetric_cp(Tk, k, method=method, n_init=5, n_iter=200, generator=g)
+    V, lam = cp.factors[0], cp.weights
+    notes = "".join(f"; {w}" for w in sym_rec.info["warnings"]) + "".join(
+        f"; {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
     directions = U @ V                                                  # (d, k) unit columns (U orthonormal)
     s, b, a2, b2, losses = _fit_scale_bias(X, y, directions, sigma, fit_iter)   # 3. by regression
     net = TwoLayerNet((directions * s).mT.contiguous(), b, a2, b2, activation=activation)
@@ -403,16 +365,51 @@ def fit_sgd(net: torch.nn.Module,  # trained in place from its current weights
     return net, FitRecord(errors=[math.sqrt(l / var) if math.isfinite(l) else math.inf for l in losses],
                           converged=not diverged, n_iter=steps, message=msg, info={"losses": losses})
 
+# %% ../nbs/04_derivatives.ipynb #9398a219
+def _he0(n: int, dtype, device) -> torch.Tensor:
+    "`He_k(0) / sqrt(k!)` for k = 0..n: zero for odd k, from `He_{k+1}(0) = -k He_{k-1}(0)` (normalised, so no overflow)."
+    h = [1.0, 0.0]
+    for k in range(1, n):
+        h.append(-math.sqrt(k / (k + 1)) * h[k - 1])
+    return torch.tensor(h[:n + 1], dtype=dtype, device=device)
+
+
+def _hermite_relu(n: int, dtype, device) -> torch.Tensor:
+    "Exact `c_k` of relu: phi(0), 1/2, then phi(0) (He_k(0) + k He_{k-2}(0)) / sqrt(k!) (from z He_k = He_{k+1} + k He_{k-1})."
+    h, phi0 = _he0(max(n, 2), dtype, device), 1 / math.sqrt(2 * math.pi)
+    k = torch.arange(2, max(n, 2) + 1, dtype=dtype, device=device)
+    c = torch.cat([h.new_tensor([phi0, 0.5]), phi0 * (h[2:] + (k / (k - 1)).sqrt() * h[:-2])])
+    return c[:n + 1]
+
+# %% ../nbs/04_derivatives.ipynb #dfb20e9a
+def _hermite_step(n: int, dtype, device) -> torch.Tensor:
+    "Exact `c_k` of 1{z >= 0}: 1/2, then phi(0) He_{k-1}(0) / sqrt(k!) (from the integral of He_k phi over [0, inf))."
+    h = _he0(n, dtype, device)
+    k = torch.arange(1, n + 1, dtype=dtype, device=device)
+    return torch.cat([h.new_tensor([0.5]), h[:-1] / (k.sqrt() * math.sqrt(2 * math.pi))])
+
+
+_HERMITE_EXACT = {                      # non-smooth activations: Gauss-Hermite converges slowly at a kink or a jump
+    "relu": _hermite_relu,
+    "step": _hermite_step,
+    "sign": lambda n, dt, dev: 2 * _hermite_step(n, dt, dev) - (torch.arange(n + 1, device=dev) == 0).to(dt),
+    "abs": lambda n, dt, dev: 2 * _hermite_relu(n, dt, dev) - (torch.arange(n + 1, device=dev) == 1).to(dt),
+}
+
 # %% ../nbs/04_derivatives.ipynb #7018ec73
-def hermite_coefficients(sigma,  # an activation name (chapter 03's table) or a callable
+def hermite_coefficients(sigma,  # an activation name (chapter 03's table, or 'step', 'sign', 'abs') or a callable
                          degree: int,  # highest k
-                         *, n_quad: int = 120,  # Gauss-Hermite nodes
+                         *, n_quad: int = 120,  # Gauss-Hermite nodes (ignored for 'relu', 'step', 'sign', 'abs')
                          dtype=torch.float64, device=None,  # of the result
                          ) -> torch.Tensor:  # `(degree + 1,)`
-    "Normalised Hermite coefficients $c_k = E[\\sigma(z) He_k(z)] / \\sqrt{k!}$, $z \\sim N(0, 1)$, by Gauss-Hermite quadrature."
-    sigma = _activation(sigma, "sigma")
+    """Normalised Hermite coefficients $c_k = E[\\sigma(z) He_k(z)] / \\sqrt{k!}$, $z \\sim N(0, 1)$: exact closed forms
+    for 'relu', 'step', 'sign' and 'abs', Gauss-Hermite quadrature otherwise (exact for polynomials of degree
+    < 2 n_quad - degree, fast for smooth activations; for a non-smooth callable the error decays only like a power
+    of n_quad, about 1e-3 for relu at 120 nodes)."""
     degree, dtype = check_int(degree, "degree", minimum=0), check_dtype(dtype)
     n_quad = check_rank(n_quad, "n_quad")
+    if isinstance(sigma, str) and sigma in _HERMITE_EXACT: return _HERMITE_EXACT[sigma](degree, dtype, device)
+    sigma = _activation(sigma, "sigma")
     off = torch.arange(1, n_quad, dtype=dtype, device=device).sqrt()
     nodes, vecs = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))   # Jacobi matrix of He_k
     w = vecs[0] ** 2                                                             # weights for N(0, 1)
@@ -422,6 +419,7 @@ def hermite_coefficients(sigma,  # an activation name (chapter 03's table) or a 
     He = torch.stack(He[:degree + 1])
     fact = torch.exp(torch.lgamma(torch.arange(degree + 1, dtype=dtype, device=device) + 1))
     return (He * (w * sigma(nodes))).sum(1) / fact.sqrt()
+
 
 # %% ../nbs/04_derivatives.ipynb #faa96ed0
 def population_loss_hermite(a: torch.Tensor,  # output weights of f, `(m,)`

@@ -19,10 +19,10 @@ with warnings.catch_warnings():                                   # no ipywidget
 
 from .validation import check_choice, check_int, check_rank, check_real, check_same_device_dtype, \
     check_tensor, check_tol
-from .kernels import make_generator, random_normal, unfold
-from .decompositions import FitRecord, cp_als
-from .theory import jennrich
-from .derivatives import _symmetric_decomposition, stein_moment
+from .kernels import make_generator, random_normal
+from .decompositions import FitRecord
+from .theory import symmetric_cp
+from .derivatives import stein_moment
 
 # %% auto #0
 __all__ = ['MixtureOfClassifiers', 'moment_constant', 'conditional_moment', 'max_components', 'mixture_from_moment',
@@ -186,36 +186,14 @@ def max_components(dim: int, order: int) -> int:
     return dim if order == 3 else dim * (dim + 1) // 2
 
 # %% ../nbs/07_mixtures.ipynb #99b88234
-def _directions_jennrich(T3: torch.Tensor, M: int, g: torch.Generator, n_tries: int = 2, n_iter: int = 60) -> torch.Tensor:
-    "Unit mode-2 factor `(K, M)` of a 3-way `T3`: Jennrich's algorithm from `n_tries` random pencils, each polished by CP-ALS."
-    best = None
-    for _ in range(n_tries):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)                    # noisy moments: judged by the fit below
-            cp, rec = cp_als(T3, M, init=jennrich(T3, M, generator=g), n_iter=n_iter, tol=1e-10)
-        if best is None or rec.final_error < best[0]: best = (rec.final_error, cp.factors[2])
-    return best[1] / best[1].norm(dim=0)
+_SYM_OPTIONS = {"jennrich": dict(n_init=2, n_iter=60),   # pencils, CP-ALS polishing sweeps per pencil
+                "power": dict(n_init=10, n_iter=100)}    # random starts per component, power iterations
 
 
-def _directions_order3(T: torch.Tensor, M: int, method: str, g: torch.Generator) -> torch.Tensor:
-    "Unit columns `(d, M)` of a symmetric order-3 `T = sum_j lam_j v_j^{(x)3}` with independent `v_j`."
-    U = torch.linalg.svd(unfold(T, 0), full_matrices=False).U[:, :M]           # span of the components
-    if M == 1: return U                                                        # one component: its span is it
-    core = torch.einsum("abc,ai,bj,ck->ijk", T, U, U, U)
-    if method == "jennrich":
-        V = _directions_jennrich(core, M, g)
-    else:                                                                      # chapter 04: whitening + power method
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            V, _ = _symmetric_decomposition(core, M, "power", g)
-    V = U @ V
-    return V / V.norm(dim=0)
-
-
-def _directions_order5(T: torch.Tensor, M: int, g: torch.Generator) -> torch.Tensor:
-    "Unit columns `(d, M)` of a symmetric order-5 `T`: Jennrich on the `d^2 x d^2 x d` reshaping, whose mode-2 factor is `v_j`."
-    d = T.shape[0]
-    return _directions_jennrich(T.reshape(d * d, d * d, d), M, g)
+def _directions(T: torch.Tensor, M: int, method: str, g: torch.Generator) -> tuple:
+    "Unit columns `(d, M)` and weights `(M,)` of a symmetric `T = sum_j lam_j v_j^{(x)k}`, by chapter 01's `symmetric_cp`."
+    cp, _ = symmetric_cp(T, M, method=method, generator=g, **_SYM_OPTIONS[method])
+    return cp.factors[0], cp.weights
 
 # %% ../nbs/07_mixtures.ipynb #9566d69b
 _CP_METHODS = {"jennrich": "jennrich", "power": "power"}
@@ -243,18 +221,18 @@ def mixture_from_moment(T: torch.Tensor, n_components: int, *, method: str = "je
                         generator: torch.Generator | None = None, seed: int | None = None) -> MixtureOfClassifiers:
     """The mixture of classifiers whose conditional Hermite moment `c_k sum_j w_j a_hat_j^{(x)k}` is `T` (order 3 or 5).
 
-    Symmetric CP gives the unit directions (order 3: `method="jennrich"` or `"power"`, after projecting on the span of
-    the components; order 5: Jennrich on the `d^2 x d^2 x d` reshaping), least squares gives `lam_j`, each direction
+    Chapter 01's `symmetric_cp` gives the unit directions (`method="jennrich"`: up to `d` components at order 3 and
+    `d (d + 1) / 2` at order 5, on the `d^2 x d^2 x d` reshaping; `"power"`: whitening and the tensor power method, up
+    to `d` components at either order) and least-squares weights `lam_j`, each direction
     is flipped so that `lam_j / c_k > 0` (the sign the data fix), and `w_j = lam_j / c_k` is renormalised to sum to 1."""
     T = _check_moment_tensor(T)
     order, d = T.ndim, T.shape[0]
     M = _check_components(n_components, d, order)
     method = check_choice(method, _CP_METHODS, "method")
-    if order == 5 and method != "jennrich":
-        raise ValueError(f"method: order-5 moments are decomposed by 'jennrich' only, got {method!r}")
-    g = make_generator(seed, generator)
-    V = _directions_order3(T, M, method, g) if order == 3 else _directions_order5(T, M, g)
-    lam = torch.linalg.lstsq(_powers(V.mT, order).reshape(M, -1).mT, T.reshape(-1, 1)).solution[:, 0]
+    if method == "power" and M > d:
+        raise ValueError(f"method: the power method finds at most d = {d} components, got n_components={M}; "
+                         "use 'jennrich'")
+    V, lam = _directions(T, M, method, make_generator(seed, generator))
     c = moment_constant(order)
     s = torch.where(lam * c < 0, -1.0, 1.0).to(lam)
     w = (lam * s / c).clamp_min(0)
@@ -409,9 +387,8 @@ def learn_mixed_regression(x: torch.Tensor, y: torch.Tensor, n_components: int, 
     method, g = check_choice(method, _CP_METHODS, "method"), make_generator(seed, generator)
     T3 = stein_moment(x, y ** 3, 3, chunk_size=chunk_size) / 6
     T2 = stein_moment(x, y ** 2, 2, chunk_size=chunk_size) / 2
-    V = _directions_order3(T3, M, method, g).mT                                   # (M, d) unit rows
-    lam = torch.linalg.lstsq(_powers(V, 3).reshape(M, -1).mT, T3.reshape(-1, 1)).solution[:, 0]
-    V, lam = V * lam.sign()[:, None], lam.abs()                                    # lam_j = w_j |a_j|^3 > 0
+    V, lam = _directions(T3, M, method, g)                                       # lam_j = w_j |a_j|^3 > 0
+    V = V.mT                                                                      # (M, d) unit rows
     mu = torch.linalg.lstsq(_powers(V, 2).reshape(M, -1).mT, T2.reshape(-1, 1)).solution[:, 0]
     tiny = torch.finfo(x.dtype).tiny
     if bool((mu <= 0).any()) or bool((lam <= tiny).any()):

@@ -13,12 +13,12 @@ import torch
 
 from .decompositions import FitRecord, cp_als
 from .formats import CPTensor
-from .kernels import _check_sequence, make_generator, numerical_rank, random_normal, unfold
-from .validation import (renamed_argument, as_tensor, check_int, check_linalg_dtype, check_rank, check_same_device_dtype,
+from .kernels import make_generator, numerical_rank, random_normal, unfold
+from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank, check_same_device_dtype,
                                  check_shape, check_tensor, check_tol)
 
 # %% auto #0
-__all__ = ['factor_match_score', 'kruskal_rank', 'kruskal_uniqueness', 'jennrich', 'symmetric_cp_power',
+__all__ = ['factor_match_score', 'kruskal_rank', 'kruskal_uniqueness', 'jennrich', 'symmetric_cp_power', 'symmetric_cp',
            'expected_secant_dimension', 'secant_dimension', 'generic_rank', 'multilinear_rank', 'tt_rank', 'paratuck2',
            't_transpose', 't_product', 't_svd']
 
@@ -286,6 +286,138 @@ def _th_deflate(T, rank, n_init, n_iter, tol_eff, g):
     return CPTensor(torch.stack(lams), [Vm.clone() for _ in range(m)]), FitRecord(
         errors=errors, converged=all_converged, n_iter=total, message=msg,
         info={"power_iterations_per_component": per_component, "tol": tol_eff})
+
+# %% ../nbs/01c_theory.ipynb #34c8e693
+def _th_sym_project(T: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    "`T(U, ..., U)`: every mode of an order-m `T` multiplied by `U^T` for `U` of shape `(n, r)`."
+    for _ in range(T.ndim):
+        T = torch.tensordot(T, U, dims=([0], [0]))        # contracts the first mode, appends the new one last
+    return T
+
+
+def _th_sym_powers(V: torch.Tensor, m: int) -> torch.Tensor:
+    "The rank-one terms `V[:, r]^{(x)m}` stacked as the columns of an `(n^m, R)` matrix."
+    R, n = V.shape[1], V.shape[0]
+    P = V.mT
+    for _ in range(m - 1):
+        P = (P[:, :, None] * V.mT[:, None, :]).reshape(R, -1)
+    return P.mT
+
+# %% ../nbs/01c_theory.ipynb #19fa6f68
+def _th_sym_max_rank(n: int, m: int, method: str) -> int:
+    "Most components `symmetric_cp` identifies: n for the power method, binomial(n + a - 1, a) for Jennrich."
+    a = (m - 1) // 2
+    return n if method == "power" else math.comb(n + a - 1, a)
+
+
+def _th_sym_root(F: torch.Tensor, n: int, p: int) -> torch.Tensor:
+    "Columns `v` `(n, R)` (unit, sign arbitrary) of columns `F` `(n^p, R)` that are close to `v^{(x)p}`."
+    if p == 1: return F
+    M = F.mT.reshape(F.shape[1], n, n ** (p - 1))
+    return torch.linalg.svd(M, full_matrices=False).U[:, :, 0].mT
+
+# %% ../nbs/01c_theory.ipynb #a472fcce
+def _th_sym_jennrich(T: torch.Tensor, rank: int, n_init: int, n_iter: int, g) -> torch.Tensor:
+    "Directions `(n, rank)` of a symmetric order-m `T` from Jennrich on its `n^a x n^a x n^c` reshaping."
+    m, n = T.ndim, T.shape[0]
+    a = (m - 1) // 2
+    c = m - 2 * a
+    T3, best = T.reshape(n ** a, n ** a, n ** c), None
+    for _ in range(n_init):
+        cp = jennrich(T3, rank, generator=g)
+        if n_iter > 0: cp, _ = cp_als(T3, rank, init=cp, n_iter=n_iter, tol=1e-12)
+        err = float((cp.full() - T3).norm())
+        if best is None or err < best[0]: best = (err, cp)
+    F, p = (best[1].factors[0], a) if a <= c else (best[1].factors[2], c)   # the factor of lowest order
+    return _th_sym_root(F, n, p)
+
+# %% ../nbs/01c_theory.ipynb #95d64495
+def _th_sym_whitening(T: torch.Tensor, g, n_steps: int = 300):
+    "Eigen-pair `(evals, evecs)` of a definite, well-conditioned contraction `M = T(I, I, theta, ..., theta)`."
+    n, odd = T.shape[0], T.ndim % 2 == 1
+    rnd = lambda: random_normal((n,), generator=g, dtype=T.dtype, device=T.device)
+    T3 = T
+    while odd and T3.ndim > 3: T3 = T3.diagonal(dim1=-2, dim2=-1).sum(-1)   # traces: sum_j lam_j v_j^(x)3 (unit v_j)
+    th, best = (T3.diagonal(dim1=-2, dim2=-1).sum(-1) if odd else rnd()), None   # odd: start at sum_j lam_j v_j
+    for t in range(n_steps):
+        th = th / th.norm().clamp_min(torch.finfo(T.dtype).tiny)
+        Mth = T3
+        while Mth.ndim > 2: Mth = Mth @ th
+        evals, evecs = torch.linalg.eigh((Mth + Mth.mT) / 2)
+        definite = bool((evals > 0).all()) or bool((evals < 0).all())
+        cond = float(evals.abs().min() / evals.abs().max().clamp_min(torch.finfo(T.dtype).tiny)) if definite else -1.0
+        if best is None or cond > best[0]: best = (cond, evals, evecs)
+        if cond > 0.3: break
+        if odd:                                           # supergradient ascent on the concave lambda_min(M(theta))
+            sg = torch.einsum("abk,a,b->k", T3, evecs[:, 0], evecs[:, 0])
+            th = th + sg / (math.sqrt(t + 1) * sg.norm().clamp_min(torch.finfo(T.dtype).tiny))
+        else: th = rnd()
+    if best[0] <= 0:
+        raise RuntimeError("symmetric_cp: no contraction T(I, I, theta, ...) was definite, so whitening for the power "
+                           "method failed (even order with weights of both signs?); use method='jennrich'")
+    return best[1], best[2]
+
+
+# %% ../nbs/01c_theory.ipynb #ae818b08
+def _th_sym_whitened_power(T: torch.Tensor, rank: int, n_init: int, n_iter: int, g) -> torch.Tensor:
+    "Directions `(rank, rank)` of a symmetric `rank x ... x rank` tensor by whitening and the tensor power method."
+    evals, evecs = _th_sym_whitening(T, g)
+    W = evecs / evals.abs().sqrt()                        # W^T M W = +-I: the components become orthogonal
+    Tw = _th_sym_project(T, W)                            # symmetric up to rounding amplified by W: no re-check
+    cp, _ = _th_deflate(Tw, rank, n_init, max(n_iter, 1), 10 * torch.finfo(T.dtype).eps, g)
+    return (evecs * evals.abs().sqrt()) @ cp.factors[0]   # un-whiten: W^{-T} = evecs |D|^{1/2}
+
+# %% ../nbs/01c_theory.ipynb #49523c07
+_SYM_METHODS = {"jennrich": _th_sym_jennrich, "power": _th_sym_whitened_power}
+
+
+def _th_sym_directions(T: torch.Tensor, rank: int, method, n_init: int, n_iter: int, g) -> torch.Tensor:
+    "Unit directions `(n, rank)`: project on the span of the components when rank < n, then decompose."
+    n = T.shape[0]
+    U = torch.linalg.svd(unfold(T, 0), full_matrices=False).U[:, :rank] if rank < n else None
+    Tp = T if U is None else _th_sym_project(T, U)
+    V = torch.ones_like(Tp.reshape(-1)[:1])[:, None] if Tp.shape[0] == 1 else method(Tp, rank, n_init, n_iter, g)
+    V = V if U is None else U @ V
+    return V / V.norm(dim=0).clamp_min(torch.finfo(T.dtype).tiny)
+
+# %% ../nbs/01c_theory.ipynb #30f3522f
+def symmetric_cp(T: torch.Tensor,  # a symmetric n x ... x n tensor of order m >= 3 (NumPy arrays accepted)
+                 rank: int,  # number of components R
+                 *, method: str = "jennrich",  # 'jennrich' (R <= binomial(n+a-1, a), a = (m-1)//2) or 'power' (R <= n)
+                 n_init: int = 5,  # Jennrich: random pencils tried; power: random starts per component
+                 n_iter: int = 100,  # Jennrich: CP-ALS polishing sweeps per pencil (0: none); power: iterations per stage
+                 generator: torch.Generator | None = None,  # random source
+                 seed: int | None = None,  # seed for a new generator when `generator` is None
+                 ) -> tuple[CPTensor, FitRecord]:
+    "Symmetric CP `T = sum_r lam_r v_r^{(x)m}` with unit, linearly independent (not necessarily orthogonal) `v_r`."
+    T = _th_check_symmetric(T, "T")
+    m, n = T.ndim, T.shape[0]
+    find, rank = check_choice(method, _SYM_METHODS, "method"), check_rank(rank, "rank")
+    cap = _th_sym_max_rank(n, m, method)
+    if rank > cap:
+        raise ValueError(f"rank: method={method!r} identifies at most {cap} components of a symmetric order-{m} tensor "
+                         f"in dimension {n}, got {rank}" + ("; try method='jennrich'" if method == "power" and
+                                                           rank <= _th_sym_max_rank(n, m, "jennrich") else ""))
+    n_init, n_iter = check_int(n_init, "n_init"), check_int(n_iter, "n_iter", minimum=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        V = _th_sym_directions(T, rank, find, n_init, n_iter, make_generator(seed, generator))
+    return _th_sym_finish(T, V, method, sorted({str(w.message) for w in caught}))
+
+# %% ../nbs/01c_theory.ipynb #b7dc06c3
+def _th_sym_finish(T: torch.Tensor, V: torch.Tensor, method: str, notes: list) -> tuple[CPTensor, FitRecord]:
+    "Least-squares weights, odd-order signs (lam > 0), order by |lam|, and the record."
+    m = T.ndim
+    lam = torch.linalg.lstsq(_th_sym_powers(V, m), T.reshape(-1, 1)).solution[:, 0]
+    if m % 2 == 1:
+        s = torch.where(lam < 0, -1.0, 1.0).to(lam)
+        V, lam = V * s, lam * s
+    order = torch.argsort(lam.abs(), descending=True)
+    V, lam = V[:, order], lam[order]
+    err = float((_th_sym_powers(V, m) @ lam - T.reshape(-1)).norm() / T.norm().clamp_min(torch.finfo(T.dtype).tiny))
+    msg = f"symmetric CP by {method}: relative residual {err:.3e}" + "".join(f"; {w}" for w in notes)
+    return CPTensor(lam, [V.clone() for _ in range(m)]), FitRecord(
+        errors=[err], converged=True, n_iter=1, message=msg, info={"method": method, "warnings": notes})
 
 # %% ../nbs/01c_theory.ipynb #c0f609c4
 def _th_check_shape(shape, name: str = "shape", symmetric: bool = False) -> tuple:

@@ -112,6 +112,7 @@ ROWS = [
     ("kruskal_uniqueness", lambda: Th.kruskal_uniqueness(M), TypeError, "cp"),
     ("jennrich", lambda: Th.jennrich(T3, 4), ValueError, "rank"),
     ("symmetric_cp_power", lambda: Th.symmetric_cp_power(SYM, 2, n_iter=0), ValueError, "n_iter"),
+    ("symmetric_cp", lambda: Th.symmetric_cp(SYM, 2, method="als"), ValueError, "method"),
     ("expected_secant_dimension", lambda: Th.expected_secant_dimension((3,), 2), ValueError, "shape"),
     ("secant_dimension", lambda: Th.secant_dimension((3, 3, 3), 2, symmetric=1), TypeError, "symmetric"),
     ("generic_rank", lambda: Th.generic_rank((3, 4, 5), symmetric=True), ValueError, "shape"),

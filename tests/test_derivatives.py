@@ -222,7 +222,9 @@ def test_hermite_score_refuses_1d_and_huge_outputs():
 def test_one_activation_table_and_no_private_twins():
     import tensornn.derivatives as Dm
     import tensornn.expressivity as Em
-    assert Dm._ACTIVATIONS is Em._ACTIVATIONS and Dm._activation is Em._activation
+    assert Dm._activation is Em._activation
+    for twin in ("_sym_jennrich", "_sym_power", "_symmetric_decomposition"):   # symmetric CP lives in theory only
+        assert not hasattr(Dm, twin), twin
     assert not hasattr(Dm, "_paratuck2_full") and not hasattr(Dm, "_check_order") and not hasattr(Em, "_check_order")
     assert {"tanh", "sigmoid", "relu", "cube", "identity"} <= set(Em._ACTIVATIONS)
 
@@ -420,3 +422,34 @@ def test_cuda_stein_and_derivatives():
     assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-12)
     f = lambda v: torch.tanh(v).sum()
     assert derivative_tensor(f, x[:10].cuda(), 3).device.type == "cuda"
+
+
+# ---------------------------------------------------------------- exact Hermite coefficients of non-smooth activations
+def _half_line(k, weight):
+    "E[weight(z) He_k(z)] / sqrt(k!) for weight supported on z >= 0, by SciPy's adaptive quadrature."
+    import warnings
+    from scipy import integrate
+    from scipy.special import eval_hermitenorm
+    f = lambda t: weight(t) * eval_hermitenorm(k, t) * math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        return integrate.quad(f, 0, math.inf, epsabs=1e-14, epsrel=1e-13, limit=200)[0] / math.sqrt(math.factorial(k))
+
+
+def test_hermite_coefficients_of_nonsmooth_activations_are_exact():
+    "On main, hermite_coefficients('relu', k) was off by 1.4e-3 (120 Gauss-Hermite nodes across the kink)."
+    ks = range(15)
+    relu = torch.tensor([_half_line(k, lambda t: t) for k in ks], dtype=torch.float64)
+    step = torch.tensor([_half_line(k, lambda t: 1.0) for k in ks], dtype=torch.float64)
+    e0, e1 = (torch.arange(15) == 0).double(), (torch.arange(15) == 1).double()
+    for name, ref in (("relu", relu), ("step", step), ("sign", 2 * step - e0), ("abs", 2 * relu - e1)):
+        assert_close(hermite_coefficients(name, 14), ref, rtol=0, atol=1e-10)
+    # Parseval: sum c_k^2 -> E[sigma^2] (1/2 for relu, 1 for abs), with the slow tail of a kink
+    c = hermite_coefficients("relu", 3000)
+    assert abs(float((c ** 2).sum()) - 0.5) < 1e-4
+    assert hermite_coefficients("relu", 0).shape == (1,) and hermite_coefficients("step", 1).shape == (2,)
+    assert hermite_coefficients("relu", 4, dtype=torch.float32).dtype == torch.float32
+    # the callable goes through quadrature, whose error at a kink is what the closed form removes
+    assert float((hermite_coefficients(torch.relu, 8) - hermite_coefficients("relu", 8)).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="^sigma"):
+        hermite_coefficients("kink", 3)

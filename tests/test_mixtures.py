@@ -220,3 +220,27 @@ def test_learn_mixture_on_gpu():
     assert m.min_cosine > 0.99 and m.max_weight_error < 0.02
     em, _ = fit_mixture_likelihood(x, y, 3, init=fit, steps=50, generator=g)
     assert em.vectors.device.type == "cuda"
+
+
+# ---------------------------------------------------------------- one symmetric CP (theory.symmetric_cp) for both orders
+@pytest.mark.parametrize("order", [3, 5])
+def test_power_method_at_both_orders_and_its_limit(order):
+    "Both methods go through theory.symmetric_cp: the power method now also decomposes order 5 (M <= d)."
+    mix, g = _mixture(5, 3, seed=7, weights=[0.5, 0.3, 0.2])
+    for method in ("jennrich", "power"):
+        fit = mixture_from_moment(mix.moment(order), 3, method=method, generator=g)
+        m = compare_mixtures(fit, mix)
+        assert m.min_cosine > 1 - 1e-8 and m.max_weight_error < 1e-8, (order, method)
+    big, _ = _mixture(3, 5, seed=1)
+    with pytest.raises(ValueError, match=r"^method: the power method finds at most d = 3"):
+        mixture_from_moment(big.moment(5), 5, method="power")
+    assert compare_mixtures(mixture_from_moment(big.moment(5), 5, generator=g), big).min_cosine > 1 - 1e-8
+
+
+def test_no_private_names_from_other_modules():
+    import ast, inspect
+    import tensornn.mixtures as Mx
+    tree = ast.parse(inspect.getsource(Mx))
+    private = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for a in node.names if a.name.startswith("_")]
+    assert private == [], private

@@ -255,3 +255,100 @@ def test_rank_functions_use_rtol_and_deprecate_tol(gen):
         assert Th.multilinear_rank(T, tol=1e-8) == (2, 2, 2)
     with pytest.warns(DeprecationWarning):
         assert Th.kruskal_rank(torch.eye(3, **F64), tol=1e-8) == 3
+
+
+# ---------------------------------------------------------------- symmetric_cp: one entry point for symmetric CP
+def _sym_low_rank(n, R, m, g, dtype=torch.float64):
+    "Symmetric sum_r lam_r v_r^{(x)m} with random unit (non-orthogonal) v_r and lam_r in [0.5, 1.5]."
+    V = torch.randn(n, R, generator=g, dtype=dtype)
+    V = V / V.norm(dim=0)
+    lam = torch.rand(R, generator=g, dtype=dtype) + 0.5
+    return K.cp_full(lam, [V] * m), lam, V
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 6), m=st.integers(3, 4), data=st.data(), method=st.sampled_from(["jennrich", "power"]),
+       seed=st.integers(0, 10**6))
+def test_symmetric_cp_recovers_random_low_rank_property(n, m, data, method, seed):
+    R = data.draw(st.integers(1, n))
+    g = torch.Generator().manual_seed(seed)
+    T, lam, V = _sym_low_rank(n, R, m, g)
+    cp, rec = Th.symmetric_cp(T, R, method=method, seed=seed)
+    assert cp.ndim == m and cp.rank == R and all(torch.equal(A, cp.factors[0]) for A in cp.factors)
+    assert rec.final_error < 1e-7, rec
+    assert Th.factor_match_score([V], [cp.factors[0]])[0] > 1 - 1e-7
+    assert_close(cp.weights.sort().values, lam.sort().values, rtol=1e-6, atol=1e-6)
+    assert rel_err(cp.full(), T) < 1e-7
+
+
+@pytest.mark.parametrize("n,R,m", [(3, 6, 5), (4, 10, 5), (3, 6, 6), (4, 3, 5)])
+def test_symmetric_cp_order5_beyond_the_dimension(n, R, m, gen):
+    "Jennrich on the n^a x n^a x n^c reshaping identifies up to binomial(n + a - 1, a) components, more than n."
+    T, lam, V = _sym_low_rank(n, R, m, gen)
+    cp, rec = Th.symmetric_cp(T, R, seed=1)
+    assert rec.final_error < 1e-8 and Th.factor_match_score([V], [cp.factors[0]])[0] > 1 - 1e-8
+    assert_close(cp.weights.sort().values, lam.sort().values, rtol=1e-7, atol=1e-7)
+
+
+def test_symmetric_cp_signs_float32_and_mixed_weights(gen):
+    T, lam, V = _sym_low_rank(5, 3, 4, gen)
+    lam_signed = lam * torch.tensor([1.0, -1.0, 1.0], **F64)              # even order: signs are part of the tensor
+    T = K.cp_full(lam_signed, [V] * 4)
+    cp, _ = Th.symmetric_cp(T, 3, seed=0)
+    assert_close(cp.weights.sort().values, lam_signed.sort().values, rtol=1e-8, atol=1e-8)
+    with pytest.raises(RuntimeError, match="use method='jennrich'"):
+        Th.symmetric_cp(T, 3, method="power", seed=0)                     # no definite contraction exists
+    T3, lam3, V3 = _sym_low_rank(5, 3, 3, gen, dtype=torch.float32)
+    cp32, rec32 = Th.symmetric_cp(T3, 3, method="power", seed=0)
+    assert cp32.weights.dtype == torch.float32 and rec32.final_error < 1e-4
+    T3n = K.cp_full(-lam3, [V3] * 3)                                       # odd order: lam > 0, the sign moves into v
+    cpn, _ = Th.symmetric_cp(T3n, 3, seed=0)
+    assert bool((cpn.weights > 0).all()) and rel_err(cpn.full(), T3n) < 1e-4
+
+
+def test_symmetric_cp_noisy_moment_keeps_warnings_in_the_record(gen):
+    T, lam, V = _sym_low_rank(6, 4, 3, gen)
+    E = torch.randn(6, 6, 6, generator=gen, **F64)
+    E = sum(E.permute(p) for p in __import__("itertools").permutations(range(3))) / 6
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                  # nothing escapes: diagnostics go to the record
+        cp, rec = Th.symmetric_cp(T + 1e-3 * E, 4, seed=0)
+    assert isinstance(rec.info["warnings"], list) and rec.final_error < 1e-2
+    assert Th.factor_match_score([V], [cp.factors[0]])[0] > 0.99
+
+
+def test_symmetric_cp_bad_input(gen):
+    T, _, _ = _sym_low_rank(4, 3, 5, gen)
+    with pytest.raises(ValueError, match=r"^rank: method='jennrich' identifies at most 10"):
+        Th.symmetric_cp(T, 11)
+    with pytest.raises(ValueError, match=r"^rank: method='power' identifies at most 4 .*try method='jennrich'"):
+        Th.symmetric_cp(T, 5, method="power")
+    with pytest.raises(ValueError, match=r"^rank"):
+        Th.symmetric_cp(T, 0)
+    with pytest.raises(ValueError, match=r"^method"):
+        Th.symmetric_cp(T, 2, method="als")
+    with pytest.raises(ValueError, match=r"^T: expected a symmetric"):
+        Th.symmetric_cp(torch.randn(3, 3, 3, generator=gen, **F64), 2)
+    with pytest.raises(ValueError, match=r"^T: expected a cubical"):
+        Th.symmetric_cp(torch.zeros(3, 3, 4, **F64), 2)
+    with pytest.raises(ValueError, match=r"^n_iter"):
+        Th.symmetric_cp(T, 2, n_iter=-1)
+    with pytest.raises(ValueError, match=r"^n_init"):
+        Th.symmetric_cp(T, 2, n_init=0)
+    with pytest.raises(TypeError, match=r"^T"):
+        Th.symmetric_cp(T.half(), 2)
+    bad = T.clone(); bad[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^T"):
+        Th.symmetric_cp(bad, 2)
+
+
+def test_no_private_twins_of_symmetric_cp():
+    "derivatives and mixtures call theory.symmetric_cp; none of them keeps its own symmetric CP."
+    import tensornn.derivatives as Dm
+    import tensornn.mixtures as Mx
+    for mod, twins in ((Dm, ("_sym_jennrich", "_sym_power", "_symmetric_decomposition")),
+                       (Mx, ("_directions_jennrich", "_directions_order3", "_directions_order5", "_symmetric_decomposition"))):
+        for twin in twins:
+            assert not hasattr(mod, twin), (mod.__name__, twin)
+    assert Mx.symmetric_cp is Th.symmetric_cp and Dm.symmetric_cp is Th.symmetric_cp
