@@ -428,3 +428,19 @@ def test_bad_input_penalty():
         gradient_change_penalty(T, idx.double())
     with pytest.raises(ValueError, match="regions"):
         gradient_change_penalty(T, idx, regions=((0, 1), (1, 2)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_regularised_fit_and_penalty_match_cpu():
+    all4 = torch.cartesian_prod(*[torch.arange(3)] * 4)
+    T = (2.0 * (all4[:, 0] == all4[:, 3]) - 1).double().reshape(3, 3, 3, 3)
+    idx = all4[torch.randperm(81, generator=_gen(4))[:40]]
+    kw = dict(model="ht", rank=4, init_scale=0.3, lr=0.1, steps=50, locality_reg=0.1, seed=4)
+    x_cpu, r_cpu = factorized_completion(idx, T[tuple(idx.T)], T.shape, **kw)
+    x_gpu, r_gpu = factorized_completion(idx.cuda(), T[tuple(idx.T)].cuda(), T.shape, **kw)
+    assert r_gpu.penalty.device.type == "cuda"
+    assert_close(x_gpu.full().cpu(), x_cpu.full(), rtol=1e-8, atol=1e-10)
+    assert_close(gradient_change_penalty(T.cuda(), idx.cuda()).cpu(), gradient_change_penalty(T, idx))
+    with pytest.raises(ValueError, match="index"):
+        gradient_change_penalty(T.cuda(), idx)
