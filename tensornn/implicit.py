@@ -17,7 +17,7 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .validation import check_choice, check_int, check_rank, check_shape, check_tensor, check_tol
+from .validation import check_choice, check_int, check_rank, check_shape, check_tensor, check_tol, renamed_argument
 from .kernels import ht_tree, make_generator, random_normal
 from .formats import CPTensor, HTTensor
 from .decompositions import FitRecord, cp_als
@@ -455,11 +455,13 @@ def numerical_cp_rank(T: torch.Tensor,          # dense tensor of order >= 2
 
 # %% ../nbs/08_implicit.ipynb #cbeb37c1
 def hierarchical_rank(T: torch.Tensor,           # dense tensor of order >= 2
-                      *, tol: float = 1e-3) -> dict:  # singular values above tol * largest count
+                      *, rtol: float | None = None,  # singular values above rtol * largest count (default 1e-3)
+                      tol: float | None = None) -> dict:  # deprecated name of `rtol`
     """Hierarchical tensor rank on `ht_tree(T.ndim)`: node `(a, b)` -> numerical rank of the matricization with modes
     `a..b-1` as rows, for every leaf and internal node except the root."""
     check_tensor(T, "T", min_ndim=2)
-    tol = check_tol(tol, "tol", positive=True)
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "hierarchical_rank")
+    tol = check_tol(1e-3 if rtol is None else rtol, rname, positive=True)
     d = T.ndim
     leaves = dict(zip([(k, k + 1) for k in range(d)], multilinear_rank(T, rtol=tol)))    # chapter 01c's readout
     return leaves | {nu: matricization_rank(T, range(*nu), tol=tol) for nu in ht_tree(d) if nu != (0, d)}

@@ -198,7 +198,7 @@ def test_hierarchical_rank_of_factorization_is_bounded_by_widths(w_low, w_root, 
              (2, 4): torch.randn(w_low, w_root, generator=g, dtype=torch.float64),
              (0, 4): torch.randn(w_root, 1, generator=g, dtype=torch.float64)}
     x = HTTensor(leaves, {n: torch.diag_embed(W.mT).permute(1, 2, 0) for n, W in nodes.items()})
-    r = hierarchical_rank(x.full(), tol=1e-9)
+    r = hierarchical_rank(x.full(), rtol=1e-9)
     assert r[(0, 2)] == r[(2, 4)] == min(w_low, w_root)                          # generic: the smaller width
     assert all(r[(k, k + 1)] == w_low for k in range(4))
 
@@ -209,7 +209,7 @@ def test_hierarchical_rank_against_numpy_matrix_rank():
     g = _gen(12)
     T = torch.einsum("ia,ja,kb,lb,ab->ijkl", *[torch.randn(n, 3, generator=g, dtype=torch.float64) for n in (3, 4, 4, 3)],
                      torch.randn(3, 3, generator=g, dtype=torch.float64))
-    r = hierarchical_rank(T, tol=1e-10)
+    r = hierarchical_rank(T, rtol=1e-10)
     A = T.numpy()
     for (a, b), rank in r.items():
         rows = list(range(a, b)); cols = [m for m in range(4) if m not in rows]
@@ -287,8 +287,12 @@ def test_bad_input_readouts():
         numerical_cp_rank([[1.0]])
     with pytest.raises(ValueError, match="T"):
         hierarchical_rank(torch.ones(3))
-    with pytest.raises(ValueError, match="tol"):
-        hierarchical_rank(torch.ones(2, 2), tol=-1.0)
+    with pytest.raises(ValueError, match="rtol"):
+        hierarchical_rank(torch.ones(2, 2), rtol=-1.0)
+    with pytest.warns(DeprecationWarning, match="rtol"):                # the old name still works, with a warning
+        assert hierarchical_rank(torch.ones(2, 2, 2), tol=1e-3) == hierarchical_rank(torch.ones(2, 2, 2), rtol=1e-3)
+    with pytest.raises(TypeError, match="not both"):
+        hierarchical_rank(torch.ones(2, 2), rtol=1e-3, tol=1e-3)
     with pytest.raises(ValueError, match="max_rank"):
         numerical_cp_rank(torch.ones(2, 2, 2), max_rank=0)
     with pytest.raises(TypeError, match="x:"):
