@@ -17,16 +17,17 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .validation import check_choice, check_int, check_rank, check_shape, check_tensor, check_tol
+from .validation import check_choice, check_int, check_rank, check_shape, check_tensor, check_tol, renamed_argument
 from .kernels import ht_tree, make_generator, random_normal
 from .formats import CPTensor, HTTensor
 from .decompositions import FitRecord, cp_als
 from .compression import effective_rank
 from .expressivity import matricization_rank
+from .theory import multilinear_rank
 
 # %% auto #0
-__all__ = ['MatrixFactorization', 'CompletionRecord', 'component_norms', 'factorized_completion', 'numerical_cp_rank',
-           'hierarchical_rank', 'NormDynamics', 'norm_dynamics']
+__all__ = ['MatrixFactorization', 'gradient_change_penalty', 'CompletionRecord', 'component_norms', 'factorized_completion',
+           'numerical_cp_rank', 'hierarchical_rank', 'NormDynamics', 'norm_dynamics']
 
 # %% ../nbs/08_implicit.ipynb #8e2053b8
 @dataclasses.dataclass(repr=False)
@@ -155,27 +156,33 @@ def _entries(kind: str, params: list, index: torch.Tensor, meta) -> torch.Tensor
     return h[(0, d)][:, 0]
 
 # %% ../nbs/08_implicit.ipynb #6245a848
-def _check_observations(observed_idx, observed_val, shape) -> tuple[torch.Tensor, torch.Tensor]:
-    "Validate `(n_obs, N)` integer positions and `(n_obs,)` values; drop repeated positions that agree, reject ones that do not."
+def _check_positions(observed_idx, shape, name: str = "observed_idx") -> torch.Tensor:
+    "`(n >= 1, N)` integer positions inside `shape`, as int64."
     if not isinstance(observed_idx, torch.Tensor) or observed_idx.is_floating_point() or observed_idx.is_complex() \
             or observed_idx.dtype == torch.bool:
-        raise TypeError(f"observed_idx: expected an integer tensor of shape (n_obs, {len(shape)}), got "
+        raise TypeError(f"{name}: expected an integer tensor of shape (n_obs, {len(shape)}), got "
                         f"{type(observed_idx).__name__ if not isinstance(observed_idx, torch.Tensor) else observed_idx.dtype}")
     if observed_idx.ndim != 2 or observed_idx.shape[1] != len(shape) or observed_idx.shape[0] == 0:
-        raise ValueError(f"observed_idx: expected shape (n_obs >= 1, {len(shape)}) for a tensor of shape {shape}, "
+        raise ValueError(f"{name}: expected shape (n_obs >= 1, {len(shape)}) for a tensor of shape {shape}, "
                          f"got {tuple(observed_idx.shape)}")
-    check_tensor(observed_val, "observed_val", ndim=1)
-    if observed_val.is_complex(): raise TypeError(f"observed_val: expected real values, got dtype {observed_val.dtype}")
-    if observed_val.shape[0] != observed_idx.shape[0]:
-        raise ValueError(f"observed_val: expected {observed_idx.shape[0]} values (one per row of observed_idx), "
-                         f"got {observed_val.shape[0]}")
-    if observed_idx.device != observed_val.device:
-        raise ValueError(f"observed_idx: expected device {observed_val.device} (as observed_val), got {observed_idx.device}")
     idx = observed_idx.long()
     bad = (idx < 0) | (idx >= torch.tensor(shape, device=idx.device))
     if bool(bad.any()):
         row = int(bad.any(1).nonzero()[0, 0])
-        raise ValueError(f"observed_idx: row {row} = {idx[row].tolist()} is outside the shape {shape}")
+        raise ValueError(f"{name}: row {row} = {idx[row].tolist()} is outside the shape {shape}")
+    return idx
+
+
+def _check_observations(observed_idx, observed_val, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    "Validate `(n_obs, N)` integer positions and `(n_obs,)` values; drop repeated positions that agree, reject ones that do not."
+    idx = _check_positions(observed_idx, shape)
+    check_tensor(observed_val, "observed_val", ndim=1)
+    if observed_val.is_complex(): raise TypeError(f"observed_val: expected real values, got dtype {observed_val.dtype}")
+    if observed_val.shape[0] != idx.shape[0]:
+        raise ValueError(f"observed_val: expected {idx.shape[0]} values (one per row of observed_idx), "
+                         f"got {observed_val.shape[0]}")
+    if idx.device != observed_val.device:
+        raise ValueError(f"observed_idx: expected device {observed_val.device} (as observed_val), got {idx.device}")
     uniq, inv = torch.unique(idx, dim=0, return_inverse=True)
     if uniq.shape[0] == idx.shape[0]: return idx, observed_val
     lo = torch.full((uniq.shape[0],), math.inf, dtype=observed_val.dtype, device=idx.device).scatter_reduce(0, inv, observed_val, "amin")
@@ -185,6 +192,59 @@ def _check_observations(observed_idx, observed_val, shape) -> tuple[torch.Tensor
         raise ValueError(f"observed_val: position {uniq[row].tolist()} is observed more than once with different values "
                          f"({float(lo[row])} and {float(hi[row])})")
     return uniq, lo
+
+# %% ../nbs/08_implicit.ipynb #09583e9a
+def _input_gradients(entry_fn, index: torch.Tensor, region: tuple, shape: tuple) -> torch.Tensor:
+    "Gradients w.r.t. the one-hot inputs of the modes `region` at each row of `index`: the fibers, concatenated `(n, sum D_m)`."
+    n, parts = index.shape[0], []
+    for m in region:
+        rows = index.repeat_interleave(shape[m], 0)
+        rows[:, m] = torch.arange(shape[m], device=index.device).repeat(n)
+        parts.append(entry_fn(rows).reshape(n, shape[m]))
+    return torch.cat(parts, 1)
+
+
+def _gradient_change(entry_fn, index: torch.Tensor, regions: tuple, shape: tuple) -> torch.Tensor:
+    "Mean |cos| between the region-I gradients at `index` and at `index` with its J modes taken from the previous row."
+    region, other = regions
+    swapped = index.clone()
+    swapped[:, list(other)] = index.roll(1, 0)[:, list(other)]
+    g1, g2 = _input_gradients(entry_fn, index, region, shape), _input_gradients(entry_fn, swapped, region, shape)
+    den = (g1.norm(dim=1) * g2.norm(dim=1)).clamp_min(torch.finfo(g1.dtype).tiny)
+    return ((g1 * g2).sum(1) / den).abs().mean()
+
+# %% ../nbs/08_implicit.ipynb #910fdb64
+def _check_regions(regions, d: int, name: str = "regions") -> tuple:
+    "Two disjoint non-empty tuples of distinct modes in `range(d)`; None -> the first and the last mode."
+    if regions is None: return (0,), (d - 1,)
+    if isinstance(regions, (str, bytes, torch.Tensor)) or not isinstance(regions, Sequence) or len(regions) != 2:
+        raise TypeError(f"{name}: expected a pair (I, J) of mode tuples, got {regions!r}")
+    out = []
+    for k, side in enumerate(regions):
+        if isinstance(side, (str, bytes, torch.Tensor)) or not isinstance(side, Sequence) or not side:
+            raise TypeError(f"{name}[{k}]: expected a non-empty tuple of modes, got {side!r}")
+        modes = tuple(check_int(m, f"{name}[{k}]", minimum=0, what="a mode index") for m in side)
+        if max(modes) >= d or len(set(modes)) < len(modes):
+            raise ValueError(f"{name}[{k}]: expected distinct modes in 0..{d - 1}, got {modes}")
+        out.append(modes)
+    if set(out[0]) & set(out[1]):
+        raise ValueError(f"{name}: the regions must be disjoint, got {out[0]} and {out[1]}")
+    return tuple(out)
+
+# %% ../nbs/08_implicit.ipynb #e478de80
+def gradient_change_penalty(T: torch.Tensor,      # dense tensor of order N >= 2 (gradients flow through it)
+                            index: torch.Tensor,  # (n, N) integer positions: the inputs at which gradients are compared
+                            *, regions=None,      # (I, J): modes whose input gradient is watched, modes swapped; default ((0,), (N-1,))
+                            ) -> torch.Tensor:
+    """Razin, Maman & Cohen's (2022) regulariser against locality, for the one-hot network `<T, x_1 (x) ... (x) x_N>`:
+    mean over the rows of `index` of |cos| between the gradient w.r.t. the inputs of region I there and after the
+    modes J are replaced by those of the previous row. Equals 1 when `T` is separable across (I, J)."""
+    check_tensor(T, "T", min_ndim=2)
+    if T.is_complex(): raise TypeError(f"T: expected a real tensor, got dtype {T.dtype}")
+    regions = _check_regions(regions, T.ndim)
+    idx = _check_positions(index, tuple(T.shape), "index")
+    if idx.device != T.device: raise ValueError(f"index: expected device {T.device} (as T), got {idx.device}")
+    return _gradient_change(lambda r: T[tuple(r.T)], idx, regions, tuple(T.shape))
 
 # %% ../nbs/08_implicit.ipynb #956fc9f0
 @dataclasses.dataclass(repr=False)
@@ -196,6 +256,7 @@ class CompletionRecord(FitRecord):
     loss: torch.Tensor | None = None            # (K,) loss on the observed entries
     end_norm: torch.Tensor | None = None        # (K,) Frobenius norm of the end-to-end tensor
     components: torch.Tensor | None = None      # (K, R): singular values ("matrix") or component norms ("cp")
+    penalty: torch.Tensor | None = None         # (K,) gradient_change_penalty of the model (locality_reg > 0)
     local_norms: dict = dataclasses.field(default_factory=dict)   # "ht": node -> (K, R_node) local component norms
     models: list = dataclasses.field(default_factory=list)        # the model at each recorded step (keep_models=True)
 
@@ -267,7 +328,7 @@ _MODELS = {"matrix": "matrix", "cp": "cp", "ht": "ht"}
 _OPTIMIZERS = {"gd": "gd", "adaptive": "adaptive"}
 
 
-def _check_fit_args(shape, kind, depth, rank, init_scale, lr, steps, record_every, balanced):
+def _check_fit_args(shape, kind, depth, rank, init_scale, lr, steps, record_every, balanced, locality_reg, reg_regions):
     if kind == "matrix" and len(shape) != 2:
         raise ValueError(f"shape: model='matrix' needs a 2-way shape, got {shape}")
     if len(shape) < 2: raise ValueError(f"shape: expected at least 2 modes, got {shape}")
@@ -278,15 +339,17 @@ def _check_fit_args(shape, kind, depth, rank, init_scale, lr, steps, record_ever
     if not isinstance(balanced, bool): raise TypeError(f"balanced: expected a bool, got {type(balanced).__name__}")
     if balanced and kind == "ht": raise ValueError("balanced: only available for model='matrix' and model='cp'")
     return (depth, rank, check_tol(init_scale, "init_scale", positive=True), check_tol(lr, "lr", positive=True),
-            check_int(steps, "steps", minimum=0), check_int(record_every, "record_every"))
+            check_int(steps, "steps", minimum=0), check_int(record_every, "record_every"),
+            (check_tol(locality_reg, "locality_reg"), _check_regions(reg_regions, len(shape), "reg_regions")))
 
 # %% ../nbs/08_implicit.ipynb #1c3b6b9a
-def _record(rec: dict, step: int, t, loss, rel, kind: str, params: list, meta, keep_models: bool) -> None:
+def _record(rec: dict, step: int, t, loss, rel, kind: str, params: list, meta, keep_models: bool, penalty=None) -> None:
     with torch.no_grad():
         end_norm, comps, local = _summaries(kind, params, meta)
         rec["steps"].append(step); rec["time"].append(torch.as_tensor(t, dtype=loss.dtype, device=loss.device))
         rec["loss"].append(loss.detach()); rec["rel"].append(rel.detach()); rec["end_norm"].append(end_norm)
         if comps is not None: rec["components"].append(comps)
+        if penalty is not None: rec["penalty"].append(penalty.detach())
         if local is not None:
             for nu, v in local.items(): rec["local"].setdefault(nu, []).append(v)
         if keep_models: rec["models"].append(_as_model(kind, [p.detach().clone() for p in params], meta))
@@ -297,7 +360,7 @@ def _finish_record(rec: dict, kind: str, n_iter: int, message: str, converged: b
     return CompletionRecord(errors=torch.stack(rec["rel"]).tolist(), converged=converged, n_iter=n_iter,
                             message=message, model=kind, steps=torch.tensor(rec["steps"]), time=stack(rec["time"]),
                             loss=stack(rec["loss"]), end_norm=stack(rec["end_norm"]),
-                            components=stack(rec["components"]),
+                            components=stack(rec["components"]), penalty=stack(rec["penalty"]),
                             local_norms={nu: torch.stack(v) for nu, v in rec["local"].items()}, models=rec["models"])
 
 # %% ../nbs/08_implicit.ipynb #80856923
@@ -315,17 +378,19 @@ def factorized_completion(observed_idx: torch.Tensor,  # (n_obs, N) integer posi
                           loss_tol: float | None = None,  # stop once the loss is at most this
                           record_every: int = 10,      # record the summaries every this many steps (and at the end)
                           keep_models: bool = False,   # keep a copy of the model at every record
+                          locality_reg: float = 0.0,   # weight of `gradient_change_penalty` added to the loss (0: off)
+                          reg_regions=None,            # its regions (I, J) of modes; default first and last mode
                           seed: int | None = None, generator: torch.Generator | None = None,
                           progress: bool = False) -> tuple:
     """Complete a tensor from `observed_val` at `observed_idx` by gradient descent on a factorization; returns the
     fitted model (`MatrixFactorization`, `CPTensor` or `HTTensor` with diagonal transfers) and a `CompletionRecord`.
-    Loss: `sum (W[idx] - val)^2 / (2 n_obs)`."""
+    Loss: `sum (W[idx] - val)^2 / (2 n_obs)`, plus `locality_reg` times the gradient-change penalty at the observations."""
     shape = check_shape(shape, min_ndim=2)
     kind = check_choice(model, _MODELS, "model")
     opt = check_choice(optimizer, _OPTIMIZERS, "optimizer")
     idx, val = _check_observations(observed_idx, observed_val, shape)
-    depth, rank, init_scale, lr, steps, record_every = _check_fit_args(
-        shape, kind, depth, rank, init_scale, lr, steps, record_every, balanced)
+    depth, rank, init_scale, lr, steps, record_every, reg = _check_fit_args(
+        shape, kind, depth, rank, init_scale, lr, steps, record_every, balanced, locality_reg, reg_regions)
     loss_tol = check_tol(loss_tol, "loss_tol", allow_none=True)
     g, dt, dev = make_generator(seed, generator), val.dtype, val.device
     meta = {"shape": shape, "tree": ht_tree(len(shape))}
@@ -336,30 +401,33 @@ def factorized_completion(observed_idx: torch.Tensor,  # (n_obs, N) integer posi
         leaves, nodes = _init_ht(shape, widths, parent, init_scale, g, dt, dev)
         params = leaves + [nodes[nu] for nu in meta["tree"]]
     params = [p.detach().requires_grad_(True) for p in params]
-    return _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_tol, keep_models, progress)
+    return _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_tol, keep_models, progress, reg)
 
 # %% ../nbs/08_implicit.ipynb #41cb24be
-def _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_tol, keep_models, progress):
-    rec = {k: [] for k in ("steps", "time", "loss", "rel", "end_norm", "components", "models")} | {"local": {}}
+def _descend(kind, params, idx, val, meta, opt, lr, steps, record_every, loss_tol, keep_models, progress, reg):
+    rec = {k: [] for k in ("steps", "time", "loss", "rel", "end_norm", "components", "penalty", "models")} | {"local": {}}
+    lam, regions = reg
     state, t, message, converged, last = {}, 0.0, "", False, [p.detach().clone() for p in params]
     scale = val.norm().clamp_min(torch.finfo(val.dtype).tiny)
     bar = tqdm(total=steps, desc=f"{kind} completion", disable=not progress, leave=False)
     for step in range(steps + 1):
         res = _entries(kind, params, idx, meta) - val
         loss = 0.5 * (res * res).mean()
+        pen = _gradient_change(lambda r: _entries(kind, params, r, meta), idx, regions, meta["shape"]) if lam else None
+        total = loss if pen is None else loss + lam * pen
         if step % record_every == 0 or step == steps:
-            if not bool(torch.isfinite(loss)):
+            if not bool(torch.isfinite(total)):
                 if not rec["steps"]:
-                    raise ValueError(f"init_scale: the loss at the initialisation is not finite (too large for these values?)")
+                    raise ValueError("init_scale: the loss at the initialisation is not finite (too large for these values?)")
                 message = f"loss not finite at step {step} (step size too large?): returned the state of step {rec['steps'][-1]}"
                 warnings.warn(f"factorized_completion: {message}")
                 params = last; step = rec["steps"][-1]; break
-            _record(rec, step, t, loss, res.norm() / scale, kind, params, meta, keep_models)
+            _record(rec, step, t, loss, res.norm() / scale, kind, params, meta, keep_models, pen)
             last = [p.detach().clone() for p in params]
             if loss_tol is not None and float(loss.detach()) <= loss_tol:
                 converged, message = True, f"loss <= loss_tol at step {step}"; break
         if step == steps: break
-        grads = torch.autograd.grad(loss, params)
+        grads = torch.autograd.grad(total, params)
         eta = _step_size(opt, lr, grads, state)
         with torch.no_grad():
             for p, gr in zip(params, grads): p.sub_(eta * gr)
@@ -387,14 +455,16 @@ def numerical_cp_rank(T: torch.Tensor,          # dense tensor of order >= 2
 
 # %% ../nbs/08_implicit.ipynb #cbeb37c1
 def hierarchical_rank(T: torch.Tensor,           # dense tensor of order >= 2
-                      *, tol: float = 1e-3) -> dict:  # singular values above tol * largest count
+                      *, rtol: float | None = None,  # singular values above rtol * largest count (default 1e-3)
+                      tol: float | None = None) -> dict:  # deprecated name of `rtol`
     """Hierarchical tensor rank on `ht_tree(T.ndim)`: node `(a, b)` -> numerical rank of the matricization with modes
     `a..b-1` as rows, for every leaf and internal node except the root."""
     check_tensor(T, "T", min_ndim=2)
-    tol = check_tol(tol, "tol", positive=True)
+    rtol, rname = renamed_argument(rtol, tol, "rtol", "tol", "hierarchical_rank")
+    tol = check_tol(1e-3 if rtol is None else rtol, rname, positive=True)
     d = T.ndim
-    nodes = [(k, k + 1) for k in range(d)] + [nu for nu in ht_tree(d) if nu != (0, d)]
-    return {nu: matricization_rank(T, range(*nu), tol=tol) for nu in nodes}
+    leaves = dict(zip([(k, k + 1) for k in range(d)], multilinear_rank(T, rtol=tol)))    # chapter 01c's readout
+    return leaves | {nu: matricization_rank(T, range(*nu), tol=tol) for nu in ht_tree(d) if nu != (0, d)}
 
 # %% ../nbs/08_implicit.ipynb #1ef3bda7
 @dataclasses.dataclass

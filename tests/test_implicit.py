@@ -13,6 +13,7 @@ from tensornn.compression import effective_rank
 from tensornn.formats import CPTensor, HTTensor
 from tensornn.kernels import ht_full
 from tensornn.implicit import (CompletionRecord, MatrixFactorization, NormDynamics, component_norms, factorized_completion,
+                               gradient_change_penalty,
                                hierarchical_rank, norm_dynamics, numerical_cp_rank)
 from tensornn.testing import assert_close
 
@@ -197,7 +198,7 @@ def test_hierarchical_rank_of_factorization_is_bounded_by_widths(w_low, w_root, 
              (2, 4): torch.randn(w_low, w_root, generator=g, dtype=torch.float64),
              (0, 4): torch.randn(w_root, 1, generator=g, dtype=torch.float64)}
     x = HTTensor(leaves, {n: torch.diag_embed(W.mT).permute(1, 2, 0) for n, W in nodes.items()})
-    r = hierarchical_rank(x.full(), tol=1e-9)
+    r = hierarchical_rank(x.full(), rtol=1e-9)
     assert r[(0, 2)] == r[(2, 4)] == min(w_low, w_root)                          # generic: the smaller width
     assert all(r[(k, k + 1)] == w_low for k in range(4))
 
@@ -208,7 +209,7 @@ def test_hierarchical_rank_against_numpy_matrix_rank():
     g = _gen(12)
     T = torch.einsum("ia,ja,kb,lb,ab->ijkl", *[torch.randn(n, 3, generator=g, dtype=torch.float64) for n in (3, 4, 4, 3)],
                      torch.randn(3, 3, generator=g, dtype=torch.float64))
-    r = hierarchical_rank(T, tol=1e-10)
+    r = hierarchical_rank(T, rtol=1e-10)
     A = T.numpy()
     for (a, b), rank in r.items():
         rows = list(range(a, b)); cols = [m for m in range(4) if m not in rows]
@@ -286,8 +287,12 @@ def test_bad_input_readouts():
         numerical_cp_rank([[1.0]])
     with pytest.raises(ValueError, match="T"):
         hierarchical_rank(torch.ones(3))
-    with pytest.raises(ValueError, match="tol"):
-        hierarchical_rank(torch.ones(2, 2), tol=-1.0)
+    with pytest.raises(ValueError, match="rtol"):
+        hierarchical_rank(torch.ones(2, 2), rtol=-1.0)
+    with pytest.warns(DeprecationWarning, match="rtol"):                # the old name still works, with a warning
+        assert hierarchical_rank(torch.ones(2, 2, 2), tol=1e-3) == hierarchical_rank(torch.ones(2, 2, 2), rtol=1e-3)
+    with pytest.raises(TypeError, match="not both"):
+        hierarchical_rank(torch.ones(2, 2), rtol=1e-3, tol=1e-3)
     with pytest.raises(ValueError, match="max_rank"):
         numerical_cp_rank(torch.ones(2, 2, 2), max_rank=0)
     with pytest.raises(TypeError, match="x:"):
@@ -312,3 +317,134 @@ def test_gpu_fit_matches_cpu(model):
     x_gpu, r_gpu = factorized_completion(idx.cuda(), val.cuda(), shape, **kw)
     assert x_gpu.full().device.type == "cuda" and r_gpu.loss.device.type == "cuda"
     assert_close(x_gpu.full().cpu(), x_cpu.full(), rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------------------- the regulariser against locality
+def _direct_penalty(T, index, region, other):
+    "Independent computation: fibers by slicing, one row at a time, cosine by torch.nn.functional."
+    prev = index.roll(1, 0)
+    out = []
+    for row, before in zip(index.tolist(), prev.tolist()):
+        swapped = list(row)
+        for m in other: swapped[m] = before[m]
+        def grad(pos):
+            parts = []
+            for m in region:
+                sl = list(pos); sl[m] = slice(None)
+                parts.append(T[tuple(sl)])
+            return torch.cat(parts)
+        out.append(torch.nn.functional.cosine_similarity(grad(row), grad(swapped), dim=0).abs())
+    return torch.stack(out).mean()
+
+
+@pytest.mark.parametrize("shape, regions", [((3, 4, 5), None), ((3, 2, 4, 3), ((0, 1), (3,))),
+                                            ((2, 3, 2, 3), ((2,), (0, 1)))])
+def test_penalty_value_and_gradient_match_direct_computation(shape, regions):
+    g = _gen(7)
+    T = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    idx = torch.stack([torch.randint(0, n, (9,), generator=g) for n in shape], 1)
+    reg = regions or ((0,), (len(shape) - 1,))
+    p = gradient_change_penalty(T, idx, regions=regions)
+    q = _direct_penalty(T, idx, *reg)
+    assert_close(p, q)
+    gp, = torch.autograd.grad(p, T)
+    gq, = torch.autograd.grad(q, T)
+    assert_close(gp, gq)
+    assert torch.autograd.gradcheck(lambda X: gradient_change_penalty(X, idx, regions=regions), (T.detach().requires_grad_(),))
+
+
+def test_penalty_is_one_for_separable_tensors_and_zero_for_orthogonal_fibers():
+    g = _gen(8)
+    sep = torch.einsum("i,jk->ijk", torch.randn(4, generator=g, dtype=torch.float64), torch.randn(3, 5, generator=g, dtype=torch.float64))
+    idx = torch.stack([torch.randint(0, n, (11,), generator=g) for n in sep.shape], 1)
+    assert_close(gradient_change_penalty(sep, idx), torch.tensor(1.0, dtype=torch.float64))
+    Q = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))[0]
+    T = torch.einsum("il,j->ijl", Q, torch.ones(2, dtype=torch.float64))       # mode-0 fibers Q[:, l]
+    idx = torch.tensor([[0, 0, 0], [1, 1, 1], [2, 0, 2], [3, 1, 3]])             # consecutive rows differ in l
+    assert float(gradient_change_penalty(T, idx)) < 1e-12
+
+
+def test_fit_with_regulariser_records_the_penalty_of_its_models():
+    all4 = torch.cartesian_prod(*[torch.arange(3)] * 4)
+    T = (2.0 * (all4[:, 0] == all4[:, 3]) - 1).double().reshape(3, 3, 3, 3)
+    idx = all4[torch.randperm(81, generator=_gen(3))[:40]]
+    val = T[tuple(idx.T)]
+    x, rec = factorized_completion(idx, val, T.shape, model="ht", rank=4, init_scale=0.3, lr=0.1, steps=40,
+                                   record_every=20, keep_models=True, locality_reg=0.1, seed=0)
+    assert rec.penalty is not None and rec.penalty.shape == (3,)
+    for m, p in zip(rec.models, rec.penalty):
+        assert_close(gradient_change_penalty(m.full(), idx), p)
+        res = m.full()[tuple(idx.T)] - val
+    assert_close(0.5 * (res * res).mean(), rec.loss[-1])                   # the recorded loss is the data loss
+    _, plain = factorized_completion(idx, val, T.shape, model="ht", rank=4, init_scale=0.3, lr=0.1, steps=40,
+                                     record_every=20, seed=0)
+    assert plain.penalty is None and torch.equal(plain.loss[0], rec.loss[0]) and not torch.equal(plain.loss[-1], rec.loss[-1])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_regulariser_raises_the_long_range_rank_along_training(seed):
+    "Same-or-different target on 4^4: with the regulariser the root cut {0,1}|{2,3} carries more rank along the run."
+    from tensornn.expressivity import matricization_rank
+    all4 = torch.cartesian_prod(*[torch.arange(4)] * 4)
+    T = (2.0 * (all4[:, 0] == all4[:, 3]) - 1).double().reshape(4, 4, 4, 4)
+    obs = all4[torch.randperm(256, generator=_gen(60 + seed))[:128]]
+    ranks = {}
+    for lam in (0.0, 0.05):
+        _, rec = factorized_completion(obs, T[tuple(obs.T)], T.shape, model="ht", rank=8, init_scale=0.3, lr=0.2,
+                                       steps=2000, record_every=250, keep_models=True, locality_reg=lam, seed=seed)
+        ranks[lam] = sum(matricization_rank(m.full(), (0, 1), tol=0.1) for m in rec.models)
+    assert ranks[0.05] >= ranks[0.0] + 5
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(locality_reg=-0.1), ValueError, "locality_reg"),
+    (dict(locality_reg=float("nan")), ValueError, "locality_reg"),
+    (dict(locality_reg="big"), TypeError, "locality_reg"),
+    (dict(reg_regions=((0,), (0,))), ValueError, "reg_regions.*disjoint"),
+    (dict(reg_regions=((0,), (2,))), ValueError, r"reg_regions\[1\]"),
+    (dict(reg_regions=((0,), ())), TypeError, r"reg_regions\[1\]"),
+    (dict(reg_regions=(0, 1)), TypeError, r"reg_regions\[0\]"),
+    (dict(reg_regions="01"), TypeError, "reg_regions"),
+    (dict(reg_regions=((0, 0), (1,))), ValueError, r"reg_regions\[0\]"),
+    (dict(reg_regions=((0.5,), (1,))), TypeError, r"reg_regions\[0\]"),
+])
+def test_bad_regulariser_arguments(kw, err, match):
+    with pytest.raises(err, match=match):
+        _fit(**kw)
+
+
+def test_bad_input_penalty():
+    T = torch.randn(3, 3, 3, generator=_gen(0))
+    idx = torch.tensor([[0, 1, 2], [2, 1, 0]])
+    with pytest.raises(TypeError, match="T"):
+        gradient_change_penalty([[1.0]], idx)
+    with pytest.raises(ValueError, match="T"):
+        gradient_change_penalty(torch.ones(3), torch.tensor([[0]]))
+    with pytest.raises(ValueError, match="T"):
+        gradient_change_penalty(torch.full((2, 2), float("nan")), torch.tensor([[0, 1]]))
+    with pytest.raises(TypeError, match="T"):
+        gradient_change_penalty(torch.ones(2, 2, dtype=torch.complex64), torch.tensor([[0, 1]]))
+    with pytest.raises(ValueError, match="index.*outside"):
+        gradient_change_penalty(T, torch.tensor([[0, 3, 0]]))
+    with pytest.raises(ValueError, match="index"):
+        gradient_change_penalty(T, torch.tensor([[0, 1]]))
+    with pytest.raises(TypeError, match="index"):
+        gradient_change_penalty(T, idx.double())
+    with pytest.raises(ValueError, match="regions"):
+        gradient_change_penalty(T, idx, regions=((0, 1), (1, 2)))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_regularised_fit_and_penalty_match_cpu():
+    all4 = torch.cartesian_prod(*[torch.arange(3)] * 4)
+    T = (2.0 * (all4[:, 0] == all4[:, 3]) - 1).double().reshape(3, 3, 3, 3)
+    idx = all4[torch.randperm(81, generator=_gen(4))[:40]]
+    kw = dict(model="ht", rank=4, init_scale=0.3, lr=0.1, steps=50, locality_reg=0.1, seed=4)
+    x_cpu, r_cpu = factorized_completion(idx, T[tuple(idx.T)], T.shape, **kw)
+    x_gpu, r_gpu = factorized_completion(idx.cuda(), T[tuple(idx.T)].cuda(), T.shape, **kw)
+    assert r_gpu.penalty.device.type == "cuda"
+    assert_close(x_gpu.full().cpu(), x_cpu.full(), rtol=1e-8, atol=1e-10)
+    assert_close(gradient_change_penalty(T.cuda(), idx.cuda()).cpu(), gradient_change_penalty(T, idx))
+    with pytest.raises(ValueError, match="index"):
+        gradient_change_penalty(T.cuda(), idx)
