@@ -29,7 +29,8 @@ from .validation import (check_choice, check_int, check_rank, check_same_device_
 
 # %% auto #0
 __all__ = ['FactoredMDP', 'greedy_actions', 'from_gymnasium', 'rollout_returns', 'random_lowrank_mdp', 'action_multilinear_ranks',
-           'lowrank_q_iteration', 'CoopGridEnv', 'random_cp_q', 'q_learning']
+           'ActionRanks', 'action_ranks', 'lowrank_q_iteration', 'CoopGridEnv', 'cp_complete', 'Transitions',
+           'sample_transitions', 'fitted_q_iteration', 'random_cp_q', 'random_tt_q', 'q_learning']
 
 # %% ../nbs/06_rl.ipynb #a2714a77
 def _check_gamma(gamma, name: str = "gamma") -> float:
@@ -291,22 +292,24 @@ def _unravel(flat: torch.Tensor, shape: tuple) -> torch.Tensor:
     return torch.stack(out[::-1], -1)
 
 
-def greedy_actions(Q,  # a dense Q-tensor `(*S, *U)` or a `CPTensor` over the same modes
+def greedy_actions(Q,  # a dense Q-tensor `(*S, *U)`, or a `CPTensor` or `TTTensor` over the same modes
                    n_agents: int,  # number of trailing action modes
                    *, states: torch.Tensor | None = None,  # `(B, m)` long state factors; default every state
-                   method: str = "auto",  # "exact" (enumerate), "coordinate" (CP only: one agent at a time), "auto" (exact up to 1024 joint actions)
-                   n_sweeps: int = 4) -> torch.Tensor:
+                   method: str = "auto",  # "exact" (enumerate), "coordinate" (CP/TT: one agent at a time), "auto" (exact up to 1024 joint actions)
+                   n_sweeps: int = 4,  # coordinate-ascent sweeps over the agents
+                   beam: int = 8) -> torch.Tensor:  # TT "coordinate": prefixes kept by the beam search that gives the starts
     "Greedy joint actions `argmax_u Q(s, u)` as `(*S, n_agents)` (or `(B, n_agents)` for `states`), long."
-    n_agents, n_sweeps = check_int(n_agents, "n_agents"), check_int(n_sweeps, "n_sweeps", minimum=0)
+    n_agents, n_sweeps, beam = check_int(n_agents, "n_agents"), check_int(n_sweeps, "n_sweeps", minimum=0), check_int(beam, "beam")
     method = check_choice(method, {"auto": "auto", "exact": "exact", "coordinate": "coordinate"}, "method")
-    if isinstance(Q, CPTensor):
+    if isinstance(Q, (CPTensor, TTTensor)):
         if method == "auto": method = "exact" if math.prod(Q.shape[Q.ndim - n_agents:]) <= 1024 else "coordinate"
+        if isinstance(Q, TTTensor): return _tt_greedy(Q, n_agents, states, method, n_sweeps, beam)
         return _cp_greedy(Q, n_agents, states, method, n_sweeps)
     check_tensor(Q, "Q", min_ndim=n_agents + 1)
     ushape = tuple(Q.shape[Q.ndim - n_agents:])
     if states is not None:
         Q = Q[tuple(_check_states(states, Q.shape[:Q.ndim - n_agents]).mT)]
-    if method == "coordinate": raise ValueError("method: 'coordinate' needs a CPTensor Q; use 'exact' for a dense Q")
+    if method == "coordinate": raise ValueError("method: 'coordinate' needs a CPTensor or TTTensor Q; use 'exact' for a dense Q")
     flat = Q.reshape(*Q.shape[:Q.ndim - n_agents], -1).argmax(-1)
     return _unravel(flat, ushape)
 
@@ -346,6 +349,72 @@ def _cp_greedy(Q: CPTensor, n: int, states, method: str, n_sweeps: int) -> torch
     val = (w * others(-1, lambda j: B[j][u[:, j]])).sum(-1).reshape(Bn, R + 1)
     u = u.reshape(Bn, R + 1, n)[torch.arange(Bn, device=u.device), val.argmax(-1)]
     return u.reshape(*out_shape, n)
+
+# %% ../nbs/06_rl.ipynb #d53848fd
+def _tt_state_part(Q: TTTensor, m: int, states: torch.Tensor) -> torch.Tensor:
+    "Row vectors `G_1[s_1] ... G_m[s_m]` `(B, r_m)`: the state cores contracted at a batch of states."
+    w = Q.cores[0][0, states[:, 0], :]
+    for k in range(1, m):
+        w = torch.bmm(w.unsqueeze(1), Q.cores[k][:, states[:, k], :].permute(1, 0, 2)).squeeze(1)
+    return w
+
+
+def _tt_action_matrix(H) -> torch.Tensor:
+    "The action cores contracted to an `(r_m, prod |U_i|)` matrix (C order over the joint actions)."
+    M = H[0].reshape(H[0].shape[0], -1)
+    for G in H[1:]: M = M.reshape(-1, G.shape[0]) @ G.reshape(G.shape[0], -1)
+    return M.reshape(H[0].shape[0], -1)
+
+
+def _tt_chain(w, H, u, lo: int, hi: int) -> torch.Tensor:
+    "Row vectors `w H_lo[u_lo] ... H_{hi-1}[u_{hi-1}]` for a batch: `w` `(B, r)`, `u` `(B, n)` long."
+    for j in range(lo, hi): w = torch.bmm(w.unsqueeze(1), H[j][:, u[:, j], :].permute(1, 0, 2)).squeeze(1)
+    return w
+
+
+def _tt_suffix(H, u, lo: int, like: torch.Tensor) -> torch.Tensor:
+    "Column vectors `H_lo[u_lo] ... H_{n-1}[u_{n-1}]` `(B, r_lo)` (ones when lo == n)."
+    v = torch.ones(u.shape[0], 1, dtype=like.dtype, device=like.device)
+    for j in reversed(range(lo, len(H))): v = torch.bmm(H[j][:, u[:, j], :].permute(1, 0, 2), v.unsqueeze(-1)).squeeze(-1)
+    return v
+
+# %% ../nbs/06_rl.ipynb #5683ccf0
+def _tt_beam(w: torch.Tensor, H, beam: int) -> torch.Tensor:
+    "Beam search over the agents, later agents replaced by their mean slice: `(B, K, n)` candidate joint actions."
+    Bn, U = w.shape[0], [G.shape[1] for G in H]
+    mean_right = [torch.ones(1, dtype=w.dtype, device=w.device)]
+    for G in reversed(H): mean_right.append(G.mean(1) @ mean_right[-1])
+    mean_right = mean_right[::-1]                                        # mean_right[i]: (r_i,), agents i.. averaged
+    cand, left = torch.zeros(Bn, 1, 0, dtype=torch.long, device=w.device), w[:, None, :]
+    for i, G in enumerate(H):
+        top = torch.einsum("bkr,rus,s->bku", left, G, mean_right[i + 1]).reshape(Bn, -1)
+        top = top.topk(min(beam, top.shape[1]), -1).indices               # (B, K): best (prefix, choice) pairs
+        k, a = torch.div(top, U[i], rounding_mode="floor"), top % U[i]
+        cand = torch.cat([cand.gather(1, k[..., None].expand(-1, -1, i)), a[..., None]], -1)
+        left = left.gather(1, k[..., None].expand(-1, -1, left.shape[-1]))
+        left = torch.einsum("bkr,bkrs->bks", left, G[:, a, :].permute(1, 2, 0, 3))
+    return cand
+
+# %% ../nbs/06_rl.ipynb #c41b43c0
+def _tt_greedy(Q: TTTensor, n: int, states, method: str, n_sweeps: int, beam: int) -> torch.Tensor:
+    "Greedy joint actions of a TT Q-tensor: state cores contracted, then enumeration or beam search + coordinate ascent."
+    m = Q.ndim - n
+    if m < 1: raise ValueError(f"n_agents: expected fewer than the {Q.ndim} modes of Q, got {n}")
+    U, out_shape = tuple(Q.shape[m:]), tuple(Q.shape[:m]) if states is None else (-1,)
+    if states is None:
+        states = _unravel(torch.arange(math.prod(Q.shape[:m]), device=Q.device), tuple(Q.shape[:m]))
+    w, H = _tt_state_part(Q, m, _check_states(states, Q.shape[:m])), Q.cores[m:]      # (B, r_m), action cores
+    if method == "exact":
+        return _unravel((w @ _tt_action_matrix(H)).argmax(-1), U).reshape(*out_shape, n)
+    starts = _tt_beam(w, H, beam)                                          # (B, K, n)
+    Bn, K = starts.shape[:2]
+    u, wk = starts.reshape(-1, n).clone(), w.repeat_interleave(K, 0)
+    for _ in range(n_sweeps):                                              # coordinate ascent from every start
+        for i in range(n):
+            left, right = _tt_chain(wk, H, u, 0, i), _tt_suffix(H, u, i + 1, wk)
+            u[:, i] = torch.einsum("br,rus,bs->bu", left, H[i], right).argmax(-1)
+    val = _tt_chain(wk, H, u, 0, n)[:, 0].reshape(Bn, K)
+    return u.reshape(Bn, K, n)[torch.arange(Bn, device=u.device), val.argmax(-1)].reshape(*out_shape, n)
 
 # %% ../nbs/06_rl.ipynb #5dbf9711
 def from_gymnasium(env,  # a gymnasium env (or its `unwrapped`) with a transition table `P[s][a] = [(p, s', r, done), ...]`
@@ -448,6 +517,50 @@ def action_multilinear_ranks(Q: torch.Tensor,  # Q-tensor `(*S, *U)` (or any ten
     ranks = [numerical_rank(X.movedim(i + 1, 1).reshape(X.shape[0], U[i], -1), rtol=tol)   # batched over states
              for i in range(n_agents)]
     return torch.stack(ranks, -1).reshape(*lead, n_agents)
+
+# %% ../nbs/06_rl.ipynb #674b5695
+@dataclasses.dataclass
+class ActionRanks:
+    "Ranks of the slices `Q(s, .)` over the action modes, per state (a report of `action_ranks`)."
+    multilinear: torch.Tensor  # long `(*S, n)`: exact multilinear ranks
+    cp: torch.Tensor  # long `(*S,)`: smallest R whose cp_als fit reaches `rtol` (`max_rank + 1` where none did)
+    cp_error: torch.Tensor  # float64 `(*S,)`: relative error of the best fit at that rank (at `max_rank` where none reached)
+    rtol: float  # the relative-error tolerance of the CP fits
+
+
+def _fit_cp_rank(X: torch.Tensor, lo: int, hi: int, rtol: float, n_starts: int, als_iter: int, g) -> tuple[int, float]:
+    "Smallest R in [lo, hi] whose best of `n_starts` cp_als fits of X reaches `rtol`, with that error (hi + 1 if none)."
+    best = math.inf
+    for R in range(max(lo, 1), hi + 1):
+        for start in range(n_starts):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")                      # stalls and pseudo-inverses are expected here
+                _, rec = cp_als(X, R, n_iter=als_iter, tol=0.0, init="svd" if start == 0 else "random", generator=g)
+            best = min(rec.errors) if start == 0 else min(best, min(rec.errors))
+            if best <= rtol: return R, best
+    return hi + 1, best
+
+# %% ../nbs/06_rl.ipynb #f4a6101d
+def action_ranks(Q: torch.Tensor,  # Q-tensor `(*S, *U)` (trailing modes: actions)
+                 n_agents: int,  # number of trailing action modes
+                 *, rtol: float = 1e-6,  # relative error a CP fit must reach
+                 max_rank: int | None = None,  # largest CP rank tried (default `prod |U_i| / max |U_i|`, a bound for any tensor)
+                 n_starts: int = 2, als_iter: int = 300,  # cp_als fits per rank (SVD start, then random), sweeps per fit
+                 tol: float | None = None,  # singular-value threshold of the multilinear ranks (as `action_multilinear_ranks`)
+                 generator: torch.Generator | None = None) -> ActionRanks:
+    "Multilinear ranks (exact) and CP ranks by fitting (an upper estimate) of every slice `Q(s, .)`: an `ActionRanks`."
+    ml = action_multilinear_ranks(Q, n_agents, tol=tol)
+    rtol, n_starts, als_iter = check_tol(rtol, "rtol", positive=True), check_int(n_starts, "n_starts"), check_int(als_iter, "als_iter")
+    U = tuple(Q.shape[Q.ndim - n_agents:])
+    max_rank = check_rank(math.prod(U) // max(U) if max_rank is None else max_rank, "max_rank")
+    g, X, lead = make_generator(0, generator), Q.reshape(-1, *U), ml.reshape(-1, n_agents)
+    cp, err = torch.zeros(X.shape[0], dtype=torch.long), torch.zeros(X.shape[0], dtype=torch.float64)
+    for b in range(X.shape[0]):
+        lo = int(lead[b].max())
+        if lo == 0 or n_agents == 1: cp[b] = lo; continue                  # a zero slice, or a vector: rank 0 or 1
+        cp[b], err[b] = _fit_cp_rank(X[b], lo, max_rank, rtol, n_starts, als_iter, g)
+    shp = ml.shape[:-1]
+    return ActionRanks(ml, cp.reshape(shp).to(Q.device), err.reshape(shp).to(Q.device), rtol)
 
 # %% ../nbs/06_rl.ipynb #e97e57ac
 _FORMATS = {"cp": "cp", "tt": "tt"}
@@ -619,6 +732,124 @@ CoopGridEnv.P = property(_coop_table)
 if "tensornn/CoopGrid-v0" not in gym.registry:
     gym.register("tensornn/CoopGrid-v0", entry_point="tensornn.rl:CoopGridEnv", max_episode_steps=50)
 
+# %% ../nbs/06_rl.ipynb #bb60a294
+def cp_complete(T: torch.Tensor,  # data; only the entries where `mask` is True are read
+                mask: torch.Tensor,  # bool, shape of `T`: the observed entries
+                rank: int,
+                *, n_rounds: int = 50,  # imputation rounds (fill the missing entries, then `als_iter` cp_als sweeps)
+                als_iter: int = 5,  # cp_als sweeps per round, warm-started from the previous round
+                tol: float = 1e-8,  # stop when the relative error on the observed entries changes by at most this
+                init: CPTensor | None = None,  # warm start (default: cp_als's SVD start on the mean-filled data)
+                generator: torch.Generator | None = None) -> tuple[CPTensor, FitRecord]:
+    """Rank-`rank` CP fit to the observed entries of `T` by EM imputation around `cp_als`. Returns `(CPTensor,
+    FitRecord)`, the record holding the relative error on the observed entries per round."""
+    check_tensor(T, "T", min_ndim=2)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != T.shape:
+        raise TypeError(f"mask: expected a bool tensor of shape {tuple(T.shape)}, got {mask!r:.60}")
+    n_obs = int(mask.sum())
+    if n_obs == 0: raise ValueError("mask: expected at least one observed entry, got none")
+    rank, n_rounds, als_iter, tol = check_rank(rank), check_int(n_rounds, "n_rounds"), check_int(als_iter, "als_iter"), check_tol(tol)
+    if init is not None and (not isinstance(init, CPTensor) or tuple(init.shape) != tuple(T.shape)):
+        raise TypeError(f"init: expected None or a CPTensor of shape {tuple(T.shape)}, got {init!r:.60}")
+    obs = torch.where(mask, T, torch.zeros_like(T))
+    norm_obs, model = float(obs.norm()) or 1.0, init
+    fill = init.full() if init is not None else torch.full_like(T, float(obs.sum()) / n_obs)
+    rec = FitRecord(info={"rank": rank, "observed": n_obs / T.numel(), "als_warnings": 0})
+    for it in range(n_rounds):
+        with warnings.catch_warnings(record=True) as caught:                # cp_als warnings: counted, not repeated
+            warnings.simplefilter("always")
+            model, _ = cp_als(torch.where(mask, T, fill), rank, n_iter=als_iter, tol=0.0,
+                              init=model if model is not None else "svd", generator=generator)
+        rec.info["als_warnings"] += len(caught)
+        fill = model.full()
+        rec.errors.append(float(torch.where(mask, fill - T, torch.zeros_like(T)).norm()) / norm_obs)
+        if not math.isfinite(rec.errors[-1]): raise FloatingPointError(f"cp_complete: non-finite error after {it + 1} rounds")
+        if it and abs(rec.errors[-2] - rec.errors[-1]) <= tol: rec.converged = True; break
+    rec.n_iter = it + 1
+    rec.message = f"{'converged' if rec.converged else 'stopped'} after {rec.n_iter} rounds, error on observed entries {rec.errors[-1]:.3e}"
+    return model, rec
+
+# %% ../nbs/06_rl.ipynb #516b8a6b
+@dataclasses.dataclass
+class Transitions:
+    "A batch of `N` transitions `(s, u, r, s', terminated)` with factored states and joint actions."
+    states: torch.Tensor  # `(N, m)` long
+    actions: torch.Tensor  # `(N, n)` long
+    rewards: torch.Tensor  # `(N,)` float
+    next_states: torch.Tensor  # `(N, m)` long
+    terminated: torch.Tensor  # `(N,)` bool: the episode ended on entering s' (no bootstrap)
+    def __len__(self) -> int: return self.states.shape[0]
+    def __getitem__(self, k) -> "Transitions": return Transitions(*(t[k] for t in dataclasses.astuple(self)))
+
+
+def sample_transitions(env,  # a gymnasium env with Discrete or MultiDiscrete observations and actions
+                       n_samples: int, *, state_shape, action_shape, seed: int = 0,
+                       dtype: torch.dtype = torch.float64) -> Transitions:
+    "`n_samples` transitions of the real env under uniformly random joint actions (reset when an episode ends)."
+    S, U, n_samples = check_shape(state_shape, "state_shape"), check_shape(action_shape, "action_shape"), check_int(n_samples, "n_samples")
+    g = torch.Generator().manual_seed(seed)
+    acts = torch.stack([torch.randint(0, k, (n_samples,), generator=g) for k in U], -1)
+    flat_actions = isinstance(env.action_space, spaces.Discrete)
+    decode = lambda o: tuple(int(v) for v in np.unravel_index(int(o), S)) if np.ndim(o) == 0 else tuple(int(v) for v in o)
+    obs, _ = env.reset(seed=seed)
+    s, rows = decode(obs), []
+    for u in acts.tolist():
+        obs, r, term, trunc, _ = env.step(int(np.ravel_multi_index(u, U)) if flat_actions else np.asarray(u, dtype=env.action_space.dtype))
+        rows.append((s, decode(obs), float(r), bool(term)))
+        s = rows[-1][1]
+        if term or trunc: obs, _ = env.reset(); s = decode(obs)
+    st, nx, rw, tm = zip(*rows)
+    return Transitions(torch.tensor(st), acts, torch.tensor(rw, dtype=dtype), torch.tensor(nx), torch.tensor(tm))
+
+# %% ../nbs/06_rl.ipynb #67bd0fd2
+_FQI_MODELS = {"tabular": "tabular", "cp": "cp"}
+
+
+def _sample_index(data: Transitions, S: tuple, U: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    "Flat `(s, u)` entry and flat next state of every sample, after checking the indices."
+    if not isinstance(data, Transitions): raise TypeError(f"data: expected Transitions, got {type(data).__name__}")
+    for name, t, shp in (("states", data.states, S), ("next_states", data.next_states, S), ("actions", data.actions, U)):
+        if t.ndim != 2 or t.shape[1] != len(shp) or bool((t < 0).any()) or bool((t >= torch.tensor(shp, device=t.device)).any()):
+            raise ValueError(f"data.{name}: expected (N, {len(shp)}) indices below {shp}, got shape {tuple(t.shape)}")
+    return _ravel(data.states, S) * math.prod(U) + _ravel(data.actions, U), _ravel(data.next_states, S)
+
+# %% ../nbs/06_rl.ipynb #e8f5bd8a
+def fitted_q_iteration(data: Transitions, *, state_shape, action_shape, gamma: float,
+                       model: str = "tabular",  # "tabular" (the averaged targets; unsampled entries: the smallest) or "cp"
+                       rank: int = 8, n_iter: int = 100, tol: float = 1e-6,  # stop when the sup-norm change of Q is <= tol
+                       em_rounds: int = 3, als_iter: int = 5,  # `cp_complete` rounds per backup, cp_als sweeps per round
+                       generator: torch.Generator | None = None, progress: bool = False) -> tuple:
+    """Fitted Q-iteration from samples only: targets `r + gamma max_u' Q(s', u')` (the max clipped to the range of
+    possible returns) averaged on each sampled `(s, u)`, then the targets themselves (tabular) or a rank-`rank` CP fit
+    to them (`cp_complete`, warm-started). Returns `(Q, FitRecord)`: a dense tensor `(*S, *U)` or a `CPTensor`."""
+    S, U = check_shape(state_shape, "state_shape"), check_shape(action_shape, "action_shape")
+    gamma, model = _check_gamma(gamma), check_choice(model, _FQI_MODELS, "model")
+    rank, n_iter, tol = check_rank(rank), check_int(n_iter, "n_iter"), check_tol(tol)
+    entry, nxt = _sample_index(data, S, U)
+    nS, nA, r, live = math.prod(S), math.prod(U), data.rewards, (~data.terminated).to(data.rewards.dtype)
+    counts = torch.zeros(nS * nA, dtype=r.dtype, device=r.device).index_add_(0, entry, torch.ones_like(r))
+    mask, Qd, fit = counts > 0, torch.zeros(nS, nA, dtype=r.dtype, device=r.device), None
+    lo, hi = float(min(0, r.min())) / (1 - gamma), float(max(0, r.max())) / (1 - gamma)     # every return lies in [lo, hi]
+    rec = FitRecord(info={"model": model, "observed": float(mask.double().mean()), "fit_error": []})
+    for it in tqdm(range(n_iter), desc=f"fitted Q-iteration ({model})", disable=not progress, leave=False):
+        y = r + gamma * live * Qd.amax(1).clamp(lo, hi)[nxt]
+        target = torch.zeros_like(counts).index_add_(0, entry, y) / counts.clamp_min(1)
+        if model == "tabular":
+            new = torch.where(mask, target, target[mask].min()).reshape(nS, nA)
+        else:
+            fit, frec = cp_complete(target.reshape(S + U), mask.reshape(S + U), rank, n_rounds=em_rounds,
+                                    als_iter=als_iter, tol=0.0, init=fit, generator=generator)
+            rec.info["fit_error"].append(frec.errors[-1])
+            new = fit.full().reshape(nS, nA)
+        change = float((new - Qd).abs().max())
+        Qd = new
+        rec.errors.append(change)
+        if not math.isfinite(change): raise FloatingPointError(f"fitted_q_iteration: non-finite values after {it + 1} backups")
+        if change <= tol: rec.converged = True; break
+    rec.n_iter = it + 1
+    rec.message = f"{'converged' if rec.converged else 'stopped'} after {rec.n_iter} backups, last change {change:.2e}"
+    return (Qd.reshape(S + U) if model == "tabular" else fit), rec
+
 # %% ../nbs/06_rl.ipynb #4ccd85eb
 def random_cp_q(state_shape, action_shape, rank: int, *, scale: float = 0.01,
                 generator: torch.Generator | None = None, dtype=None, device=None) -> CPTensor:
@@ -645,27 +876,54 @@ def _cp_td_step(Q: CPTensor, x: Sequence[int], target: float, lr: float) -> torc
     for A, i, g in zip(Q.factors, x, loo): A[i] += step * g
     return delta
 
+# %% ../nbs/06_rl.ipynb #0e0bdc52
+def random_tt_q(state_shape, action_shape, rank: int, *, scale: float = 0.01,
+                generator: torch.Generator | None = None, dtype=None, device=None) -> TTTensor:
+    """A TT Q-tensor to start learning from, bond ranks `rank`: the first core near 1, the middle slices near the
+    identity (so every core gets a gradient), the last core `scale` times Gaussian noise (so Q starts near 0)."""
+    S, U = check_shape(state_shape, "state_shape"), check_shape(action_shape, "action_shape")
+    rank, g = check_rank(rank, "rank"), make_generator(generator=generator)
+    dt, shape = dtype or torch.get_default_dtype(), S + U
+    r = [1] + [rank] * (len(shape) - 1) + [1]
+    cores = [(torch.eye(r[k], r[k + 1], dtype=dt)[:, None, :] if k else torch.ones(1, 1, r[1], dtype=dt))
+             + 0.3 / math.sqrt(r[k + 1]) * torch.randn(r[k], n, r[k + 1], generator=g, dtype=dt) for k, n in enumerate(shape[:-1])]
+    cores.append(scale * torch.randn(r[-2], shape[-1], 1, generator=g, dtype=dt))
+    return TTTensor(cores).to(device)
+
+
+def _tt_td_step(Q: TTTensor, x: Sequence[int], target: float, lr: float) -> torch.Tensor:
+    "Normalised LMS step on the slices `G_k[:, x_k, :]` towards `target`; returns the TD error."
+    mats = [G[:, i, :] for G, i in zip(Q.cores, x)]
+    left, right = [torch.ones_like(mats[0][:1, :1])], [torch.ones_like(mats[0][:1, :1])]
+    for M in mats[:-1]: left.append(left[-1] @ M)                              # (1, r_{k-1})
+    for M in reversed(mats[1:]): right.append(M @ right[-1])                   # (r_k, 1)
+    grads = [l.mT @ r.mT for l, r in zip(left, right[::-1])]                   # dQ(x) / dG_k[x_k]
+    delta = target - (left[-1] @ mats[-1])[0, 0]
+    step = lr * delta / (sum(gk.pow(2).sum() for gk in grads) + 1e-8)
+    for G, i, gk in zip(Q.cores, x, grads): G[:, i, :] += step * gk
+    return delta
+
 # %% ../nbs/06_rl.ipynb #372a28b6
-_MODELS = {"tabular": "tabular", "cp": "cp"}
+_MODELS = {"tabular": "tabular", "cp": "cp", "tt": "tt"}
 
 
 def q_learning(env,  # a gymnasium env with Discrete or MultiDiscrete observations and actions
                *, state_shape, action_shape,  # sizes of the state factors and of the per-agent action sets
-               model: str = "tabular",  # "tabular" (one entry per state and joint action) or "cp" (a rank-`rank` CPTensor)
+               model: str = "tabular",  # "tabular" (one entry per state and joint action), "cp" (a rank-`rank` CPTensor) or "tt" (TT ranks `rank`)
                rank: int = 8, gamma: float = 0.95, n_steps: int = 20_000,
                lr: float = 0.5,  # step size (for "cp" the step of a normalised LMS update of the factor rows)
                epsilon: tuple = (1.0, 0.05, 0.5),  # (start, end, fraction of n_steps): linear decay of the exploration rate
                eval_fn: Callable | None = None, eval_every: int = 1000,  # eval_fn(Q) -> float, recorded every eval_every steps
                seed: int = 0, dtype: torch.dtype = torch.float64, progress: bool = False) -> tuple:
     """Online epsilon-greedy Q-learning in the real env; returns `(Q, FitRecord)`: the dense Q-tensor `(*S, *U)` or a
-    `CPTensor`, with the mean |TD error| per block in `errors` and `info["steps"]`, `info["returns"]` from `eval_fn`."""
+    `CPTensor` or `TTTensor`, with the mean |TD error| per block in `errors` and `info["steps"]`, `info["returns"]` from `eval_fn`."""
     S, U = check_shape(state_shape, "state_shape"), check_shape(action_shape, "action_shape")
     model, gamma = check_choice(model, _MODELS, "model"), _check_gamma(gamma)
     n_steps, eval_every, lr = check_int(n_steps, "n_steps"), check_int(eval_every, "eval_every"), check_tol(lr, "lr", positive=True)
     g = torch.Generator().manual_seed(seed)
     n, nA = len(U), math.prod(U)
     Q = torch.zeros(math.prod(S), nA, dtype=dtype) if model == "tabular" else \
-        random_cp_q(S, U, check_rank(rank, "rank"), generator=g, dtype=dtype)
+        (random_cp_q if model == "cp" else random_tt_q)(S, U, check_rank(rank, "rank"), generator=g, dtype=dtype)
     explore = torch.rand(n_steps, generator=g) < torch.clamp(epsilon[0] + (epsilon[1] - epsilon[0]) *
                                                             torch.arange(n_steps) / (epsilon[2] * n_steps), min=epsilon[1])
     random_u = torch.stack([torch.randint(0, k, (n_steps,), generator=g) for k in U], -1).tolist()
@@ -698,7 +956,7 @@ def _q_out(Q, S, U): return Q.reshape(S + U) if isinstance(Q, torch.Tensor) else
 
 
 def _greedy_one(Q, s, S, U, with_value: bool = False):
-    "Greedy joint action at one state (and its value): a row argmax (tabular) or the CP path of `greedy_actions`."
+    "Greedy joint action at one state (and its value): a row argmax (tabular) or the CP/TT paths of `greedy_actions`."
     if isinstance(Q, torch.Tensor):
         row = Q[int(np.ravel_multi_index(s, S))]
         j = int(row.argmax())
@@ -708,9 +966,12 @@ def _greedy_one(Q, s, S, U, with_value: bool = False):
     if math.prod(U) > 1024:                                              # large joint action space: never enumerate
         u = tuple(greedy_actions(Q, len(U), states=torch.tensor([s])).reshape(-1).tolist())
         return (u, float(Q.entries(torch.tensor([s + u]))[0])) if with_value else u
-    w = Q.weights
-    for A, i in zip(Q.factors[:m], s): w = w * A[i]
-    vals = khatri_rao(Q.factors[m:]) @ w                                 # (|U|,) small joint action space
+    if isinstance(Q, TTTensor):
+        vals = (_tt_state_part(Q, m, torch.tensor([s])) @ _tt_action_matrix(Q.cores[m:]))[0]
+    else:
+        w = Q.weights
+        for A, i in zip(Q.factors[:m], s): w = w * A[i]
+        vals = khatri_rao(Q.factors[m:]) @ w                             # (|U|,) small joint action space
     j = int(vals.argmax())
     u = tuple(int(v) for v in np.unravel_index(j, U))
     return (u, float(vals[j])) if with_value else u
@@ -724,4 +985,4 @@ def _td_update(Q, s, u, target: float, lr: float, S, U) -> float:
         i, j = int(np.ravel_multi_index(s, S)), int(np.ravel_multi_index(u, U))
         delta = target - float(Q[i, j]); Q[i, j] += lr * delta
         return delta
-    return float(_cp_td_step(Q, s + u, target, lr))
+    return float((_cp_td_step if isinstance(Q, CPTensor) else _tt_td_step)(Q, s + u, target, lr))
