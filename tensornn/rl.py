@@ -733,7 +733,7 @@ if "tensornn/CoopGrid-v0" not in gym.registry:
     gym.register("tensornn/CoopGrid-v0", entry_point="tensornn.rl:CoopGridEnv", max_episode_steps=50)
 
 # %% ../nbs/06_rl.ipynb #bb60a294
-def cp_complete(T: torch.Tensor,  # data; only the entries where `mask` is True are read
+def cp_complete(T: torch.Tensor,  # data; only the entries where `mask` is True are read (others may be NaN)
                 mask: torch.Tensor,  # bool, shape of `T`: the observed entries
                 rank: int,
                 *, n_rounds: int = 50,  # imputation rounds (fill the missing entries, then `als_iter` cp_als sweeps)
@@ -743,9 +743,10 @@ def cp_complete(T: torch.Tensor,  # data; only the entries where `mask` is True 
                 generator: torch.Generator | None = None) -> tuple[CPTensor, FitRecord]:
     """Rank-`rank` CP fit to the observed entries of `T` by EM imputation around `cp_als`. Returns `(CPTensor,
     FitRecord)`, the record holding the relative error on the observed entries per round."""
-    check_tensor(T, "T", min_ndim=2)
+    check_tensor(T, "T", min_ndim=2, finite=False)
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != T.shape:
         raise TypeError(f"mask: expected a bool tensor of shape {tuple(T.shape)}, got {mask!r:.60}")
+    if not bool(torch.isfinite(T[mask]).all()): raise ValueError("T: expected finite values at the observed entries")
     n_obs = int(mask.sum())
     if n_obs == 0: raise ValueError("mask: expected at least one observed entry, got none")
     rank, n_rounds, als_iter, tol = check_rank(rank), check_int(n_rounds, "n_rounds"), check_int(als_iter, "als_iter"), check_tol(tol)

@@ -357,6 +357,8 @@ def test_cp_complete_recovers_low_rank_tensor():
     assert float((cp.full() - X)[~M].norm() / X[~M].norm()) < 1e-6
     assert all(b <= a + 1e-12 for a, b in zip(rec.errors, rec.errors[1:]))
     assert rec.info["observed"] == pytest.approx(float(M.double().mean()))
+    nan, _ = cp_complete(X.masked_fill(~M, float("nan")), M, 3, n_rounds=300, generator=_gen(6))   # NaN where missing
+    assert_close(nan.full(), cp_complete(X, M, 3, n_rounds=300, generator=_gen(6))[0].full())
     full, _ = cp_complete(X, torch.ones_like(M), 3, n_rounds=3, generator=g)        # every entry: a plain CP fit
     assert float((full.full() - X).norm() / X.norm()) < 1e-6
 
