@@ -1,8 +1,10 @@
 """Tests for tensornn.rl: exact solution of factored MDPs (against an independent NumPy solver and gymnasium's own
 environments played for real), the Tesseract rank bound, the CoopGrid environment (gymnasium's env checker), greedy
-actions of CP Q-tensors, low-rank Q-iteration and Q-learning, and bad input."""
+actions of CP and TT Q-tensors, CP ranks by fitting, tensor completion and fitted Q-iteration from samples, low-rank
+Q-iteration and CP/TT Q-learning, and bad input."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -12,9 +14,11 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, strategies as st
 
-from tensornn.formats import CPTensor
-from tensornn.rl import (CoopGridEnv, FactoredMDP, action_multilinear_ranks, from_gymnasium, greedy_actions,
-                         lowrank_q_iteration, q_learning, random_cp_q, random_lowrank_mdp, rollout_returns)
+from tensornn.formats import CPTensor, TTTensor, random_cp, random_tt
+from tensornn.rl import (ActionRanks, CoopGridEnv, FactoredMDP, Transitions, action_multilinear_ranks, action_ranks,
+                         cp_complete, fitted_q_iteration, from_gymnasium, greedy_actions, lowrank_q_iteration, q_learning,
+                         random_cp_q, random_lowrank_mdp, random_tt_q, rollout_returns, sample_transitions)
+from tensornn.rl import _tt_td_step
 from tensornn.testing import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread")]
@@ -274,6 +278,142 @@ def test_lowrank_q_learning_reaches_stated_return():
     assert Qt.shape == (9, 9, 5, 5) and len(rec.info["returns"]) == 2
 
 
+# ---------------------------------------------------------------- TT Q-tensors
+def test_tt_greedy_exact_and_heuristic():
+    g = _gen(11)
+    q = random_tt((4, 3, 5, 5, 5), rank=3, generator=g, dtype=torch.float64)
+    dense = q.full()
+    exact = greedy_actions(q, 3, method="exact")
+    assert_close(exact, greedy_actions(dense, 3))
+    st_ = torch.tensor([[0, 2], [3, 1]])
+    assert_close(greedy_actions(q, 3, states=st_), exact[st_[:, 0], st_[:, 1]])
+    idx = torch.stack(torch.meshgrid(torch.arange(4), torch.arange(3), indexing="ij"), -1).reshape(-1, 2)
+    for beam in (1, 4, 125):
+        heur = greedy_actions(q, 3, method="coordinate", beam=beam).reshape(-1, 3)
+        v_h = q.entries(torch.cat([idx, heur], 1))
+        assert bool((v_h <= dense.reshape(12, -1).amax(1) + 1e-12).all())       # never above the true max
+    assert_close(heur, exact.reshape(-1, 3))                                     # a beam over all 125 actions: exact
+    # positive separable Q (TT ranks 1): the mean-field beam is exact
+    pos = TTTensor([torch.rand(1, n, 1, generator=g, dtype=torch.float64) + 0.1 for n in (4, 6, 7, 5)])
+    assert_close(greedy_actions(pos, 2, method="coordinate", beam=1), greedy_actions(pos.full(), 2))
+
+
+def test_tt_td_step_moves_only_the_visited_slices():
+    q = random_tt_q((5, 4), (3, 3), 4, generator=_gen(2), dtype=torch.float64)
+    before = [G.clone() for G in q.cores]
+    x = (1, 2, 0, 2)
+    v0 = float(q.entries(torch.tensor([x]))[0])
+    delta = float(_tt_td_step(q, x, 2.0, 0.5))
+    v1 = float(q.entries(torch.tensor([x]))[0])
+    assert abs(delta - (2.0 - v0)) < 1e-12
+    assert 0.3 < (v1 - v0) / (2.0 - v0) < 0.7                                    # about half way with lr = 0.5
+    for G0, G1, i in zip(before, q.cores, x):
+        keep = torch.ones(G0.shape[1], dtype=torch.bool); keep[i] = False
+        assert torch.equal(G0[:, keep], G1[:, keep])
+
+
+@given(seed=st.integers(0, 10_000), rank=st.integers(1, 5))
+def test_random_tt_q_shape_and_reproducible(seed, rank):
+    q = random_tt_q((3, 4), (2, 5), rank, generator=_gen(seed), dtype=torch.float64)
+    assert isinstance(q, TTTensor) and tuple(q.shape) == (3, 4, 2, 5)
+    assert max(q.rank) <= rank and float(q.full().abs().max()) < 1.0            # starts near 0
+    assert_close(q.full(), random_tt_q((3, 4), (2, 5), rank, generator=_gen(seed), dtype=torch.float64).full())
+
+
+def test_tt_q_learning_learns_two_agent_gridworld():
+    env = gym.make("tensornn/CoopGrid-v0", n_agents=2)
+    mdp = CoopGridEnv(3, 2).mdp()
+    starts = ~mdp.terminal.reshape(-1)
+    value = lambda Q: float(mdp.v_policy(greedy_actions(Q, 2), 0.95).reshape(-1)[starts].mean())
+    Q, rec = q_learning(env, state_shape=(9, 9), action_shape=(5, 5), model="tt", rank=8, gamma=0.95, n_steps=4000,
+                        eval_fn=value, eval_every=2000, seed=0)
+    assert isinstance(Q, TTTensor)
+    assert rec.info["returns"][-1] > value(mdp.q_optimal(0.95)[0]) - 1.0
+
+
+# ---------------------------------------------------------------- CP rank by fitting
+def test_action_ranks_cp_by_fitting():
+    g = _gen(4)
+    x = random_cp((4, 5, 3), 2, generator=g, dtype=torch.float64).full()
+    rk = action_ranks(torch.stack([x, torch.zeros_like(x)]), 3, generator=g)
+    assert isinstance(rk, ActionRanks)
+    assert rk.cp.tolist() == [2, 0] and rk.multilinear.tolist() == [[2, 2, 2], [0, 0, 0]]
+    assert float(rk.cp_error[0]) <= rk.rtol
+    mdp = random_lowrank_mdp((2,), (4, 4, 4), 2, 1, generator=_gen(4), dtype=torch.float64)
+    rk = action_ranks(mdp.q_optimal(0.9)[0], 3, rtol=1e-6, generator=_gen(4))
+    assert bool((rk.cp <= 3).all()) and bool((rk.cp >= rk.multilinear.amax(-1)).all())
+    one = action_ranks(torch.randn(3, 6, generator=g, dtype=torch.float64), 1)                  # a vector: rank 1
+    assert one.cp.tolist() == [1, 1, 1]
+    capped = action_ranks(torch.randn(1, 4, 4, 4, generator=g, dtype=torch.float64), 3, max_rank=4, als_iter=20)
+    assert capped.cp.tolist() == [5] and float(capped.cp_error[0]) > capped.rtol          # none reached: max_rank + 1
+
+
+# ---------------------------------------------------------------- completion and fitted Q-iteration from samples
+def test_cp_complete_recovers_low_rank_tensor():
+    g = _gen(6)
+    X = random_cp((10, 11, 12), 3, generator=g, dtype=torch.float64).full()
+    M = torch.rand(X.shape, generator=g) < 0.5
+    cp, rec = cp_complete(X, M, 3, n_rounds=300, generator=g)
+    assert float((cp.full() - X)[~M].norm() / X[~M].norm()) < 1e-6
+    assert all(b <= a + 1e-12 for a, b in zip(rec.errors, rec.errors[1:]))
+    assert rec.info["observed"] == pytest.approx(float(M.double().mean()))
+    nan, _ = cp_complete(X.masked_fill(~M, float("nan")), M, 3, n_rounds=300, generator=_gen(6))   # NaN where missing
+    assert_close(nan.full(), cp_complete(X, M, 3, n_rounds=300, generator=_gen(6))[0].full())
+    full, _ = cp_complete(X, torch.ones_like(M), 3, n_rounds=3, generator=g)        # every entry: a plain CP fit
+    assert float((full.full() - X).norm() / X.norm()) < 1e-6
+
+
+def test_sample_transitions_follow_the_env():
+    env = CoopGridEnv(3, 2)
+    data = sample_transitions(gym.make("tensornn/CoopGrid-v0", n_agents=2), 300, state_shape=(9, 9), action_shape=(5, 5), seed=3)
+    assert len(data) == 300 and data.states.shape == (300, 2) and data.actions.shape == (300, 2)
+    nxt = torch.as_tensor(env.next_cell)[data.states, data.actions]                    # deterministic moves
+    assert torch.equal(nxt, data.next_states)
+    rew = torch.tensor([env._reward(s.numpy())[0] for s in data.next_states], dtype=torch.float64)
+    assert_close(data.rewards, rew)
+    assert torch.equal(data.terminated, (data.next_states == torch.as_tensor(env.goals)).all(1))
+    again = sample_transitions(gym.make("tensornn/CoopGrid-v0", n_agents=2), 300, state_shape=(9, 9), action_shape=(5, 5), seed=3)
+    assert torch.equal(again.actions, data.actions) and torch.equal(again.next_states, data.next_states)
+    assert len(data[:10]) == 10
+
+
+def _all_transitions(mdp, S, U):
+    "Every live (s, u) once, with its (deterministic) outcome: a batch that covers the whole table."
+    probs, index = mdp._P
+    live = (~mdp.terminal).nonzero()[:, 0]
+    s = live.repeat_interleave(mdp.n_actions)
+    u = torch.arange(mdp.n_actions).repeat(len(live))
+    s2 = index[s, u, probs[s, u].argmax(-1)]
+    unr = lambda f, shp: torch.stack(torch.unravel_index(f, shp), -1)
+    return Transitions(unr(s, S), unr(u, U), mdp.R[s, u], unr(s2, S), mdp.terminal[s2])
+
+
+def test_fitted_q_iteration_with_full_data_is_value_iteration():
+    mdp = CoopGridEnv(3, 2).mdp()
+    data = _all_transitions(mdp, (9, 9), (5, 5))
+    Q, rec = fitted_q_iteration(data, state_shape=(9, 9), action_shape=(5, 5), gamma=0.9, tol=1e-12, n_iter=500)
+    Qs, _ = mdp.q_optimal(0.9)
+    live = ~mdp.terminal.reshape(-1)
+    assert rec.converged and rec.info["observed"] == pytest.approx(float(live.double().mean()))
+    assert_close(Q.reshape(81, 25)[live], Qs.reshape(81, 25)[live], rtol=0, atol=1e-9)
+    cp, rec = fitted_q_iteration(data, state_shape=(9, 9), action_shape=(5, 5), gamma=0.9, model="cp", rank=6,
+                                 n_iter=5, generator=_gen(0))
+    assert isinstance(cp, CPTensor) and cp.rank == 6 and len(rec.info["fit_error"]) == rec.n_iter
+
+
+def test_lowrank_fitted_q_iteration_from_samples_is_near_optimal():
+    "3-agent CoopGrid, 20 000 random transitions (about a third of the entries): the rank-8 fit is near the optimum."
+    mdp = CoopGridEnv(3, 3).mdp()
+    starts = ~mdp.terminal.reshape(-1)
+    value = lambda Q: float(mdp.v_policy(greedy_actions(Q, 3), 0.95).reshape(-1)[starts].mean())
+    data = sample_transitions(gym.make("tensornn/CoopGrid-v0", n_agents=3), 20_000, state_shape=(9,) * 3,
+                              action_shape=(5,) * 3, seed=1)
+    cp, rec = fitted_q_iteration(data, state_shape=(9,) * 3, action_shape=(5,) * 3, gamma=0.95, n_iter=60,
+                                 model="cp", rank=8, generator=_gen(0))
+    assert all(math.isfinite(e) for e in rec.errors) and len(rec.info["fit_error"]) == rec.n_iter
+    assert value(cp) > value(mdp.q_optimal(0.95)[0]) - 2.0
+
+
 # ---------------------------------------------------------------- bad input
 def _toy():
     R = torch.tensor([[0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
@@ -330,6 +470,38 @@ def test_bad_gamma_rank_policy_and_env():
         rollout_returns(gym.make("Taxi-v4"), "greedy", state_shape=TAXI_SHAPE)
 
 
+def test_bad_input_of_the_sample_based_and_tt_functions():
+    g = _gen(0)
+    X = torch.randn(3, 4, 5, generator=g, dtype=torch.float64)
+    M = torch.rand(3, 4, 5, generator=g) < 0.5
+    with pytest.raises(TypeError, match="mask"): cp_complete(X, M.double(), 2)
+    with pytest.raises(TypeError, match="mask"): cp_complete(X, M[:2], 2)
+    with pytest.raises(ValueError, match="mask"): cp_complete(X, torch.zeros_like(M), 2)
+    with pytest.raises(ValueError, match="rank"): cp_complete(X, M, 0)
+    with pytest.raises(ValueError, match="T"): cp_complete(X.masked_fill(M, float("nan")), M, 2)
+    with pytest.raises(TypeError, match="init"): cp_complete(X, M, 2, init="svd")
+    with pytest.raises(TypeError, match="T"): cp_complete(X.numpy(), M, 2)
+    data = sample_transitions(gym.make("tensornn/CoopGrid-v0", n_agents=2), 50, state_shape=(9, 9), action_shape=(5, 5))
+    kw = dict(state_shape=(9, 9), action_shape=(5, 5))
+    with pytest.raises(ValueError, match="gamma"): fitted_q_iteration(data, **kw, gamma=1.0)
+    with pytest.raises(ValueError, match="model"): fitted_q_iteration(data, **kw, gamma=0.9, model="tt")
+    with pytest.raises(ValueError, match="rank"): fitted_q_iteration(data, **kw, gamma=0.9, model="cp", rank=0)
+    with pytest.raises(TypeError, match="data"): fitted_q_iteration((1, 2), **kw, gamma=0.9)
+    with pytest.raises(ValueError, match="data.actions"):
+        fitted_q_iteration(data, state_shape=(9, 9), action_shape=(5, 4), gamma=0.9)
+    with pytest.raises(ValueError, match="data.states"):
+        fitted_q_iteration(dataclasses.replace(data, states=data.states + 9), **kw, gamma=0.9)
+    with pytest.raises(ValueError, match="data.next_states"):
+        fitted_q_iteration(dataclasses.replace(data, next_states=-data.next_states - 1), **kw, gamma=0.9)
+    with pytest.raises(ValueError, match="n_samples"): sample_transitions(gym.make("Taxi-v4"), 0, state_shape=TAXI_SHAPE, action_shape=(6,))
+    with pytest.raises(ValueError, match="rank"): random_tt_q((2,), (2,), 0)
+    with pytest.raises(ValueError, match="beam"): greedy_actions(random_tt_q((2,), (3,), 2), 1, beam=0)
+    with pytest.raises(ValueError, match="n_agents"): greedy_actions(random_tt_q((2,), (3,), 2), 2)
+    with pytest.raises(ValueError, match="rtol"): action_ranks(X, 2, rtol=0.0)
+    with pytest.raises(ValueError, match="max_rank"): action_ranks(X, 2, max_rank=0)
+    with pytest.raises(ValueError, match="Q"): action_ranks(X.masked_fill(M, float("inf")), 2)
+
+
 def test_mixed_devices_and_dtypes():
     R, P = _toy()
     with pytest.raises(TypeError, match="dtype"): FactoredMDP(R.float(), P)
@@ -354,3 +526,29 @@ def test_cuda_value_iteration_and_policy_evaluation():
     assert m.q_optimal(0.9)[0].device.type == "cuda"
     q = random_cp_q((9, 9, 9), (5, 5, 5), 8, generator=_gen(1), dtype=torch.float64, device="cuda")
     assert greedy_actions(q, 3, method="coordinate").device.type == "cuda"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tt_greedy_completion_and_ranks():
+    qc = random_tt_q((9, 9), (5, 5, 5), 4, scale=1.0, generator=_gen(1), dtype=torch.float64)
+    qg = qc.to("cuda")
+    for method in ("exact", "coordinate"):
+        u = greedy_actions(qg, 3, method=method)
+        assert u.device.type == "cuda"
+        assert_close(u.cpu(), greedy_actions(qc, 3, method=method))
+    X = random_cp((6, 7, 8), 2, generator=_gen(2), dtype=torch.float64).full()
+    M = torch.rand(X.shape, generator=_gen(3)) < 0.6
+    cpc, _ = cp_complete(X, M, 2, n_rounds=20)
+    cpg, _ = cp_complete(X.cuda(), M.cuda(), 2, n_rounds=20)
+    assert cpg.weights.device.type == "cuda"
+    assert_close(cpg.full().cpu(), cpc.full(), rtol=1e-6, atol=1e-8)
+    rk = action_ranks(X.cuda()[None], 3)
+    assert rk.cp.device.type == "cuda" and rk.cp.tolist() == [2]
+    mdp = CoopGridEnv(3, 2).mdp()
+    data = _all_transitions(mdp, (9, 9), (5, 5))
+    data_g = Transitions(*(t.cuda() for t in (data.states, data.actions, data.rewards, data.next_states, data.terminated)))
+    Qg, _ = fitted_q_iteration(data_g, state_shape=(9, 9), action_shape=(5, 5), gamma=0.9, n_iter=200)
+    Qc, _ = fitted_q_iteration(data, state_shape=(9, 9), action_shape=(5, 5), gamma=0.9, n_iter=200)
+    assert Qg.device.type == "cuda"
+    assert_close(Qg.cpu(), Qc)
