@@ -22,12 +22,13 @@ from .validation import as_tensor, check_choice, check_dtype, check_int, check_r
 from .kernels import khatri_rao, make_generator, multi_mode_dot, random_normal, unfold
 from .formats import CPTensor, TTTensor, TuckerTensor
 from .decompositions import cp_als, hooi, hosvd, tt_svd
+from .theory import t_product, t_svd, t_transpose
 
 # %% auto #0
 __all__ = ['factorize', 'FactorizedLinear', 'CPLinear', 'TuckerLinear', 'TTLinear', 'FactorizedConv2d', 'CPConv2d',
            'TuckerConv2d', 'TTConv2d', 'compress_model', 'count_parameters', 'LoRALinear', 'TensorAdapterLinear',
-           'add_adapters', 'merge_adapters', 'LayerTerm', 'ComplexityTerms', 'complexity_terms', 'NeuralCollapse',
-           'neural_collapse', 'effective_rank']
+           'add_adapters', 'merge_adapters', 'TProductLinear', 'LayerTerm', 'ComplexityTerms', 'complexity_terms',
+           'NeuralCollapse', 'neural_collapse', 'effective_rank']
 
 # %% ../nbs/02_compression.ipynb #5100111d
 def _prime_factors(n: int) -> list[int]:
@@ -1081,6 +1082,103 @@ def merge_adapters(model: nn.Module,  # the network, changed in place
         _set_module(model, n, model.get_submodule(n).merge())
     return model
 
+# %% ../nbs/02_compression.ipynb #8a4df42a
+def _check_tubal_rank(rank, c_in: int, c_out: int) -> int:
+    "The tubal rank of a t-product layer: an int in 1..min(in_channels, out_channels)."
+    r = check_rank(rank, "rank")
+    if r > min(c_in, c_out):
+        raise ValueError(f"rank: a tubal rank is at most min(in_channels, out_channels) = {min(c_in, c_out)}, got {r}")
+    return r
+
+
+class TProductLinear(FactorizedLinear):
+    r"t-NN layer (Newman et al. 2018): features read as `(channels, tube)`, $\mathcal Y = \mathcal U * \mathcal V * \mathcal X$ (t-products), tubal rank <= `rank`."
+    def __init__(self, in_channels: int,  # $c_1$: input tubes (in_features = in_channels * tube)
+                 out_channels: int,  # $c_2$: output tubes (out_features = out_channels * tube)
+                 tube: int,  # $k$: length of every tube
+                 rank: int,  # tubal rank bound $r \le \min(c_1, c_2)$
+                 *, bias: bool = True,  # learn an additive bias (one per output feature)
+                 dtype=None, device=None,  # of the parameters (a name such as 'float32' is accepted)
+                 generator=None, seed=None):  # randomness of the initialisation
+        g, dtype, device = _factory_args(seed, generator, dtype, device)
+        c_in, c_out, k = check_int(in_channels, "in_channels"), check_int(out_channels, "out_channels"), check_int(tube, "tube")
+        r = _check_tubal_rank(rank, c_in, c_out)
+        super().__init__(c_in * k, c_out * k, None, None, bias=bias, generator=g, dtype=dtype, device=device)
+        self.in_channels, self.out_channels, self.tube, self.rank = c_in, c_out, k, r
+        std = (1.0 / (3 * c_in * k * r * k)) ** 0.25          # Var(W) = 1/(3 * fan_in), as nn.Linear's default
+        self.U, self.V = _normal((c_out, r, k), std, g, dtype, device), _normal((r, c_in, k), std, g, dtype, device)
+
+# %% ../nbs/02_compression.ipynb #00f14b21
+def _tproduct_matvec(self, x):
+    k = self.tube
+    X = torch.fft.rfft(x.reshape(-1, self.in_channels, k), dim=-1)                     # (B, c1, k//2+1)
+    Z = torch.einsum("rif,bif->brf", torch.fft.rfft(self.V, dim=-1), X)
+    Y = torch.einsum("orf,brf->bof", torch.fft.rfft(self.U, dim=-1), Z)
+    return torch.fft.irfft(Y, n=k, dim=-1).reshape(-1, self.out_channels * k)
+
+
+def _tproduct_weight(self) -> torch.Tensor:
+    "The weight tensor $\\mathcal W = \\mathcal U * \\mathcal V$, shape `(out_channels, in_channels, tube)`."
+    return t_product(self.U, self.V)
+
+
+def _tproduct_full_weight(self) -> torch.Tensor:
+    "The dense block-circulant `(out_features, in_features)` weight (for analysis; `forward` never builds it)."
+    k = self.tube
+    shift = (torch.arange(k, device=self.U.device)[:, None] - torch.arange(k, device=self.U.device)[None, :]) % k
+    return self.t_weight()[:, :, shift].permute(0, 2, 1, 3).reshape(self.out_features, self.in_features)
+
+
+_attach(TProductLinear, "_matvec", _tproduct_matvec)
+_attach(TProductLinear, "t_weight", _tproduct_weight)
+_attach(TProductLinear, "full_weight", _tproduct_full_weight)
+_attach(TProductLinear, "_core_params", lambda self: self.rank * self.tube * (self.in_channels + self.out_channels))
+_attach(TProductLinear, "flops", lambda self: int(2.5 * self.tube * math.log2(max(self.tube, 2)) * (self.in_channels + self.out_channels))
+        + 8 * (self.tube // 2 + 1) * self.rank * (self.in_channels + self.out_channels), property)
+_attach(TProductLinear, "setup_flops", lambda self: 0, property)
+
+# %% ../nbs/02_compression.ipynb #a30304b7
+@torch.no_grad()
+def _fourier_singular_values(self) -> torch.Tensor:
+    "Singular values of the weight's Fourier slices, shape `(tube // 2 + 1, min(out_channels, in_channels))`, descending."
+    return torch.linalg.svdvals(torch.fft.rfft(self.t_weight(), dim=-1).permute(2, 0, 1))
+
+
+def _tubal_rank(self, rtol: float | None = None,  # relative to the largest singular value; default max(c1, c2) * eps
+               ) -> int:
+    "Numerical tubal rank of the weight: the most singular values above `rtol * largest` in any Fourier slice."
+    s = self.fourier_singular_values()
+    rtol = check_tol(rtol, "rtol", allow_none=True) or max(self.in_channels, self.out_channels) * torch.finfo(s.dtype).eps
+    return int((s > rtol * s.max()).sum(-1).max()) if float(s.max()) > 0 else 0
+
+
+_attach(TProductLinear, "fourier_singular_values", _fourier_singular_values)
+_attach(TProductLinear, "tubal_rank", _tubal_rank)
+
+# %% ../nbs/02_compression.ipynb #a510f4ca
+def _tproduct_from_dense(cls, layer: nn.Linear,  # the trained dense layer
+                         tube: int,  # tube length k, dividing both in_features and out_features
+                         rank: int,  # tubal rank
+                        ) -> TProductLinear:
+    "Nearest block-circulant weight to `layer`'s, truncated to tubal rank `rank` by the t-SVD (Kilmer & Martin 2011)."
+    layer, k = _check_linear(layer), check_int(tube, "tube")
+    if layer.in_features % k or layer.out_features % k:
+        raise ValueError(f"tube: expected a divisor of in_features={layer.in_features} and out_features={layer.out_features}, got {k}")
+    c_in, c_out = layer.in_features // k, layer.out_features // k
+    new = cls(c_in, c_out, k, rank, bias=layer.bias is not None, seed=0, **_factory(layer))
+    D = layer.weight.detach().to(torch.float64).reshape(c_out, k, c_in, k)
+    t = torch.arange(k, device=D.device)
+    W = torch.stack([D[:, t, :, (t - s) % k].mean(0) for s in range(k)], -1)   # paired indices: (c_out, c_in, k)
+    U, S, V = t_svd(W)
+    r = new.rank
+    with torch.no_grad():
+        new.U.copy_(t_product(U[:, :r], S[:r, :r])); new.V.copy_(t_transpose(V[:, :r]))
+    new._init_common(layer)
+    return new
+
+
+_attach(TProductLinear, "from_dense", _tproduct_from_dense, classmethod)
+
 # %% ../nbs/02_compression.ipynb #2c225983
 def _layer_weight(m: nn.Module):
     "(kind, c_in, c_out, kernel area, weight as a matrix) of a dense, factorized or adapted layer, or None."
@@ -1109,16 +1207,17 @@ def _weight_layers(model: nn.Module):
 class LayerTerm:
     "One layer's part of `complexity_terms`."
     name: str  # qualified name in the model
-    kind: str  # 'linear' or 'conv'
+    kind: str  # 'linear', 'conv' or 't-product'
     rank: int  # R_l of the Li et al. term: the CP rank of a CP layer, else the matrix rank
     matrix_rank: int  # numerical rank of the weight as a c_out x (c_in kh kw) matrix
+    tubal_rank: int | None = None  # numerical tubal rank of a `TProductLinear` (used by the Wang et al. term)
 
 
 @dataclass
 class ComplexityTerms:
     "Complexity terms of two generalization bounds (constants and logarithms set to 1), with the ranks used."
     li2020: float  # Li et al. (2020): sqrt(sum_l R_l (c_in + c_out + kh kw) / m)
-    wang2024: float  # Wang et al. (2024): sqrt(sum_l rank_l (c_in kh kw + c_out) / m)
+    wang2024: float  # Wang et al. (2024): sqrt(sum_l rank_l (c_in kh kw + c_out) / m); tubal rank and channels for t-product layers
     layers: list  # one `LayerTerm` per layer
 
 # %% ../nbs/02_compression.ipynb #4c882d71
@@ -1134,8 +1233,10 @@ def complexity_terms(model: nn.Module,  # network with dense, factorized or adap
         mat_rank = int(torch.linalg.matrix_rank(W.detach()))          # tolerance from W's own dtype
         R = m.rank if isinstance(m, (CPLinear, CPConv2d)) else mat_rank
         li += R * (c_in + c_out + (area if kind == "conv" else 0))
-        wang += mat_rank * (c_in * area + c_out)
-        layers.append(LayerTerm(name, kind, R, mat_rank))
+        tubal = m.tubal_rank() if isinstance(m, TProductLinear) else None
+        if tubal is None: wang += mat_rank * (c_in * area + c_out)
+        else: kind, wang = "t-product", wang + tubal * (m.in_channels + m.out_channels)   # Wang et al.'s own layers
+        layers.append(LayerTerm(name, kind, R, mat_rank, tubal))
     if not layers:
         raise ValueError("model: expected at least one linear or convolutional layer")
     return ComplexityTerms(math.sqrt(li / n_samples), math.sqrt(wang / n_samples), layers)

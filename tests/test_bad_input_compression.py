@@ -119,6 +119,13 @@ ROWS = [  # (public name, call, exception, regex on the message)
     ("effective_rank", lambda: C.effective_rank(F2(5)), ValueError, r"^W\b"),
     ("effective_rank", lambda: C.effective_rank(np.array([["a"]])), TypeError, r"^W\b"),
     ("effective_rank", lambda: C.effective_rank(torch.tensor([[1.0, NAN]])), ValueError, r"^W\b"),
+    ("TProductLinear", lambda: C.TProductLinear(3, 4, 5, 4), ValueError, r"^rank\b"),
+    ("TProductLinear", lambda: C.TProductLinear(3, 4, 0, 2), ValueError, r"^tube\b"),
+    ("TProductLinear", lambda: C.TProductLinear(3.0, 4, 5, 2), TypeError, r"^in_channels\b"),
+    ("TProductLinear", lambda: C.TProductLinear(3, 4, 5, 2)(torch.zeros(2, 14)), ValueError, r"^x\b"),
+    ("TProductLinear", lambda: C.TProductLinear(3, 4, 5, 2).tubal_rank(rtol="a"), TypeError, r"^rtol\b"),
+    ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Linear(12, 8), 3, 2), ValueError, r"^tube\b"),
+    ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Conv2d(1, 1, 1), 1, 1), TypeError, r"^layer\b"),
 ]
 
 

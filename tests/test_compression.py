@@ -501,3 +501,59 @@ def test_add_adapters_kind_is_a_deprecated_alias_of_format():
     with pytest.warns(DeprecationWarning, match="format="):
         names = add_adapters(model, kind="tt", rank=2)
     assert names == ["0", "2"] and isinstance(model[0], TensorAdapterLinear) and model[0].format == "tt"
+
+
+# ---------------------------------------------------------------- t-product (t-NN) layers
+from tensornn.compression import TProductLinear  # noqa: E402
+from tensornn.theory import t_product  # noqa: E402
+
+
+@pytest.mark.parametrize("c_in,c_out,k,r", [(3, 4, 5, 2), (2, 2, 1, 2), (4, 3, 6, 3), (5, 7, 8, 1)])
+def test_tproduct_layer_is_the_t_product_with_each_input(c_in, c_out, k, r):
+    layer = TProductLinear(c_in, c_out, k, r, dtype=torch.float64, seed=0)
+    x = torch.randn(6, c_in * k, dtype=torch.float64)
+    # the definition, sample by sample: Y = W * X with X of shape (c_in, 1, k)
+    ref = torch.stack([t_product(layer.t_weight(), xi.reshape(c_in, 1, k)).reshape(-1) for xi in x]) + layer.bias
+    assert_close(layer(x), ref.detach())
+    assert_close(layer(x), (x @ layer.full_weight().T + layer.bias).detach())
+    assert layer.tubal_rank() == r and layer.n_params == r * k * (c_in + c_out) + c_out * k
+
+
+def test_tproduct_layer_keeps_leading_dims_dtype_and_trains():
+    layer = TProductLinear(3, 4, 5, 2, seed=1)
+    x = torch.randn(2, 3, 15)
+    y = layer(x)
+    assert y.shape == (2, 3, 20) and y.dtype == torch.float32
+    y.square().sum().backward()
+    assert layer.U.grad is not None and torch.isfinite(layer.V.grad).all()
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_tproduct_from_dense_is_the_truncated_t_svd(r):
+    src = TProductLinear(4, 5, 6, 4, dtype=torch.float64, seed=3)
+    dense = nn.Linear(24, 30, dtype=torch.float64)
+    with torch.no_grad():
+        dense.weight.copy_(src.full_weight() + 0.0); dense.bias.copy_(src.bias)
+    got = TProductLinear.from_dense(dense, 6, r)
+    s = src.fourier_singular_values()                       # (4, 4) slices for k = 6: 0 and 3 self-conjugate
+    mult = torch.tensor([1.0, 2.0, 2.0, 1.0], dtype=torch.float64)
+    lost = ((s[:, r:] ** 2).sum(1) * mult).sum() / 6
+    assert_close((got.t_weight() - src.t_weight()).norm() ** 2, lost, rtol=1e-8, atol=1e-10)
+    assert got.tubal_rank() == r
+
+
+def test_tproduct_from_dense_projects_onto_block_circulant():
+    dense = nn.Linear(12, 8, dtype=torch.float64)
+    layer = TProductLinear.from_dense(dense, 4, 2)         # full tubal rank: only the circulant projection acts
+    P = layer.full_weight()
+    # the residual is orthogonal to every block-circulant matrix, in particular to P itself
+    assert abs(float(((dense.weight - P) * P).sum())) < 1e-10
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tproduct_layer_on_device(device):
+    cpu = TProductLinear(3, 4, 5, 2, dtype=torch.float64, seed=0)
+    dev = TProductLinear(3, 4, 5, 2, dtype=torch.float64, seed=0, device=device)
+    dev.load_state_dict(cpu.state_dict())
+    x = torch.randn(3, 15, dtype=torch.float64)
+    assert_close(dev(x.to(device)).cpu(), cpu(x).detach())
