@@ -27,8 +27,8 @@ from .theory import t_product, t_svd, t_transpose
 # %% auto #0
 __all__ = ['factorize', 'FactorizedLinear', 'CPLinear', 'TuckerLinear', 'TTLinear', 'FactorizedConv2d', 'CPConv2d',
            'TuckerConv2d', 'TTConv2d', 'compress_model', 'count_parameters', 'LoRALinear', 'TensorAdapterLinear',
-           'add_adapters', 'merge_adapters', 'TProductLinear', 'LayerTerm', 'ComplexityTerms', 'complexity_terms',
-           'NeuralCollapse', 'neural_collapse', 'effective_rank']
+           'add_adapters', 'merge_adapters', 'TProductLinear', 'quantize_weights', 'prune_weights', 'parameter_bytes',
+           'LayerTerm', 'ComplexityTerms', 'complexity_terms', 'NeuralCollapse', 'neural_collapse', 'effective_rank']
 
 # %% ../nbs/02_compression.ipynb #5100111d
 def _prime_factors(n: int) -> list[int]:
@@ -1178,6 +1178,63 @@ def _tproduct_from_dense(cls, layer: nn.Linear,  # the trained dense layer
 
 
 _attach(TProductLinear, "from_dense", _tproduct_from_dense, classmethod)
+
+# %% ../nbs/02_compression.ipynb #93e4ab0e
+def _weight_tensors(model: nn.Module) -> list:
+    "The parameters that `quantize_weights` and `prune_weights` act on: those with at least two axes."
+    return [p for p in model.parameters() if p.ndim >= 2]
+
+
+@torch.no_grad()
+def quantize_weights(model: nn.Module,  # network with dense or factorized layers (left unchanged)
+                     bits: int,  # bits per weight entry, 2..16
+                     *, granularity: str = "channel",  # one scale per output slice ('channel') or per tensor ('tensor')
+                    ) -> nn.Module:
+    "Copy of `model` with every weight tensor rounded to `bits`-bit symmetric uniform levels (simulated quantization)."
+    model, per_channel = copy.deepcopy(_check_module(model)), check_choice(granularity, {"channel": True, "tensor": False}, "granularity")
+    bits = check_int(bits, "bits", minimum=2)
+    if bits > 16: raise ValueError(f"bits: expected 2..16 (float32 needs no rounding), got {bits}")
+    top = 2 ** (bits - 1) - 1
+    for p in _weight_tensors(model):
+        amax = p.abs().amax(dim=tuple(range(1, p.ndim)), keepdim=True) if per_channel else p.abs().amax()
+        scale = torch.where(amax > 0, amax / top, torch.ones_like(amax))
+        p.copy_((p / scale).round().clamp(-top, top) * scale)
+    return model
+
+# %% ../nbs/02_compression.ipynb #7ec18a64
+@torch.no_grad()
+def prune_weights(model: nn.Module,  # network with dense or factorized layers (left unchanged)
+                  sparsity: float,  # fraction of entries set to zero in every weight tensor, in [0, 1)
+                 ) -> nn.Module:
+    "Copy of `model` with the smallest-magnitude `sparsity` fraction of every weight tensor set to zero."
+    sparsity = check_tol(sparsity, "sparsity")
+    if not 0 <= sparsity < 1: raise ValueError(f"sparsity: expected a fraction in [0, 1), got {sparsity}")
+    model = copy.deepcopy(_check_module(model))
+    for p in _weight_tensors(model):
+        k = int(sparsity * p.numel())
+        if k: p.view(-1)[p.abs().view(-1).argsort()[:k]] = 0
+    return model
+
+# %% ../nbs/02_compression.ipynb #2d4cc53f
+def parameter_bytes(model: nn.Module,  # network with dense or factorized layers
+                    bits: int | None = None,  # bits per weight entry after `quantize_weights`; None: float32
+                    *, granularity: str = "channel",  # as in `quantize_weights` (how many scales are stored)
+                    sparse: bool = False,  # store weight tensors as nonzeros with a 2-byte index each (after pruning)
+                   ) -> int:
+    "Storage of `model`'s parameters in bytes: quantized weight tensors with their float32 scales, other entries as float32."
+    model = _check_module(model)
+    if bits is not None:
+        bits = check_int(bits, "bits", minimum=2)
+        check_choice(granularity, {"channel": 0, "tensor": 0}, "granularity")
+    weights = {id(p) for p in _weight_tensors(model)}
+    total = 0.0
+    for p in model.parameters():
+        if id(p) not in weights or bits is None and not sparse:
+            total += 4 * p.numel(); continue
+        n = int((p != 0).sum()) if sparse else p.numel()
+        total += n * ((bits or 32) / 8 + (2 if sparse else 0))
+        if bits is not None: total += 4 * (p.shape[0] if granularity == "channel" else 1)
+    return math.ceil(total)
 
 # %% ../nbs/02_compression.ipynb #2c225983
 def _layer_weight(m: nn.Module):

@@ -126,6 +126,14 @@ ROWS = [  # (public name, call, exception, regex on the message)
     ("TProductLinear", lambda: C.TProductLinear(3, 4, 5, 2).tubal_rank(rtol="a"), TypeError, r"^rtol\b"),
     ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Linear(12, 8), 3, 2), ValueError, r"^tube\b"),
     ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Conv2d(1, 1, 1), 1, 1), TypeError, r"^layer\b"),
+    ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 1), ValueError, r"^bits\b"),
+    ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 17), ValueError, r"^bits\b"),
+    ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 8, granularity="row"), ValueError, r"^granularity\b"),
+    ("quantize_weights", lambda: C.quantize_weights("net", 8), TypeError, r"^model\b"),
+    ("prune_weights", lambda: C.prune_weights(nn.Linear(3, 2), 1.0), ValueError, r"^sparsity\b"),
+    ("prune_weights", lambda: C.prune_weights(nn.Linear(3, 2), "half"), TypeError, r"^sparsity\b"),
+    ("parameter_bytes", lambda: C.parameter_bytes(nn.Linear(3, 2), 1), ValueError, r"^bits\b"),
+    ("parameter_bytes", lambda: C.parameter_bytes(nn.Linear(3, 2), 8, granularity="x"), ValueError, r"^granularity\b"),
 ]
 
 

@@ -557,3 +557,52 @@ def test_tproduct_layer_on_device(device):
     dev.load_state_dict(cpu.state_dict())
     x = torch.randn(3, 15, dtype=torch.float64)
     assert_close(dev(x.to(device)).cpu(), cpu(x).detach())
+
+
+# ---------------------------------------------------------------- quantization, pruning, bytes
+from tensornn.compression import parameter_bytes, prune_weights, quantize_weights  # noqa: E402
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_quantize_weights_uses_at_most_2_pow_bits_minus_1_levels(bits, granularity):
+    net = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), TTLinear(12, 8, 2, seed=0), CPLinear(8, 4, 3, seed=0))
+    q = quantize_weights(net, bits, granularity=granularity)
+    for p, w in zip(net.parameters(), q.parameters()):
+        if p.ndim < 2:
+            assert torch.equal(p, w); continue
+        rows = w.detach().reshape(w.shape[0], -1) if granularity == "channel" else w.detach().reshape(1, -1)
+        for row, orig in zip(rows, p.detach().reshape(rows.shape)):
+            assert len(torch.unique(row)) <= 2 ** bits - 1
+            top = 2 ** (bits - 1) - 1
+            step = orig.abs().max() / top if granularity == "channel" else p.detach().abs().max() / top
+            assert float((row - orig).abs().max()) <= float(step) / 2 + 1e-6     # nearest level
+    assert all(p.requires_grad for p in q.parameters()) and q is not net
+
+
+def test_quantize_then_run_stays_close_at_8_bits():
+    net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+    x = torch.randn(64, 20)
+    with torch.no_grad():
+        err = (quantize_weights(net, 8)(x) - net(x)).norm() / net(x).norm()
+    assert float(err) < 0.02
+
+
+def test_prune_weights_keeps_the_largest_entries():
+    net = nn.Linear(10, 10)
+    pr = prune_weights(net, 0.7)
+    w, v = net.weight.detach().abs().flatten(), pr.weight.detach().flatten()
+    assert int((v == 0).sum()) == 70
+    assert float(w[v != 0].min()) >= float(w[v == 0].max())
+    assert torch.equal(pr.bias, net.bias)
+
+
+def test_parameter_bytes_counts():
+    net = nn.Sequential(nn.Linear(8, 4), CPLinear(4, 2, 3, n_modes=1, seed=0))
+    n_w = 32 + 4 * 3 + 2 * 3                                # dense weight, CP factors
+    n_float = 4 + 3 + 2                                     # biases and CP weights
+    assert parameter_bytes(net) == 4 * (n_w + n_float)
+    assert parameter_bytes(net, 4) == math.ceil(n_w / 2) + 4 * (4 + 2 + 4) + 4 * n_float   # scales: one per first-axis slice
+    assert parameter_bytes(net, 4, granularity="tensor") == math.ceil(n_w / 2) + 4 * 3 + 4 * n_float
+    sparse = prune_weights(nn.Linear(8, 4), 0.75)
+    assert parameter_bytes(sparse, sparse=True) == 8 * (4 + 2) + 16
