@@ -24,6 +24,12 @@ def _describe(x) -> str:
         return f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}"
     return f"{type(x).__name__}"
 
+# %% ../nbs/validation.ipynb #43c61b54
+def _all_finite(x: torch.Tensor) -> bool:
+    "No NaN or inf in `x`, found by two reductions (NaN propagates through min and max) instead of a full-size mask."
+    if x.is_complex() or not x.is_floating_point(): return bool(torch.isfinite(x).all())
+    return math.isfinite(float(x.amax())) and math.isfinite(float(x.amin()))
+
 # %% ../nbs/validation.ipynb #cd52178b
 def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None = None,
                  finite: bool = True, allow_empty: bool = False, floating: bool = True) -> torch.Tensor:
@@ -38,7 +44,7 @@ def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None 
         raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
     if not allow_empty and x.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
-    if finite and x.device.type != "meta" and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.device.type != "meta" and x.numel() and not _all_finite(x):
         raise ValueError(f"{name}: expected finite entries, found NaN or inf")
     return x
 
