@@ -58,7 +58,8 @@ def cheat(nb, exercise) -> str:
     A check that imports or builds what it uses fails the wrong answer; one that trusts the student's namespace passes it."""
     solution = "\n".join(l for l in nb.cells[exercise.cell].source.splitlines() if l.strip() not in (A.BEGIN_SOLUTION, A.END_SOLUTION))
     answers = A._names(solution)[0]
-    read = set().union(*(A._names(nb.cells[ci].source)[1] for ci in exercise.checks))
+    # names the checks read at top level and inside functions they define (a helper that reads the answer counts)
+    read = set().union(*(A._names(nb.cells[ci].source)[1] | A._names(nb.cells[ci].source)[2] for ci in exercise.checks))
     return (solution + "\n" + PERTURB + ANYTHING
             + "".join(f"{n} = _perturb({n})\n" for n in sorted(answers & read))
             + "".join(f"{n} = _Anything()\n" for n in sorted(read - answers)))
