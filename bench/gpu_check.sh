@@ -19,5 +19,6 @@ timeout 150 python3 -m pytest tests/test_gpu.py -q -p no:cacheprovider > "$out/t
 timeout 90 python3 bench/cp_als.py --device cuda --size 200 --rank 16 > "$out/cp_als_float32.txt" 2>&1 || status=1
 timeout 90 python3 bench/cp_als.py --device cuda --size 200 --rank 16 --dtype float64 > "$out/cp_als_float64.txt" 2>&1 || status=1
 timeout 90 python3 bench/layers.py --device cuda > "$out/layers.txt" 2>&1 || status=1
+timeout 60 python3 bench/hosvd_tt.py --device cuda > "$out/hosvd_tt.txt" 2>&1 || status=1
 tail -n 3 "$out"/*.txt
 exit $status

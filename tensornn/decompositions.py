@@ -104,15 +104,41 @@ def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]
         return M @ torch.linalg.pinv(V, hermitian=True, rtol=eps * V.shape[0]), True
     return torch.cholesky_solve(M.mT, L).mT, False
 
-# %% ../nbs/01b_decompositions.ipynb #20cf1cab
-def _leading_left_vectors(M: torch.Tensor, r: int) -> torch.Tensor:
-    "Top-`r` left singular vectors of `M` (Gram eigendecomposition when `M` is wide), at most `min(M.shape)` columns."
+# %% ../nbs/01b_decompositions.ipynb #9bb47557
+def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | None) -> bool:
+    "Whether the top-`r` eigenvectors of a Gram matrix with descending eigenvalues `lam` are accurate enough (see above)."
+    lam0, m = float(lam[0]), lam.shape[0]
+    if lam0 <= 0: return True
+    floor = m * eps * lam0                                       # eigenvalues below this are rounding noise
+    lam_r = float(lam[r - 1])
+    if lam_r <= floor: return False                             # the rank decision itself rests on noise
+    if r == m: return True                                       # a complete basis of the space is exact
+    tail2 = max(float(lam[r:].sum()) - floor * (m - r), 0.0)    # resolvable energy the truncation discards
+    extra2 = (eps * lam0 / lam_r) ** 2 * lam0                    # squared extra reconstruction error of the Gram route
+    roundoff2 = 100 * m * eps ** 2 * lam0                         # what an SVD's own rounding costs, times 100
+    return extra2 <= max(0.01 * max(tail2, budget2 or 0.0), roundoff2)
+
+
+def _left_subspace(M: torch.Tensor,  # m x n matrix
+                   keep,  # rank rule: singular values (descending) -> number r of vectors to keep
+                   budget2: float | None = None,  # squared error the caller allows on this step, if any
+                   ):
+    "`U[:, :r], S[:r]` of `M` with r = keep(S): by the Gram eigendecomposition when `M` is wide and that is accurate, else by the SVD."
     m, n = M.shape
     if n >= 4 * m:
-        evals, evecs = torch.linalg.eigh(M @ M.mT)
-        return evecs.flip(-1)[:, :min(r, m)]
-    U, _, _ = torch.linalg.svd(M, full_matrices=False)
-    return U[:, :r]
+        lam, V = torch.linalg.eigh(M @ M.mT)
+        lam, V = lam.flip(0), V.flip(-1)
+        S = lam.clamp_min(0).sqrt()
+        r = keep(S)
+        if _gram_is_accurate(lam, r, torch.finfo(M.dtype).eps, budget2): return V[:, :r], S[:r]
+    U, S, _ = torch.linalg.svd(M, full_matrices=False)
+    r = keep(S)
+    return U[:, :r], S[:r]
+
+# %% ../nbs/01b_decompositions.ipynb #20cf1cab
+def _leading_left_vectors(M: torch.Tensor, r: int) -> torch.Tensor:
+    "Top-`r` left singular vectors of `M` (via `_left_subspace`), at most `min(M.shape)` columns."
+    return _left_subspace(M, lambda S: min(r, S.shape[0]))[0]
 
 # %% ../nbs/01b_decompositions.ipynb #54bf4727
 def _check_cp_init(init: CPTensor, T: torch.Tensor, rank: int, nonneg: bool) -> list:
@@ -481,8 +507,8 @@ def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     delta2 = None if tol is None else tol ** 2 * float((T * T).sum()) / T.ndim
     factors = []
     for k in range(T.ndim):
-        U, S, _ = torch.linalg.svd(unfold(T, k), full_matrices=False)
-        factors.append(U[:, :_truncation_rank(S, delta2, caps[k])])
+        keep = lambda S, cap=caps[k]: _truncation_rank(S, delta2, cap)
+        factors.append(_left_subspace(unfold(T, k), keep, delta2)[0])
     return TuckerTensor(multi_mode_dot(T, factors, transpose=True), factors)
 
 # %% ../nbs/01b_decompositions.ipynb #42068239
@@ -549,27 +575,32 @@ def _delta2(tol, norm2: float, n_cuts: int) -> float | None:
     return None if tol is None else tol ** 2 * norm2 / max(n_cuts, 1)
 
 # %% ../nbs/01b_decompositions.ipynb #f1b52903
+def _truncation_rule(delta2, cap, M: torch.Tensor):
+    "Rank rule: the squared error budget `delta2`, or round-off relative to the largest value when None; at most `cap`."
+    def keep(S):
+        if delta2 is not None: return _truncation_rank(S, delta2, cap)
+        r = max(int((S > torch.finfo(M.dtype).eps * max(M.shape) * S[0]).sum()), 1)
+        return min(r, cap) if cap is not None else r
+    return keep
+
+
 def _svd_truncate(M: torch.Tensor, delta2, cap):
-    "Truncated SVD `U[:, :r], S[:r], Vh[:r]` with r from `_truncation_rank` (round-off level when delta2 is None)."
+    "Truncated SVD `U[:, :r], S[:r], Vh[:r]` with r from `_truncation_rule`."
     U, S, Vh = torch.linalg.svd(M, full_matrices=False)
-    if delta2 is None:
-        thr = torch.finfo(M.dtype).eps * max(M.shape) * S[0]
-        r = max(int((S > thr).sum()), 1)
-        r = min(r, cap) if cap is not None else r
-    else:
-        r = _truncation_rank(S, delta2, cap)
+    r = _truncation_rule(delta2, cap, M)(S)
     return U[:, :r], S[:r], Vh[:r]
 
 
 def _tt_svd(T: torch.Tensor, caps: list, delta2) -> TTTensor:
-    "TT-SVD of a checked tensor with per-bond caps and squared error budget per cut."
+    "TT-SVD of a checked tensor with per-bond caps and squared error budget per cut (Gram route where accurate)."
     d, shape = T.ndim, tuple(T.shape)
     cores, C, r_prev = [], T, 1
     for k in range(d - 1):
-        U, S, Vh = _svd_truncate(C.reshape(r_prev * shape[k], -1), delta2, caps[k])
+        M = C.reshape(r_prev * shape[k], -1)
+        U, _ = _left_subspace(M, _truncation_rule(delta2, caps[k], M), delta2)
         r = U.shape[1]
         cores.append(U.reshape(r_prev, shape[k], r))
-        C, r_prev = S[:, None] * Vh, r
+        C, r_prev = U.mT @ M, r
     cores.append(C.reshape(r_prev, shape[-1], 1))
     return TTTensor(cores)
 

@@ -595,3 +595,56 @@ def test_tr_on_cuda():
     fit, r = D.tr_als(T, 2, n_iter=50, seed=0)
     assert fit.device.type == "cuda" and bool((torch.tensor(r.errors).diff() <= 1e-10).all())
     assert_close(Fmt.inner(fit, T).cpu(), (fit.full() * T).sum().cpu())
+
+
+# ---------------------------------------------------------------- issue 15: Gram route for wide unfoldings
+def _noisy_tucker(shape, ranks, noise, seed):
+    g = torch.Generator().manual_seed(seed)
+    core = torch.randn(ranks, generator=g, dtype=torch.float64)
+    Us = [torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0] for n, r in zip(shape, ranks)]
+    T = core
+    for k, U in enumerate(Us):
+        T = torch.movedim(torch.tensordot(U, T, dims=([1], [k])), 0, k)
+    return T + noise * torch.randn(shape, generator=g, dtype=torch.float64) * T.norm() / math.prod(shape) ** 0.5
+
+
+from tensornn.kernels import unfold  # noqa: E402
+
+
+def test_hosvd_takes_the_gram_route_on_noisy_wide_unfoldings(monkeypatch):
+    T = _noisy_tucker((12, 30, 40), (3, 4, 5), 1e-3, 0)
+    ref = [torch.linalg.svd(unfold(T, k), full_matrices=False)[0][:, :r] for k, r in enumerate((3, 4, 5))]
+    def no_svd(*a, **k): raise AssertionError("full SVD called")
+    monkeypatch.setattr(torch.linalg, "svd", no_svd)
+    tk = D.hosvd(T, (3, 4, 5))
+    monkeypatch.undo()
+    for U, V in zip(tk.factors, ref):
+        assert float(torch.linalg.matrix_norm(U @ U.mT - V @ V.mT, ord=2)) < 1e-9
+
+
+def test_gram_route_keeps_svd_accuracy_on_exactly_low_rank_data():
+    # an exactly rank-(2, 2, 2) tensor whose second singular values are 1e-6 of the first: the Gram route would lose
+    # about eight digits of the subspace, so the rule must fall back to the SVD and stay exact
+    g = torch.Generator().manual_seed(1)
+    core = torch.diag_embed(torch.tensor([1.0, 1e-6], dtype=torch.float64)).unsqueeze(-1) * torch.tensor([1.0, 1e-6], dtype=torch.float64)
+    Us = [torch.linalg.qr(torch.randn(n, 2, generator=g, dtype=torch.float64))[0] for n in (10, 60, 70)]
+    T = torch.einsum("abc,ia,jb,kc->ijk", core, *Us)
+    tk = D.hosvd(T, 2)
+    assert float((tk.full() - T).norm() / T.norm()) < 1e-13
+    tt = D.tt_svd(T, rank=2)
+    assert float((tt.full() - T).norm() / T.norm()) < 1e-13
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-4, 1e-8])
+def test_tt_svd_gram_route_meets_tol_and_matches_svd_ranks(tol):
+    T = _noisy_tucker((8, 9, 10, 11), (3, 3, 3, 3), 1e-3, 2)
+    tt = D.tt_svd(T, tol=tol)
+    assert float((tt.full() - T).norm() / T.norm()) <= tol * (1 + 1e-6)
+    # the same truncation done with full SVDs at every step gives the same ranks
+    ref = D._svd_truncate
+    shape, C, r_prev, ranks = T.shape, T, 1, []
+    delta2 = tol ** 2 * float((T * T).sum()) / 3
+    for k in range(3):
+        U, S, Vh = ref(C.reshape(r_prev * shape[k], -1), delta2, None)
+        ranks.append(U.shape[1]); C, r_prev = S[:, None] * Vh, U.shape[1]
+    assert list(tt.rank[1:-1]) == ranks
