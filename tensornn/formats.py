@@ -227,19 +227,23 @@ def _as_ht(self) -> HTTensor:
     return HTTensor([U @ L for U, L in zip(self.factors, core_ht.leaves)], core_ht.transfers)
 
 # %% ../nbs/01_background.ipynb #0358a48d
-class TTTensor(_Format):
-    "Tensor train with cores of shape `(r_k, I_k, r_{k+1})`, `r_0 = r_d = 1`."
-    _order = 2
-    def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores with r_0 = r_d = 1
-        self.cores = _check_tt_cores(cores, "cores", real=True)
-
+class _CoreChain(_Format):
+    "What tensor trains and tensor rings share: a list of `(r_k, I_k, r_{k+1})` cores that unpacks like TensorLy's."
     def _tensors(self): return list(self.cores)
-    def _rebuild(self, ts): return TTTensor(ts)
+    def _rebuild(self, ts): return type(self)(ts)
     def __iter__(self): return iter(self.cores)
     def __len__(self) -> int: return len(self.cores)
     def __getitem__(self, k): return self.cores[k]
     @property
     def shape(self) -> torch.Size: return torch.Size(G.shape[1] for G in self.cores)
+
+
+class TTTensor(_CoreChain):
+    "Tensor train with cores of shape `(r_k, I_k, r_{k+1})`, `r_0 = r_d = 1`."
+    _order = 2
+    def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores with r_0 = r_d = 1
+        self.cores = _check_tt_cores(cores, "cores", real=True)
+
     @property
     def rank(self) -> tuple:
         "All d + 1 bond ranks (r_0, ..., r_d), r_0 = r_d = 1."
@@ -360,19 +364,12 @@ def tr_full(cores: Sequence[torch.Tensor],  # (r_k, I_k, r_{k+1}) cores with r_d
     return out.reshape([G.shape[1] for G in cores])
 
 # %% ../nbs/01_background.ipynb #f37a4008
-class TRTensor(_Format):
+class TRTensor(_CoreChain):
     "Tensor ring with cores of shape `(r_k, I_k, r_{k+1})` and `r_d = r_0`: entries are traces of products of core slices."
     _order = 4
     def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores, the last right rank equal to the first left rank
         self.cores = _check_tt_cores(cores, "cores", real=True, ring=True)
 
-    def _tensors(self): return list(self.cores)
-    def _rebuild(self, ts): return TRTensor(ts)
-    def __iter__(self): return iter(self.cores)
-    def __len__(self) -> int: return len(self.cores)
-    def __getitem__(self, k): return self.cores[k]
-    @property
-    def shape(self) -> torch.Size: return torch.Size(G.shape[1] for G in self.cores)
     @property
     def rank(self) -> tuple:
         "All d + 1 ring ranks (r_0, ..., r_d), r_d = r_0."
