@@ -93,3 +93,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/hosvd_tt.py
 	$(BIN)/python bench/hosvd_tt.py --size 64 --order 4 --rank 10
+	$(BIN)/python bench/cp_batched.py

@@ -24,8 +24,8 @@ from .validation import (renamed_argument, as_tensor, check_choice, check_int, c
                                  check_same_device_dtype, check_tensor, check_tol)
 
 # %% auto #0
-__all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'tensor_ring', 'FitRecord', 'cp_als', 'nn_cp', 'hosvd',
-           'hooi', 'tt_svd', 'tt_round', 'ht_svd', 'tr_svd', 'tr_als']
+__all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'tensor_ring', 'FitRecord', 'cp_als', 'cp_als_batched',
+           'nn_cp', 'hosvd', 'hooi', 'tt_svd', 'tt_round', 'ht_svd', 'tr_svd', 'tr_als']
 
 # %% ../nbs/01b_decompositions.ipynb #90f5f749
 def _check_data(T, name: str = "T", *, min_ndim: int = 1) -> torch.Tensor:
@@ -423,6 +423,83 @@ def _cp_als_report(loop: _FitLoop, rank: int) -> FitRecord:
         loop.warn(f"singular normal equations in {info['singular_solves']} factor updates were solved with a "
                   "pseudo-inverse (collinear factors or a rank too large for T)")
     return loop.finish()
+
+# %% ../nbs/01b_decompositions.ipynb #04f472b7
+def _batched_start(T: torch.Tensor, rank: int, init: str, generator) -> list:
+    "Initial factors `(B, I_n, R)` of a batch: leading left singular vectors of each unfolding (Gram route), or Gaussian."
+    B, shape = T.shape[0], T.shape[1:]
+    if check_choice(init, {"svd": "svd", "random": "random"}, "init") == "random":
+        g = make_generator(generator=generator)
+        return [random_normal((B, n, rank), generator=g, dtype=T.dtype, device=T.device) for n in shape]
+    factors = []
+    for k, n in enumerate(shape):
+        M = torch.movedim(T, k + 1, 1).reshape(B, n, -1)
+        U = torch.linalg.eigh(M @ M.mT)[1].flip(-1)[..., :rank]                       # (B, n, min(n, R))
+        if rank > n:
+            g = make_generator(generator=generator)
+            U = torch.cat([U, random_normal((B, n, rank - n), generator=g, dtype=T.dtype, device=T.device)], -1)
+        factors.append(U)
+    return factors
+
+# %% ../nbs/01b_decompositions.ipynb #d2985bd8
+def _batched_mttkrp(T: torch.Tensor, factors: list, n: int) -> torch.Tensor:
+    "MTTKRP of every tensor of the batch in mode `n`: `(B, I_n, R)`, one batched GEMM with the Khatri-Rao product."
+    B, R = T.shape[0], factors[0].shape[-1]
+    kr = None
+    for m in reversed([m for m in range(len(factors)) if m != n]):                  # row-major order of the unfolding
+        A = factors[m]
+        kr = A if kr is None else (A[:, :, None, :] * kr[:, None, :, :]).reshape(B, -1, R)
+    return torch.movedim(T, n + 1, 1).reshape(B, T.shape[n + 1], -1) @ kr
+
+
+def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    "`M V^{-1}` for symmetric positive semidefinite `V` `(B, R, R)`: batched Cholesky, pseudo-inverse where it fails."
+    L, info = torch.linalg.cholesky_ex(V)
+    X = torch.cholesky_solve(M.mT, L).mT
+    bad = info > 0
+    if bool(bad.any()): X[bad] = M[bad] @ torch.linalg.pinv(V[bad], hermitian=True)
+    return X
+
+# %% ../nbs/01b_decompositions.ipynb #d9280e9a
+def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., I_N)` with N >= 2 (NumPy arrays accepted)
+                   rank: int,  # number of rank-one terms R of every tensor
+                   *,
+                   n_iter: int = 100,  # maximum number of sweeps
+                   tol: float = 1e-8,  # stop when every tensor's relative error changes by less than this in a sweep
+                   init: str = "svd",  # 'svd' (leading singular vectors of each unfolding) or 'random'
+                   generator: torch.Generator | None = None,  # random source for init='random' or columns beyond a mode size
+                   seed: int | None = None,  # seed for a new generator when `generator` is None
+                   ) -> tuple[list, FitRecord]:
+    "Rank-`rank` CP-ALS of every tensor of a batch at once; returns `([CPTensor] * B, FitRecord)` with each tensor's exact final error in `record.info['errors']`."
+    T = _check_data(T, "T", min_ndim=3)
+    rank, n_iter, tol = check_rank(rank, "rank"), check_int(n_iter, "n_iter"), check_tol(tol)
+    if not isinstance(init, str): raise TypeError(f"init: expected 'svd' or 'random', got {type(init).__name__}")
+    B, d = T.shape[0], T.ndim - 1
+    gen = make_generator(seed, generator) if init == "random" or any(n < rank for n in T.shape[1:]) else None
+    normT2 = T.reshape(B, -1).pow(2).sum(1)
+    safe = torch.where(normT2 > 0, normT2, torch.ones_like(normT2))
+    factors = _batched_start(T, rank, init, gen)
+    grams = [A.mT @ A for A in factors]
+    record, prev = FitRecord(info={}), None
+    for it in range(n_iter):
+        for n in range(d):
+            M = _batched_mttkrp(T, factors, n)
+            V = torch.stack([G for m, G in enumerate(grams) if m != n]).prod(0)
+            A = _batched_solve(V, M)
+            if n < d - 1: A = A / A.norm(dim=1, keepdim=True).clamp_min(torch.finfo(T.dtype).tiny)
+            factors[n], grams[n] = A, A.mT @ A
+        normX2 = torch.stack(grams).prod(0).sum((1, 2))
+        inner = (M * factors[-1]).sum((1, 2))
+        err = ((normT2 - 2 * inner + normX2).clamp_min(0) / safe).sqrt()
+        record.errors.append(float(err.max())); record.n_iter += 1
+        if prev is not None and bool(((prev - err).abs() < tol).all()):
+            record.converged = True; break
+        prev = err
+    results = [_finish_cp([A[b] for A in factors]) for b in range(B)]
+    resid = torch.stack([(x.full() - T[b]).norm() for b, x in enumerate(results)])
+    record.info["errors"] = (resid / safe.sqrt()).tolist()
+    record.message = "converged" if record.converged else f"stopped after n_iter={n_iter} iterations"
+    return results, record
 
 # %% ../nbs/01b_decompositions.ipynb #ee4032ef
 def _hals_update(A: torch.Tensor, M: torch.Tensor, V: torch.Tensor) -> torch.Tensor:

@@ -648,3 +648,45 @@ def test_tt_svd_gram_route_meets_tol_and_matches_svd_ranks(tol):
         U, S, Vh = ref(C.reshape(r_prev * shape[k], -1), delta2, None)
         ranks.append(U.shape[1]); C, r_prev = S[:, None] * Vh, U.shape[1]
     assert list(tt.rank[1:-1]) == ranks
+
+
+# ---------------------------------------------------------------- issue 15: batched CP-ALS
+@pytest.mark.parametrize("shape,rank", [((6, 7, 8), 3), ((4, 5, 3, 6), 2), ((5, 5), 2), ((3, 4, 5), 6)])
+def test_cp_als_batched_recovers_every_member(shape, rank):
+    g = torch.Generator().manual_seed(7)
+    batch = torch.stack([Fmt.random_cp(shape, min(rank, min(shape)), generator=g, dtype=torch.float64).full() for _ in range(12)])
+    fits, rec = D.cp_als_batched(batch, rank, n_iter=500, tol=1e-14, seed=0)
+    assert len(fits) == 12 and rec.n_iter <= 500
+    for b, x in enumerate(fits):
+        assert tuple(x.shape) == shape and x.rank == rank
+        assert rel_err(x.full(), batch[b]) < 1e-6
+        assert abs(rec.info["errors"][b] - rel_err(x.full(), batch[b])) < 1e-12
+
+
+def test_cp_als_batched_matches_cp_als_member_by_member():
+    g = torch.Generator().manual_seed(11)
+    batch = torch.stack([Fmt.random_cp((7, 8, 9), 4, generator=g, dtype=torch.float64).full() for _ in range(6)])
+    batch = batch + 0.05 * torch.randn(batch.shape, generator=g, dtype=torch.float64)
+    fits, rec = D.cp_als_batched(batch, 4, n_iter=400, tol=1e-13)
+    for b in range(6):
+        _, r = D.cp_als(batch[b], 4, n_iter=400, tol=1e-13, line_search=False)
+        assert rec.info["errors"][b] <= r.errors[-1] * (1 + 1e-4) + 1e-12    # the same ALS, run in lock step
+
+
+def test_cp_als_batched_float32_zero_member_and_monotone_errors():
+    g = torch.Generator().manual_seed(2)
+    batch = torch.stack([Fmt.random_cp((5, 6, 7), 2, generator=g).full() for _ in range(5)])
+    batch[2] = 0
+    fits, rec = D.cp_als_batched(batch, 2, n_iter=100, tol=1e-7)
+    assert fits[0].weights.dtype == torch.float32 and rec.info["errors"][2] == 0.0
+    assert float(fits[2].full().abs().max()) == 0.0
+    assert all(e2 <= e1 + 1e-3 for e1, e2 in zip(rec.errors, rec.errors[1:]))     # Gram-formula noise in float32: ~10 sqrt(eps)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cp_als_batched_on_cuda():
+    g = torch.Generator().manual_seed(0)
+    batch = torch.stack([Fmt.random_cp((6, 7, 8), 3, generator=g, dtype=torch.float64).full() for _ in range(32)]).cuda()
+    fits, rec = D.cp_als_batched(batch, 3, n_iter=300, tol=1e-13)
+    assert fits[0].weights.device.type == "cuda" and max(rec.info["errors"]) < 1e-6

@@ -93,6 +93,11 @@ ROWS = [
     ("HTTensor.to_tensorly", lambda: HT.to_tensorly(), TypeError, "HTTensor"),
     # ---------------------------------------------------------------- decompositions
     ("cp_als", lambda: D.cp_als(T3, 2, residual="exactly"), ValueError, "residual"),
+    ("cp_als_batched", lambda: D.cp_als_batched(torch.zeros(3, 4, dtype=torch.float64), 2), ValueError, "T"),
+    ("cp_als_batched", lambda: D.cp_als_batched(torch.zeros(2, 3, 4, 5, dtype=torch.float64), 0), ValueError, "rank"),
+    ("cp_als_batched", lambda: D.cp_als_batched(torch.zeros(2, 3, 4, 5, dtype=torch.float64), 2, init="hosvd"), ValueError, "init"),
+    ("cp_als_batched", lambda: D.cp_als_batched(torch.zeros(2, 3, 4, 5, dtype=torch.float64), 2, init=None), TypeError, "init"),
+    ("cp_als_batched", lambda: D.cp_als_batched(torch.full((2, 3, 4), float("nan")), 2), ValueError, "T"),
     ("parafac", lambda: D.parafac(HALF, 2), TypeError, "T"),
     ("nn_cp", lambda: D.nn_cp(HALF, 2), TypeError, "T"),
     ("non_negative_parafac", lambda: D.non_negative_parafac(T3, 2, n_iter=0), ValueError, "n_iter"),
