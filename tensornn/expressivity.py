@@ -1026,7 +1026,7 @@ class ApproximationCurve:
         rows = sorted((2 ** q * (self.degree + 1), e) for q, c, e in zip(self.Q, self.cap, self.error) if c is None)
         return [n for n, _ in rows], [e for _, e in rows]
 
-# %% ../nbs/03_expressivity.ipynb #32e4760e
+# %% ../nbs/03_expressivity.ipynb #a0bea1c8
 def _graded_gauss(Q: int, nodes: int, breakpoints) -> tuple:
     "Gauss-Legendre points and weights on the dyadic mesh of level `Q`, split at and graded toward `breakpoints`."
     edges = [torch.linspace(0, 1, 2 ** Q + 1, dtype=torch.float64)]
@@ -1038,7 +1038,7 @@ def _graded_gauss(Q: int, nodes: int, breakpoints) -> tuple:
     a, h = edges[:-1, None], (edges[1:] - edges[:-1])[:, None]
     return (a + h * (t + 1) / 2).flatten(), (h * w / 2).flatten()
 
-
+# %% ../nbs/03_expressivity.ipynb #32e4760e
 def tensorized_errors(f: Callable,  # maps a tensor of points in [0, 1] to a tensor of the same shape
                       Qs,  # dyadic depths to try, ints in [1, 20]
                       ranks,  # rank caps for `tt_round`; every depth is also kept uncompressed
