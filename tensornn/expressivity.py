@@ -1092,8 +1092,8 @@ def fit_rate(n,  # parameter counts, positive
             .to(torch.float64) for v, name in [(n, "n"), (error, "error")])
     if n.shape != e.shape or n.numel() < 2:
         raise ValueError(f"error: expected as many errors as parameter counts, at least 2, got {e.numel()} and {n.numel()}")
-    if bool((n <= 0).any()) or bool((e <= 0).any()):
-        raise ValueError("n: expected positive parameter counts and errors")
+    if bool((n <= 0).any()): raise ValueError("n: expected positive parameter counts")
+    if bool((e <= 0).any()): raise ValueError("error: expected positive errors (a zero error has no logarithm)")
     z = n.log() if kind == "algebraic" else n ** check_tol(power, "power", positive=True)
     A = torch.stack([torch.ones_like(z), -z], 1)
     coef = torch.linalg.lstsq(A, e.log()[:, None]).solution[:, 0]
