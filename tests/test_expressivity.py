@@ -476,3 +476,204 @@ def test_factorization_machine_cuda_matches_cpu():
     gpu = FactorizationMachine(8, 3, order=3, dtype=torch.float64, seed=0, init_scale=1.0, device="cuda")
     gpu.load_state_dict(fm.state_dict())
     assert_close(gpu(x.cuda()).cpu(), fm(x).detach())
+
+
+# ---------------------------------------------------------------- issue 16: structured linear networks
+
+from tensornn.expressivity import (ActivationDimension, LiftingIdentifiability, RateFit, TrainableActivationNetwork,
+                                   activation_network_dimension, circulant_basis, fit_rate, lifting_identifiability,
+                                   lifting_operator, sparse_basis, structured_product, tensorized_errors)
+
+
+def _outer(vs):
+    T = vs[0]
+    for v in vs[1:]: T = torch.tensordot(T, v, dims=0)
+    return T
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 3)), min_size=1, max_size=3), st.integers(1, 3),
+       st.integers(0, 10 ** 6))
+def test_lifting_applied_to_the_rank_one_tensor_is_the_network(layers, d0, seed):
+    g = torch.Generator().manual_seed(seed)
+    sizes, bases = [d0], []
+    for H, d in layers:
+        bases.append(torch.randn(H, d, sizes[-1], dtype=torch.float64, generator=g)); sizes.append(d)
+    hs = [torch.randn(B.shape[0], dtype=torch.float64, generator=g) for B in bases]
+    M = lifting_operator(bases)
+    assert M.shape == (sizes[-1], d0) + tuple(B.shape[0] for B in bases)
+    assert_close(torch.tensordot(M, _outer(hs), dims=len(hs)), structured_product(bases, hs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_structured_product_of_convolutions_multiplies_polynomials(dtype):
+    # oracle: NumPy's polynomial product of the kernels (no wrap-around at n = 16)
+    import numpy as np
+    offs = ([0, 1, 3], [0, 2], [0, 1])
+    hs = [torch.randn(len(o), dtype=dtype) for o in offs]
+    P = structured_product([circulant_basis(16, o, dtype=dtype) for o in offs], hs)
+    kernel = np.array([1.0])
+    for o, h in zip(offs, hs):
+        p = np.zeros(max(o) + 1); p[o] = h.double().numpy()
+        kernel = np.polynomial.polynomial.polymul(kernel, p)
+    assert P.dtype == dtype
+    assert_close(P[:len(kernel), 0].double(), torch.from_numpy(kernel), **TOL[dtype])
+    assert_close(P, torch.roll(torch.roll(P, 1, 0), 1, 1), **TOL[dtype])                # still circulant
+
+
+def test_lifting_identifiability_cases():
+    dy = lifting_identifiability([circulant_basis(16, o) for o in ([0, 1], [0, 2], [0, 4])], seed=0)
+    assert dy.injective and dy.locally_identifiable and (dy.lifted_dim, dy.lifting_rank, dy.jacobian_rank) == (8, 8, 4)
+    eq = lifting_identifiability([circulant_basis(16, [0, 1, 2])] * 2, seed=0)
+    assert eq.locally_identifiable and not eq.injective and eq.lifting_rank == 5
+    dense = lifting_identifiability([sparse_basis(list(itertools.product(range(3), range(3))), (3, 3))] * 2, seed=0)
+    assert not dense.locally_identifiable and dense.jacobian_rank == 9                   # GL_3 symmetry
+    bfly = lifting_identifiability([sparse_basis([(i, j) for i in range(4) for j in range(4) if i // 2 == j // 2], (4, 4)),
+                                    sparse_basis([(i, j) for i in range(4) for j in range(4) if i % 2 == j % 2], (4, 4))],
+                                   seed=0)
+    assert bfly.jacobian_rank == bfly.n_params - 4                                       # one rescaling per hidden unit
+    assert isinstance(dy, LiftingIdentifiability)
+
+
+@given(st.integers(0, 10 ** 6))
+def test_jacobian_rank_never_exceeds_params_minus_rescalings(seed):
+    g = torch.Generator().manual_seed(seed)
+    bases = []
+    for rows, cols in [(3, 3), (2, 3), (3, 2)]:
+        mask = torch.rand(rows * cols, generator=g) < 0.6
+        pos = [divmod(int(i), cols) for i in torch.nonzero(mask).flatten()] or [(0, 0)]
+        bases.append(sparse_basis(pos, (rows, cols)))
+    r = lifting_identifiability(bases, seed=seed)
+    assert r.jacobian_rank <= r.n_params - r.scalings and r.lifting_rank <= min(r.lifted_dim, 9)
+
+
+def test_root_swap_gives_the_same_network_with_different_factors():
+    def poly(roots):
+        import numpy as np
+        return torch.from_numpy(np.polynomial.polynomial.polyfromroots(roots))
+    conv = [circulant_basis(12, [0, 1, 2])] * 2
+    h, g = [poly([0.5, -1.0]), poly([2.0, 0.25])], [poly([0.5, 2.0]), poly([-1.0, 0.25])]
+    assert_close(structured_product(conv, h), structured_product(conv, g))
+    D = _outer(h) - _outer(g)
+    assert torch.linalg.matrix_rank(D) == 2                                               # not a rescaling
+    assert_close(torch.tensordot(lifting_operator(conv), D, dims=2), torch.zeros(12, 12, dtype=torch.float64),
+                 atol=1e-12, rtol=0)
+
+
+def test_structured_bad_input():
+    B = circulant_basis(6, [0, 1])
+    with pytest.raises(ValueError, match="offsets"): circulant_basis(6, [0, 7])
+    with pytest.raises(TypeError, match="offsets"): circulant_basis(6, "01")
+    with pytest.raises(ValueError, match="support"): sparse_basis([(0, 0), (0, 0)], (2, 2))
+    with pytest.raises(ValueError, match=r"bases\[1\]"): lifting_operator([B, torch.randn(2, 3, 5, dtype=torch.float64)])
+    with pytest.raises(TypeError, match=r"bases\[1\]"): lifting_operator([B, B.float()])
+    with pytest.raises(ValueError, match=r"bases\[0\]"): lifting_operator([torch.full((2, 2, 2), float("nan"))])
+    with pytest.raises(ValueError, match=r"hs\[1\]"): structured_product([B, B], [torch.ones(2, dtype=torch.float64)] * 1
+                                                                           + [torch.ones(3, dtype=torch.float64)])
+    with pytest.raises(TypeError, match="hs"): structured_product([B, B], [torch.ones(2, dtype=torch.float64)])
+    with pytest.raises(TypeError, match="hs"): structured_product([B], [torch.ones(2)])                # float32 vs 64
+    with pytest.raises(TypeError, match="seed"): lifting_identifiability([B], seed="a")
+
+
+# ---------------------------------------------------------------- issue 16: approximation rates
+
+def test_fit_rate_recovers_power_laws_and_exponentials():
+    n = torch.tensor([8.0, 16, 32, 64, 128], dtype=torch.float64)
+    a = fit_rate(n, 5 * n ** -2.5)
+    assert isinstance(a, RateFit) and a.kind == "algebraic" and abs(a.rate - 2.5) < 1e-10 and a.rms_residual < 1e-10
+    e = fit_rate(list(n.tolist()), (3 * torch.exp(-0.2 * n.sqrt())).tolist(), kind="exponential", power=0.5)
+    assert abs(e.rate - 0.2) < 1e-10 and abs(e.log_constant - math.log(3)) < 1e-10
+    with pytest.raises(ValueError, match="n:"): fit_rate(-n, n)
+    with pytest.raises(ValueError, match="error:"): fit_rate(n, -n)
+    with pytest.raises(ValueError, match="error"): fit_rate(n, n[:3])
+    with pytest.raises(ValueError, match="kind"): fit_rate(n, n, kind="linear")
+
+
+@pytest.mark.parametrize("alpha", [0.25, 0.5])
+def test_uniform_rate_of_a_power_singularity_is_alpha_plus_half(alpha):
+    c = tensorized_errors(lambda x: x ** alpha, [6, 8, 10], [3], breakpoints=[0])
+    assert abs(fit_rate(*c.uniform()).rate - (alpha + 0.5)) < 0.01
+    n_f, e_f = c.front()
+    assert n_f == sorted(n_f) and all(b < 0.9 * a for a, b in zip(e_f, e_f[1:]))
+    # the compressed tensor reaches the uncompressed error of the deepest level with far fewer parameters
+    assert min(c.error) <= 1.01 * c.uniform()[1][-1] and min(c.n_params) < c.uniform()[0][-1] / 10
+
+
+def test_tensorized_errors_are_exact_for_polynomials_and_rounding_only_adds_error():
+    c = tensorized_errors(lambda x: 2 * x ** 2 - x, [2, 4], [1, 3])
+    by = {(q, r): e for q, r, e in zip(c.Q, c.cap, c.error)}
+    assert by[(4, 3)] < 1e-12 and by[(4, None)] < 1e-12 and by[(4, 1)] > 1e-3                # TT rank of x^2 is 3
+    with pytest.raises(ValueError, match="Qs"): tensorized_errors(torch.sqrt, [25], [1])
+    with pytest.raises(ValueError, match="ranks"): tensorized_errors(torch.sqrt, [3], [0])
+    with pytest.raises(ValueError, match="nodes"): tensorized_errors(torch.sqrt, [20], [1], nodes=16)
+    with pytest.raises(ValueError, match="breakpoints"): tensorized_errors(torch.sqrt, [3], [1], breakpoints=[2.0])
+
+
+# ---------------------------------------------------------------- issue 16: trainable activations
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_trainable_activation_network_is_the_sum_of_its_coupled_cp_tensors(dtype):
+    net = TrainableActivationNetwork((3, 4, 2), 3, dtype=dtype, seed=0)
+    x = torch.randn(7, 3, dtype=dtype)
+    total = torch.zeros(7, 2, dtype=dtype)
+    for k in range(4):
+        cp = net.coefficient_tensor(k)
+        F = cp.full()
+        if k >= 1: assert_close(cp.factors[1], net.A1.detach().T)                        # A_1 shared by all degrees
+        if k == 0: total = total + F
+        else:
+            ix = "abcd"[:k]
+            total = total + torch.einsum("o" + ix + "".join(f",n{i}" for i in ix) + "->no", cp.full(), *[x] * k)
+    with torch.no_grad():
+        assert_close(total, net(x), **TOL[dtype])
+    # direct oracle: sum_i b_i sigma_i(a_i . x)
+    t = x @ net.A1.detach().T
+    direct = sum(net.A2.detach()[:, i] * sum(net.coeffs.detach()[i, k] * t[:, i:i + 1] ** k for k in range(4))
+                 for i in range(4))
+    with torch.no_grad():
+        assert_close(net(x), direct, **TOL[dtype])
+
+
+def test_trainable_activation_network_trains_and_refuses_bad_input():
+    net = TrainableActivationNetwork((2, 3, 1), 2, seed=0)
+    x, y = torch.randn(64, 2), torch.randn(64, 1)
+    loss = ((net(x) - y) ** 2).mean(); loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    with pytest.raises(TypeError, match="x"): net(x.double())
+    with pytest.raises(ValueError, match="x"): net(torch.randn(4, 3))
+    with pytest.raises(ValueError, match="widths"): TrainableActivationNetwork((2, 3), 2)
+    with pytest.raises(ValueError, match="degree"): TrainableActivationNetwork((2, 3, 1), 0)
+    with pytest.raises(ValueError, match="k"): net.coefficient_tensor(3)
+
+
+@pytest.mark.parametrize("d0,K", [(2, 3), (3, 2), (4, 4)])
+def test_one_trainable_neuron_is_a_polynomial_of_one_linear_form(d0, K):
+    assert activation_network_dimension((d0, 1, 1), K, seed=0).dimension == d0 + K
+
+
+@pytest.mark.parametrize("w,K", [((2, 2, 1), 3), ((3, 3, 1), 3), ((3, 2, 2), 3), ((4, 3, 1), 4)])
+def test_activation_dimensions_fixed_vs_trainable(w, K):
+    fixed = activation_network_dimension(w, K, activation="fixed", seed=1)
+    train = activation_network_dimension(w, K, seed=1)
+    assert isinstance(train, ActivationDimension) and train.ambient == w[2] * math.comb(w[0] + K, K)
+    assert fixed.dimension == min(fixed.n_params, fixed.ambient)
+    refined = train.n_params - 2 * w[1] - sum(max(0, w[1] - w[2] * math.comb(w[0] + k - 1, k)) for k in range(K + 1))
+    assert train.dimension == min(refined, train.ambient)
+    assert polynomial_network_dimension(w, K, seed=1).dimension <= fixed.dimension < train.dimension or \
+        fixed.dimension == fixed.ambient
+
+
+@CUDA
+@pytest.mark.gpu
+def test_structured_and_trainable_networks_on_cuda():
+    B = [circulant_basis(8, [0, 1], device="cuda"), circulant_basis(8, [0, 2], device="cuda")]
+    hs = [torch.randn(2, dtype=torch.float64, device="cuda") for _ in B]
+    P = structured_product(B, hs)
+    assert P.device.type == "cuda"
+    assert_close(P.cpu(), structured_product([b.cpu() for b in B], [h.cpu() for h in hs]))
+    assert_close(torch.tensordot(lifting_operator(B), _outer(hs), dims=2), P)
+    assert lifting_identifiability(B, seed=0).injective
+    net = TrainableActivationNetwork((3, 2, 2), 3, dtype=torch.float64, seed=0)
+    gpu = TrainableActivationNetwork((3, 2, 2), 3, dtype=torch.float64, seed=0, device="cuda")
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        assert_close(gpu(x.cuda()).cpu(), net(x))
