@@ -570,11 +570,11 @@ def rank2_probability_222(n_samples: int = 10 ** 6,  # number of Gaussian 2 x 2 
     n = check_int(n_samples, "n_samples")
     level = check_tol(level, "level", positive=True)
     if not level < 1: raise ValueError(f"level: expected a confidence level in (0, 1), got {level}")
-    g, hits = make_generator(seed, generator), 0
+    g, hits = make_generator(seed, generator), torch.zeros((), dtype=torch.int64)
     for start in range(0, n, 2 ** 18):                                   # chunks keep memory bounded
         T = random_normal((min(2 ** 18, n - start), 2, 2, 2), generator=g, dtype=torch.float64)
-        hits += int((hyperdeterminant_222(T) > 0).sum())
-    p, z = hits / n, statistics.NormalDist().inv_cdf(0.5 + level / 2)
+        hits = hits + (hyperdeterminant_222(T) > 0).sum()                 # stays a tensor: one sync at the end
+    p, z = int(hits) / n, statistics.NormalDist().inv_cdf(0.5 + level / 2)
     centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return ProportionEstimate(p, centre - half, centre + half, n, level)
 
