@@ -127,9 +127,16 @@ ROWS = [
     ("t_transpose", lambda: Th.t_transpose(M), ValueError, "A"),
     ("t_product", lambda: Th.t_product(T3, T3), ValueError, "B"),
     ("t_svd", lambda: Th.t_svd(HALF), TypeError, "A"),
+    ("cp_identifiability", lambda: Th.cp_identifiability((3, 3, 3), 0), ValueError, "rank"),
+    ("hyperdeterminant_222", lambda: Th.hyperdeterminant_222(T3), ValueError, "T"),
+    ("rank2_probability_222", lambda: Th.rank2_probability_222(100, level=1.0), ValueError, "level"),
+    ("ll1_als", lambda: Th.ll1_als(T3, 2, 4), ValueError, "L"),
 ]
 #: public names with no input to get wrong, and why
-EXEMPT = {"FitRecord": "a plain record of results (a dataclass the algorithms fill in)"}
+EXEMPT = {"FitRecord": "a plain record of results (a dataclass the algorithms fill in)",
+          "Identifiability": "a plain report (a dataclass cp_identifiability fills in)",
+          "ProportionEstimate": "a plain report (a dataclass rank2_probability_222 fills in)",
+          "LL1Tensor": "a plain container of block-term factors (a dataclass ll1_als fills in)"}
 
 
 @pytest.mark.parametrize("name,call,exc,arg", ROWS, ids=[r[0] for r in ROWS])

@@ -352,3 +352,180 @@ def test_no_private_twins_of_symmetric_cp():
         for twin in twins:
             assert not hasattr(mod, twin), (mod.__name__, twin)
     assert Mx.symmetric_cp is Th.symmetric_cp and Dm.symmetric_cp is Th.symmetric_cp
+
+
+# ---------------------------------------------------------------- generic identifiability (issue 16)
+@pytest.mark.parametrize("n", [4, 5, 6, 7])
+def test_cp_identifiability_cubic_up_to_one_below_generic_rank(n):
+    r_gen = Th.generic_rank((n, n, n), seed=0)
+    top = Th.cp_identifiability((n, n, n), r_gen - 1, seed=1)
+    assert top.locally_identifiable and not top.defective and top.count_allows
+    above = Th.cp_identifiability((n, n, n), r_gen, seed=2)
+    assert not above.locally_identifiable and not above.count_allows      # n^3/(3n-2) is not an integer for n >= 3
+    assert Th.cp_identifiability((n, n, n), (3 * n - 2) // 2, seed=3).kruskal
+    assert not Th.cp_identifiability((n, n, n), (3 * n - 2) // 2 + 1, seed=3).kruskal
+
+
+@pytest.mark.parametrize("shape,rank", [((3, 4, 4), 5), ((2, 2, 2, 2), 3), ((2, 2, 3, 3), 5)])
+def test_cp_identifiability_defective_cases_are_refused(shape, rank):
+    rep = Th.cp_identifiability(shape, rank, seed=0)
+    assert rep.count_allows and rep.defective and not rep.locally_identifiable
+    assert rep.dimension == rep.expected - 1
+    assert Th.cp_identifiability(shape, rank - 1, seed=0).locally_identifiable
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(2, 5), min_size=2, max_size=4), rank=st.integers(1, 8), seed=st.integers(0, 1000))
+def test_cp_identifiability_consistency_property(shape, rank, seed):
+    rep = Th.cp_identifiability(tuple(shape), rank, seed=seed)
+    assert rep.dimension <= min(rep.expected, rep.ambient)
+    assert rep.locally_identifiable == (rep.count_allows and not rep.defective)
+    if rep.kruskal and len(shape) >= 3:
+        assert rep.locally_identifiable                                    # Kruskal's uniqueness implies finiteness
+    if len(shape) == 2 and rank >= 2:
+        assert not rep.locally_identifiable                                # matrices: B can come from any basis
+
+
+# ---------------------------------------------------------------- 2 x 2 x 2: hyperdeterminant, typical ranks, W
+def _pencil_discriminant(T, mode):
+    "Discriminant of det(x S0 + y S1) for the two slices of T along `mode` (an independent formula for Det)."
+    S0, S1 = T.select(-3 + mode, 0), T.select(-3 + mode, 1)
+    d0, d1 = torch.linalg.det(S0), torch.linalg.det(S1)
+    return (torch.linalg.det(S0 + S1) - d0 - d1) ** 2 - 4 * d0 * d1
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10 ** 6))
+def test_hyperdeterminant_pencils_and_invariance_property(seed):
+    g = torch.Generator().manual_seed(seed)
+    T = torch.randn(7, 2, 2, 2, generator=g, **F64)
+    D = Th.hyperdeterminant_222(T)
+    for mode in range(3):
+        assert_close(D, _pencil_discriminant(T, mode), rtol=1e-9, atol=1e-10)
+    M = torch.randn(3, 2, 2, generator=g, **F64)                           # Det(T x1 M1 x2 M2 x3 M3) = prod det(Mk)^2 Det(T)
+    TM = torch.einsum("bijk,ai,cj,dk->bacd", T, M[0], M[1], M[2])
+    assert_close(Th.hyperdeterminant_222(TM), D * torch.linalg.det(M).prod() ** 2, rtol=1e-8, atol=1e-10)
+
+
+def test_hyperdeterminant_known_values():
+    e1, e2 = torch.eye(2, **F64)
+    o = lambda x, y, z: torch.einsum("i,j,k->ijk", x, y, z)
+    assert float(Th.hyperdeterminant_222(o(e1, e1, e1) + o(e2, e2, e2))) == 1.0           # rank 2
+    assert float(Th.hyperdeterminant_222(o(e1 + e2, e1 - e2, e1))) == 0.0                 # rank 1
+    W = o(e1, e1, e2) + o(e1, e2, e1) + o(e2, e1, e1)
+    assert float(Th.hyperdeterminant_222(W)) == 0.0                                        # rank 3, border rank 2
+    R3 = torch.stack([torch.eye(2, **F64), torch.tensor([[0.0, -1.0], [1.0, 0.0]], **F64)], -1)
+    assert float(Th.hyperdeterminant_222(R3)) == -4.0                                      # det(xI + yJ) = x^2 + y^2
+
+
+def _best_rank2_error(T, n_starts=4):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return min(D.cp_als(T, 2, init="random", seed=s, n_iter=600, tol=1e-15)[1].final_error for s in range(n_starts))
+
+
+def test_hyperdeterminant_sign_decides_rank_two_fits():
+    g = torch.Generator().manual_seed(5)
+    T = torch.randn(40, 2, 2, 2, generator=g, **F64)
+    scaled = Th.hyperdeterminant_222(T) / T.flatten(1).norm(dim=1) ** 4
+    pos = T[scaled > 0.03][:4]
+    neg = T[scaled < -0.03][:4]
+    assert len(pos) == 4 and len(neg) == 4
+    assert all(_best_rank2_error(t) < 1e-8 for t in pos)
+    assert all(_best_rank2_error(t) > 1e-3 for t in neg)
+
+
+def test_rank2_probability_is_pi_over_4():
+    import math
+    est = Th.rank2_probability_222(4 * 10 ** 5, seed=3)
+    assert isinstance(est, Th.ProportionEstimate) and est.n_samples == 4 * 10 ** 5
+    assert est.low < est.estimate < est.high and est.contains(math.pi / 4)
+    assert not est.contains(0.77) and not est.contains(0.80)
+    narrow = Th.rank2_probability_222(4 * 10 ** 5, seed=3, level=0.5)
+    assert narrow.estimate == est.estimate and narrow.high - narrow.low < est.high - est.low
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert Th.rank2_probability_222(1000, generator=g1) == Th.rank2_probability_222(1000, generator=g2)
+
+
+# ---------------------------------------------------------------- rank-(L, L, 1) block terms
+def _random_ll1(shape, R, L, g, dtype=torch.float64):
+    I, J, K = shape
+    return Th.LL1Tensor(torch.randn(I, R, L, generator=g, dtype=dtype), torch.randn(J, R, L, generator=g, dtype=dtype),
+                        torch.randn(K, R, generator=g, dtype=dtype))
+
+
+def test_ll1_tensor_matches_definition(gen):
+    ll1 = _random_ll1((4, 5, 3), 3, 2, gen)
+    dense = sum(torch.einsum("ij,k->ijk", ll1.A[:, r] @ ll1.B[:, r].T, ll1.C[:, r]) for r in range(3))
+    assert_close(ll1.full(), dense)
+    assert_close(ll1.blocks().sum(0), dense)
+    assert all(torch.linalg.matrix_rank(ll1.blocks()[r, :, :, 0]) == 2 for r in range(3))
+
+
+@pytest.mark.parametrize("shape,R,L", [((6, 6, 5), 3, 2), ((5, 5, 4), 2, 2), ((7, 6, 4), 2, 3)])
+def test_ll1_als_recovers_blocks(shape, R, L, gen):
+    import itertools
+    true = _random_ll1(shape, R, L, gen)
+    T = true.full()
+    fits = [Th.ll1_als(T, R, L, seed=s, tol=1e-14, n_iter=1000) for s in range(5)]
+    est, rec = min(fits, key=lambda f: f[1].final_error)
+    assert isinstance(rec, D.FitRecord) and rec.converged and rec.final_error < 1e-8
+    Bt, Be = true.blocks(), est.blocks()
+    err = min(max(rel_err(Be[p[r]], Bt[r]) for r in range(R)) for p in itertools.permutations(range(R)))
+    assert err < 1e-6
+    assert rec.errors == sorted(rec.errors, reverse=True) or max(b - a for a, b in zip(rec.errors, rec.errors[1:])) < 1e-12
+
+
+def test_ll1_als_with_L1_is_cp_and_float32(gen):
+    F = [torch.randn(n, 3, generator=gen, **F64) for n in (5, 4, 6)]
+    T = K.cp_full(torch.ones(3, **F64), F)
+    est, rec = min((Th.ll1_als(T, 3, 1, seed=s, tol=1e-14) for s in range(3)), key=lambda f: f[1].final_error)
+    assert rec.final_error < 1e-8
+    score, _ = Th.factor_match_score([est.A[:, :, 0], est.B[:, :, 0], est.C], F)
+    assert score > 1 - 1e-6
+    est32, rec32 = Th.ll1_als(T.float(), 3, 1, seed=0, n_iter=50)
+    assert est32.A.dtype == torch.float32 and rec32.n_iter <= 50 and rec32.final_error == rec32.final_error
+
+
+def test_ll1_als_cannot_fit_a_generic_cp_tensor_of_higher_rank(gen):
+    T = K.cp_full(torch.ones(6, **F64), [torch.randn(n, 6, generator=gen, **F64) for n in (6, 6, 5)])
+    assert min(Th.ll1_als(T, 3, 2, seed=s)[1].final_error for s in range(3)) > 1e-2
+
+
+def test_new_theory_functions_bad_input(gen):
+    T = torch.randn(4, 4, 3, generator=gen, **F64)
+    with pytest.raises(ValueError, match=r"^L\b"):
+        Th.ll1_als(T, 2, 5)
+    with pytest.raises(ValueError, match=r"^n_terms\b"):
+        Th.ll1_als(T, 0, 1)
+    with pytest.raises(ValueError, match=r"^T\b"):
+        Th.ll1_als(torch.zeros(3, 3, 3, **F64), 1, 1)
+    with pytest.raises(ValueError, match=r"^T\b"):
+        Th.ll1_als(T.clone().fill_(float("nan")), 1, 1)
+    with pytest.raises(TypeError, match=r"^generator\b"):
+        Th.ll1_als(T, 1, 1, generator=3)
+    with pytest.raises(ValueError, match=r"^T\b"):
+        Th.hyperdeterminant_222(torch.ones(2, 3, 2, **F64))
+    with pytest.raises(TypeError, match=r"^T\b"):
+        Th.hyperdeterminant_222(torch.ones(2, 2, 2, dtype=torch.float16))
+    with pytest.raises(ValueError, match=r"^T\b"):
+        Th.hyperdeterminant_222(torch.full((2, 2, 2), float("inf")))
+    with pytest.raises(TypeError, match=r"^n_samples\b"):
+        Th.rank2_probability_222(10.5)
+    with pytest.raises(ValueError, match=r"^level\b"):
+        Th.rank2_probability_222(10, level=1.5)
+    with pytest.raises(ValueError, match=r"^shape\b"):
+        Th.cp_identifiability((0, 3, 3), 2)
+    with pytest.raises(TypeError, match=r"^rank\b"):
+        Th.cp_identifiability((3, 3, 3), 2.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_hyperdeterminant_and_ll1_on_cuda(gen):
+    T = torch.randn(100, 2, 2, 2, generator=gen, **F64)
+    assert_close(Th.hyperdeterminant_222(T.cuda()).cpu(), Th.hyperdeterminant_222(T))
+    X = _random_ll1((6, 6, 5), 3, 2, gen).full().cuda()
+    est, rec = min((Th.ll1_als(X, 3, 2, seed=s, tol=1e-14, n_iter=1000) for s in range(4)), key=lambda f: f[1].final_error)
+    assert est.A.device.type == "cuda" and rec.final_error < 1e-8
