@@ -90,28 +90,24 @@ def main(argv=None):
     print(f"{'x'.join([str(n)] * d)} tensor, multilinear rank {r} + {args.noise:g} relative noise, {args.dtype}, "
           f"{device}, {torch.get_num_threads()} threads, median of {args.repeats} interleaved repeats; "
           "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    rel = lambda X: float((X - T).norm() / T.norm())
     fns = {"tensornn hosvd (Gram where accurate)": lambda: D.hosvd(T, r),
            "hosvd by full SVDs": lambda: hosvd_by_svd(T, r),
            "TensorLy tucker (HOSVD + <= 1 sweep)": lambda: tucker(T, [r] * d, n_iter_max=1, init="svd", tol=0)}
-    t, out = median_times(fns, device, args.repeats)
-    base = t["tensornn hosvd (Gram where accurate)"]
-    print(f"\n{'HOSVD':40s} {'ms':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
-    for name in fns:
-        X = out[name]
-        full = X.full() if hasattr(X, "full") else tl.tucker_to_tensor(X)
-        print(f"{name:40s} {1e3 * t[name]:9.1f} {rel(full):11.3e} {t[name] / base:16.2f}")
+    table("HOSVD", fns, lambda X: tl.tucker_to_tensor(X), T, device, args.repeats)
     fns = {"tensornn tt_svd (Gram where accurate)": lambda: D.tt_svd(T, rank=r),
            "tt_svd by full SVDs": lambda: tt_by_svd(T, r),
            "TensorLy tensor_train": lambda: tensor_train(T, [1] + [r] * (d - 1) + [1])}
-    t, out = median_times(fns, device, args.repeats)
-    base = t["tensornn tt_svd (Gram where accurate)"]
-    print(f"\n{'TT-SVD':40s} {'ms':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
-    for name in fns:
-        X = out[name]
-        full = X.full() if hasattr(X, "full") else tl.tt_to_tensor(X)
-        print(f"{name:40s} {1e3 * t[name]:9.1f} {rel(full):11.3e} {t[name] / base:16.2f}")
+    table("TT-SVD", fns, lambda X: tl.tt_to_tensor(X), T, device, args.repeats)
 
+
+def table(title, fns, tensorly_full, T, device, repeats):
+    "Time every contender (the first is the reference) and print ms, relative error and the time ratio."
+    t, out = median_times(fns, device, repeats)
+    base = t[next(iter(fns))]
+    print(f"\n{title:40s} {'ms':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
+    for name, X in out.items():
+        full = X.full() if hasattr(X, "full") else tensorly_full(X)
+        print(f"{name:40s} {1e3 * t[name]:9.1f} {float((full - T).norm() / T.norm()):11.3e} {t[name] / base:16.2f}")
 
 if __name__ == "__main__":
     main()
