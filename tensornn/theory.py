@@ -22,13 +22,14 @@ from .decompositions import FitRecord, cp_als
 from .formats import CPTensor
 from .kernels import make_generator, numerical_rank, random_normal, unfold
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank, check_same_device_dtype,
-                                 check_shape, check_tensor, check_tol)
+                                 check_dtype, check_shape, check_tensor, check_tol)
 
 # %% auto #0
 __all__ = ['factor_match_score', 'kruskal_rank', 'kruskal_uniqueness', 'jennrich', 'symmetric_cp_power', 'symmetric_cp',
            'expected_secant_dimension', 'secant_dimension', 'generic_rank', 'Identifiability', 'cp_identifiability',
-           'hyperdeterminant_222', 'ProportionEstimate', 'rank2_probability_222', 'multilinear_rank', 'tt_rank',
-           'paratuck2', 't_transpose', 't_product', 't_svd', 'LL1Tensor', 'll1_als']
+           'hyperdeterminant_222', 'ProportionEstimate', 'rank2_probability_222', 'spiked_tensor',
+           'tensor_power_iteration', 'multilinear_rank', 'tt_rank', 'paratuck2', 't_transpose', 't_product', 't_svd',
+           'LL1Tensor', 'll1_als']
 
 # %% ../nbs/01c_theory.ipynb #8d07f6c2
 def _th_cp_parts(x, name: str):
@@ -577,6 +578,46 @@ def rank2_probability_222(n_samples: int = 10 ** 6,  # number of Gaussian 2 x 2 
     p, z = int(hits) / n, statistics.NormalDist().inv_cdf(0.5 + level / 2)
     centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return ProportionEstimate(p, centre - half, centre + half, n, level)
+
+# %% ../nbs/01c_theory.ipynb #4ded5cb0
+def spiked_tensor(n: int,  # dimension of every mode
+                  strength: float,  # signal strength lambda (>= 0)
+                  *, generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                  dtype=None, device=None,  # of the result (float64 by default)
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Spiked tensor model `lambda v⊗v⊗v + W/sqrt(n)` (`W` symmetric, off-diagonal entries N(0, 1)); returns `(T, v)`."
+    n, lam = check_int(n, "n"), check_tol(strength, "strength")
+    g, dtype = make_generator(seed, generator), check_dtype(dtype) or torch.float64
+    v = random_normal((n,), generator=g, dtype=dtype, device=device)
+    v = v / v.norm()
+    G = random_normal((n, n, n), generator=g, dtype=dtype, device=device)
+    W = sum(G.permute(*p) for p in itertools.permutations(range(3))) / math.sqrt(6)
+    return lam * torch.einsum("i,j,k->ijk", v, v, v) + W / math.sqrt(n), v
+
+# %% ../nbs/01c_theory.ipynb #6ac50bc2
+def tensor_power_iteration(T: torch.Tensor,  # a symmetric n x n x n tensor
+                           *, n_starts: int = 10,  # starts run together; the best objective wins
+                           n_iter: int = 100,  # power steps per start
+                           init: str = "random",  # 'random' (Gaussian starts) or 'unfold' (leading singular vector of the unfolding, then random ones)
+                           generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the starts
+                           ) -> tuple[torch.Tensor, FitRecord]:
+    "Best rank-one approximation `T ≈ lambda u⊗u⊗u` by the tensor power method `u <- T(., u, u)`; returns `(u, FitRecord)`."
+    T = check_linalg_dtype(as_tensor(T, "T", ndim=3), "T")
+    n = T.shape[0]
+    if T.shape != (n, n, n): raise ValueError(f"T: expected a cubic n x n x n tensor, got shape {tuple(T.shape)}")
+    S, n_iter = check_int(n_starts, "n_starts"), check_int(n_iter, "n_iter")
+    how = check_choice(init, {"random": "random", "unfold": "unfold"}, "init")
+    U = random_normal((n, S), generator=make_generator(seed, generator), dtype=T.dtype, device=T.device)
+    if how == "unfold": U[:, 0] = torch.linalg.svd(T.reshape(n, -1), full_matrices=False)[0][:, 0]
+    U = U / U.norm(dim=0)
+    for _ in range(n_iter):
+        U = torch.einsum("ijk,js,ks->is", T, U, U)
+        U = U / U.norm(dim=0).clamp_min(torch.finfo(T.dtype).tiny)
+    values = torch.einsum("ijk,is,js,ks->s", T, U, U, U)
+    best = int(values.argmax())
+    err = math.sqrt(max(1 - float(values[best]) ** 2 / float((T * T).sum()), 0.0))   # ||T - lambda u^3|| / ||T||
+    return U[:, best], FitRecord(errors=[err], n_iter=n_iter, converged=True,
+                                 info={"value": float(values[best]), "values": values.tolist()}, message="converged")
 
 # %% ../nbs/01c_theory.ipynb #a916881c
 def multilinear_rank(T: torch.Tensor,  # a tensor with at least 2 modes (NumPy arrays accepted)

@@ -529,3 +529,36 @@ def test_hyperdeterminant_and_ll1_on_cuda(gen):
     X = _random_ll1((6, 6, 5), 3, 2, gen).full().cuda()
     est, rec = min((Th.ll1_als(X, 3, 2, seed=s, tol=1e-14, n_iter=1000) for s in range(4)), key=lambda f: f[1].final_error)
     assert est.A.device.type == "cuda" and rec.final_error < 1e-8
+
+
+# ---------------------------------------------------------------- issue 16: the spiked tensor model
+from tensornn.theory import spiked_tensor, tensor_power_iteration  # noqa: E402
+
+
+def test_spiked_tensor_is_symmetric_with_unit_spike_and_reproducible():
+    T, v = spiked_tensor(7, 3.0, seed=4)
+    for perm in [(1, 0, 2), (0, 2, 1), (2, 1, 0)]:
+        assert torch.equal(T, T.permute(*perm)) or float((T - T.permute(*perm)).abs().max()) < 1e-12
+    assert abs(float(v.norm()) - 1) < 1e-12
+    T2, v2 = spiked_tensor(7, 3.0, seed=4)
+    assert torch.equal(T, T2) and torch.equal(v, v2)
+    noise = T - 3.0 * torch.einsum("i,j,k->ijk", v, v, v)
+    assert float((noise - spiked_tensor(7, 0.0, seed=4)[0]).abs().max()) < 1e-12      # the same noise, signal added
+
+
+@pytest.mark.parametrize("init", ["random", "unfold"])
+def test_power_iteration_finds_a_strong_spike_and_not_a_weak_one(init):
+    strong = [abs(float(tensor_power_iteration(T, init=init, n_starts=1, seed=s)[0] @ v))
+              for s in range(4) for T, v in [spiked_tensor(25, 30.0, seed=s)]]
+    weak = [abs(float(tensor_power_iteration(T, init=init, n_starts=1, seed=s)[0] @ v))
+            for s in range(4) for T, v in [spiked_tensor(25, 0.3, seed=s)]]
+    assert min(strong) > 0.99 and max(weak) < 0.7
+
+
+def test_power_iteration_returns_the_best_start_and_its_error():
+    T, v = spiked_tensor(10, 8.0, seed=1)
+    u, rec = tensor_power_iteration(T, n_starts=6, seed=0)
+    value = float(torch.einsum("ijk,i,j,k->", T, u, u, u))
+    assert abs(value - max(rec.info["values"])) < 1e-10 and abs(float(u.norm()) - 1) < 1e-12
+    lam_u3 = value * torch.einsum("i,j,k->ijk", u, u, u)
+    assert abs(rec.errors[0] - float((T - lam_u3).norm() / T.norm())) < 1e-10
