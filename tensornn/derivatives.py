@@ -24,8 +24,9 @@ from .expressivity import _activation   # private: expressivity should export it
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
            'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
-           'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace', 'weights_from_spans',
-           'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors']
+           'relu_net_from_moments', 'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace',
+           'weights_from_spans', 'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2',
+           'three_layer_jacobian_factors']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -523,6 +524,27 @@ def _lbfgs(params: list, loss: Callable, n_iter: int) -> list:
 
 _LANDSCAPE_OBJECTIVES = {"designed": "designed", "squared": "squared"}
 
+# %% ../nbs/04_derivatives.ipynb #976fde12
+def _landscape_start(init, k: int, X: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    "The starting rows `(k, d)` of `fit_landscape`: `init` checked, or random unit rows."
+    d = X.shape[1]
+    if init is None:
+        init = random_normal((k, d), generator=g, dtype=X.dtype, device=X.device)
+        return init / init.norm(dim=1, keepdim=True)
+    init = check_real(as_tensor(init, "init", ndim=2), "init")
+    if init.shape != (k, d):
+        raise ValueError(f"init: expected shape ({k}, {d}), got {tuple(init.shape)}")
+    check_same_device_dtype(x=X, init=init)
+    return init.clone()
+
+
+def _signed_unit_rows(B: torch.Tensor, X: torch.Tensor, y: torch.Tensor, activation) -> torch.Tensor:
+    "Unit rows, each turned so that c_1 <E[y x], b_j> > 0 (E[y x] = c_1 sum_i a_i b_i with a > 0); kept if c_1 = 0."
+    B = B / B.norm(dim=1, keepdim=True)
+    c1 = float(hermite_coefficients(activation, 1)[1])
+    if abs(c1) < 1e-8: return B
+    return B * torch.where(c1 * (B @ (X * y[:, None]).mean(0)) < 0, -1.0, 1.0).to(B)[:, None]
+
 # %% ../nbs/04_derivatives.ipynb #63486c07
 def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
                   y: torch.Tensor,  # outputs `(N,)` of $a^T \\sigma(B^* x)$, unit rows of $B^*$
@@ -543,21 +565,11 @@ def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
         raise ValueError(f"n_hidden: expected at most d = {d} neurons (orthonormal rows), got {k}")
     objective = check_choice(objective, _LANDSCAPE_OBJECTIVES, "objective")
     sigma, n_iter, g = _activation(activation), check_rank(n_iter, "n_iter"), make_generator(seed, generator)
-    if init is None:
-        init = random_normal((k, d), generator=g, dtype=X.dtype, device=X.device)
-        init = init / init.norm(dim=1, keepdim=True)
-    init = check_real(as_tensor(init, "init", ndim=2), "init")
-    if init.shape != (k, d):
-        raise ValueError(f"init: expected shape ({k}, {d}), got {tuple(init.shape)}")
-    check_same_device_dtype(x=X, init=init)
-    B = init.clone().requires_grad_(True)
+    B = _landscape_start(init, k, X, g).requires_grad_(True)
     if objective == "designed":
         yc = _remove_low_orders(X, y) if control_variate else y
         vals = _lbfgs([B], lambda: landscape_objective(B, X, yc, activation=activation, mu=mu, lam=lam), n_iter)
-        B = B.detach() / B.detach().norm(dim=1, keepdim=True)           # unit rows, signs from the first moment,
-        c1 = float(hermite_coefficients(activation, 1)[1])              # E[y x] = c_1 sum_i a_i b_i (a > 0)
-        if abs(c1) > 1e-8:
-            B = B * torch.where(c1 * (B @ (X * y[:, None]).mean(0)) < 0, -1.0, 1.0).to(B)[:, None]
+        B = _signed_unit_rows(B.detach(), X, y, activation)
         a = torch.linalg.lstsq(sigma(X @ B.mT), y[:, None]).solution[:, 0]     # the output layer by least squares
     else:
         a = torch.linalg.lstsq(sigma(X @ B.detach().mT), y[:, None]).solution[:, 0].requires_grad_(True)
@@ -570,6 +582,30 @@ def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     msg = f"{objective} objective, L-BFGS: {len(vals)} evaluations, relative residual {rel:.3e}"
     return net, FitRecord(errors=[rel], converged=len(vals) < n_iter, n_iter=len(vals), message=msg,
                           info={"objective": vals})
+
+# %% ../nbs/04_derivatives.ipynb #e88b08ae
+def relu_net_from_moments(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+                          y: torch.Tensor,  # outputs `(N,)` of $\sum_i a_i relu(w_i^T x + b_i)$, unit rows $w_i$
+                          n_hidden: int,  # neurons k, at most d; every bias non-zero
+                          *, generator: torch.Generator | None = None, seed: int | None = None,  # of the CP
+                          ) -> TwoLayerNet:  # ReLU network with unit rows, biases and output weights
+    "All parameters of a ReLU network with biases from Hermite moments of orders 1-3 (after Awasthi et al. 2021)."
+    X, y = _check_regression_data(x, y)
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
+    if k > d:
+        raise ValueError(f"n_hidden: expected at most d = {d} neurons (Jennrich on the third moment), got {k}")
+    cp, _ = symmetric_cp(stein_moment(X, _remove_low_orders(X, y), 3), k, generator=make_generator(seed, generator))
+    W, mu3 = cp.factors[0].mT, cp.weights                                 # 1. directions and order-3 weights
+    M = (W[:, :, None] * W[:, None, :]).reshape(k, -1)
+    mu2 = torch.linalg.lstsq(M.mT, stein_moment(X, y, 2).reshape(-1, 1)).solution[:, 0]     # 2. order-2 weights
+    b = -mu3 / mu2                                                        # 3. biases and output weights
+    phi = lambda t: torch.exp(-t ** 2 / 2) / math.sqrt(2 * math.pi)
+    Phi = lambda t: 0.5 * (1 + torch.erf(t / math.sqrt(2)))
+    a = mu2 / phi(b)
+    c1 = torch.linalg.lstsq(W.mT, stein_moment(X, y, 1)[:, None]).solution[:, 0]           # 4. signs from T_1
+    s = torch.where((c1 - a * Phi(b)).abs() <= (c1 + a * Phi(-b)).abs(), 1.0, -1.0).to(W)
+    return TwoLayerNet((W * s[:, None]).contiguous(), b * s, a, 0.0, activation="relu")
 
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
 def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

@@ -136,6 +136,8 @@ ROWS = [
     ("weights_from_third_derivative", lambda: D.weights_from_third_derivative(scalar_f, X, 0), ValueError, "n_hidden"),
     ("weights_from_third_derivative", lambda: D.weights_from_third_derivative(scalar_f, X, 1, method="x"),
      ValueError, "method"),
+    ("relu_net_from_moments", lambda: D.relu_net_from_moments(X, Y, 4), ValueError, "n_hidden"),
+    ("relu_net_from_moments", lambda: D.relu_net_from_moments(X.half(), Y.half(), 2), TypeError, "x"),
     ("fit_paratuck2", lambda: D.fit_paratuck2(torch.randn(2, 3, 4, **f64), 3, 2), ValueError, "P:"),
     ("fit_paratuck2", lambda: D.fit_paratuck2(torch.randn(2, 3, **f64), 1, 1), ValueError, "T"),
     ("three_layer_jacobian_factors", lambda: D.three_layer_jacobian_factors(torch.randn(3, 4), torch.randn(2, 3),

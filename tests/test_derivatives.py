@@ -600,3 +600,33 @@ def test_weights_from_third_derivative_exact_and_less_robust_than_spans():
         weights_from_third_derivative(lambda v: torch.tanh(A @ v), X, 3)
     with pytest.raises(ValueError, match="method"):
         weights_from_third_derivative(f0, X, 3, method="als")
+
+
+# ---------------------------------------------------------------- ReLU with biases from Hermite ratios
+def test_relu_net_from_moments_recovers_signed_rows_biases_and_output_weights():
+    from tensornn.derivatives import relu_net_from_moments
+    g = _gen(12)
+    W = torch.nn.functional.normalize(torch.randn(3, 5, generator=g, dtype=torch.float64), dim=1)
+    b = torch.tensor([0.8, -1.1, 0.6], dtype=torch.float64)
+    a = torch.tensor([-1.0, 1.3, 0.9], dtype=torch.float64)
+    X = torch.randn(200_000, 5, generator=g, dtype=torch.float64)
+    net = relu_net_from_moments(X, torch.relu(X @ W.mT + b) @ a, 3, seed=0)
+    _, perm = factor_match_score([W.mT], [net.A1.detach().mT])
+    assert bool(((W * net.A1.detach()[perm]).sum(1) > 0.99).all())        # signs right, not only lines
+    assert float((net.b1.detach()[perm] - b).abs().max()) < 0.2
+    assert float((net.a2.detach()[perm] - a).abs().max()) < 0.2
+    # flipping every neuron to (-w, -b, a) changes y by a linear function: the sign step must notice
+    net_f = relu_net_from_moments(X, torch.relu(-(X @ W.mT + b)) @ a, 3, seed=0)
+    _, perm_f = factor_match_score([W.mT], [net_f.A1.detach().mT])
+    assert bool(((W * net_f.A1.detach()[perm_f]).sum(1) < -0.99).all())
+
+
+def test_relu_net_from_moments_bad_inputs():
+    from tensornn.derivatives import relu_net_from_moments
+    X, y = torch.randn(100, 3, dtype=torch.float64), torch.randn(100, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_hidden"):
+        relu_net_from_moments(X, y, 4)
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_moments(X, y[:5], 2)
+    with pytest.raises(TypeError, match="dtype"):
+        relu_net_from_moments(X, y.float(), 2)
