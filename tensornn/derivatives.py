@@ -23,8 +23,9 @@ from .expressivity import _activation   # private: expressivity should export it
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
-           'hermite_coefficients', 'population_loss_hermite', 'fit_sum_of_cubes', 'DecoupledModel',
-           'jacobian_decoupling', 'active_subspace', 'weights_from_spans', 'fit_paratuck2',
+           'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
+           'relu_net_from_moments', 'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace',
+           'weights_from_spans', 'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2',
            'three_layer_jacobian_factors']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
@@ -365,6 +366,25 @@ def fit_sgd(net: torch.nn.Module,  # trained in place from its current weights
     return net, FitRecord(errors=[math.sqrt(l / var) if math.isfinite(l) else math.inf for l in losses],
                           converged=not diverged, n_iter=steps, message=msg, info={"losses": losses})
 
+# %% ../nbs/04_derivatives.ipynb #6ca20d2f
+def nnlift_then_sgd(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+                    y: torch.Tensor,  # outputs `(N,)`
+                    n_hidden: int,  # neurons k, at most d
+                    *, activation="tanh",  # a name in the activation table or a callable
+                    method: str = "jennrich",  # symmetric CP of `nnlift`
+                    fit_iter: int = 200,  # L-BFGS iterations of `nnlift`'s regression step
+                    steps: int = 2000, lr: float = 1e-2, batch_size: int = 256,  # of `fit_sgd`
+                    optimizer: str = "adam",  # of `fit_sgd`
+                    generator: torch.Generator | None = None, seed: int | None = None,  # randomness of both
+                    ) -> tuple:  # `(TwoLayerNet, FitRecord)`: `fit_sgd`'s record, with `info["nnlift"]` the moment fit's
+    "Moment initialisation then gradient descent (Zhong et al. 2017): `nnlift`, then `fit_sgd` from its network."
+    g = make_generator(seed, generator)
+    net, lift_rec = nnlift(x, y, n_hidden, activation=activation, method=method, fit_iter=fit_iter, generator=g)
+    net, rec = fit_sgd(net, x, y, steps=steps, lr=lr, batch_size=batch_size, optimizer=optimizer, generator=g)
+    rec.info["nnlift"] = lift_rec
+    rec.message = f"from the NN-LIFT start ({lift_rec.message}); then {rec.message}"
+    return net, rec
+
 # %% ../nbs/04_derivatives.ipynb #9398a219
 def _he0(n: int, dtype, device) -> torch.Tensor:
     "`He_k(0) / sqrt(k!)` for k = 0..n: zero for odd k, from `He_{k+1}(0) = -k He_{k-1}(0)` (normalised, so no overflow)."
@@ -441,6 +461,151 @@ def population_loss_hermite(a: torch.Tensor,  # output weights of f, `(m,)`
         return torch.einsum("i,kij,j->k", u, (A @ B.mT)[None] ** k[:, None, None], v)
     dist = inner(a, W, a, W) - 2 * inner(a, W, b, V) + inner(b, V, b, V)
     return coeffs ** 2 * dist
+
+# %% ../nbs/04_derivatives.ipynb #8cee626e
+def _s4_pairs(B: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "`Q[j, k] = mean_n y_n S_4(x_n)[b_j, b_j, b_k, b_k]` for the rows of `B` `(m, d)`: three `(m, m)` moment matrices."
+    Z, G, N = X @ B.mT, B @ B.mT, X.shape[0]
+    nrm = G.diagonal()
+    M4 = (Z * Z * y[:, None]).mT @ (Z * Z) / N                     # E[y a_j^2 a_k^2]
+    M2 = (Z * y[:, None]).mT @ Z / N                               # E[y a_j a_k]
+    m2, M0 = M2.diagonal(), y.mean()
+    return (M4 - nrm[:, None] * m2[None, :] - nrm[None, :] * m2[:, None] - 4 * G * M2
+            + (nrm[:, None] * nrm[None, :] + 2 * G ** 2) * M0)
+
+# %% ../nbs/04_derivatives.ipynb #3021a94d
+def _fourth_coefficient(activation) -> float:
+    "`c_4` of the activation, refused when it vanishes (the designed objective then sees nothing)."
+    c4 = float(hermite_coefficients(activation, 4)[4])
+    if abs(c4) < 1e-8:
+        raise ValueError(f"activation: the designed objective needs a non-zero 4th Hermite coefficient c_4, got "
+                         f"c_4 = {c4:.1e} (every odd activation, e.g. tanh, has c_4 = 0); use e.g. 'relu'")
+    return c4
+
+
+def landscape_objective(B: torch.Tensor,  # candidate first layer `(m, d)`, one row per neuron
+                        x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+                        y: torch.Tensor,  # outputs `(N,)`
+                        *, activation="relu",  # the known activation: a name or a callable with $c_4 \neq 0$
+                        mu: float = 0.1,  # reward of a row on a component
+                        lam: float = 10.0,  # weight of the norm penalty
+                        ) -> torch.Tensor:  # scalar $G(B)$, differentiable in `B`
+    "Sample estimate of the designed objective $G(B)$ of Ge, Lee & Ma (2018) from fourth Stein moments."
+    X, y = _check_regression_data(x, y)
+    B = check_real(as_tensor(B, "B", ndim=2), "B")
+    if B.shape[1] != X.shape[1]:
+        raise ValueError(f"B: expected shape (m, {X.shape[1]}) to match x, got {tuple(B.shape)}")
+    check_same_device_dtype(x=X, y=y, B=B)
+    mu, lam = check_tol(mu, "mu"), check_tol(lam, "lam")
+    Q = _s4_pairs(B, X, y) / (math.sqrt(24) * _fourth_coefficient(activation))
+    return Q.sum() - (1 + mu) * Q.diagonal().sum() + lam * ((B * B).sum(1) - 1).pow(2).sum()
+
+# %% ../nbs/04_derivatives.ipynb #a809644c
+def _remove_low_orders(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    "`y` minus its least-squares fit on 1, x and the products x_i x_j (i <= j): E[. S_4] unchanged, variance lower."
+    iu = torch.triu_indices(X.shape[1], X.shape[1], device=X.device)
+    F = torch.cat([torch.ones_like(X[:, :1]), X, (X[:, :, None] * X[:, None, :])[:, iu[0], iu[1]]], 1)
+    return y - F @ torch.linalg.lstsq(F, y[:, None]).solution[:, 0]
+
+# %% ../nbs/04_derivatives.ipynb #50421991
+def _lbfgs(params: list, loss: Callable, n_iter: int) -> list:
+    "Full-batch L-BFGS (strong Wolfe) on `loss()`; the values it evaluated, as floats."
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=n_iter, history_size=20, tolerance_grad=1e-10,
+                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    values = []
+    def closure():
+        opt.zero_grad()
+        val = loss()
+        val.backward()
+        values.append(val.detach())
+        return val
+    opt.step(closure)
+    return torch.stack(values).tolist()
+
+_LANDSCAPE_OBJECTIVES = {"designed": "designed", "squared": "squared"}
+
+# %% ../nbs/04_derivatives.ipynb #976fde12
+def _landscape_start(init, k: int, X: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    "The starting rows `(k, d)` of `fit_landscape`: `init` checked, or random unit rows."
+    d = X.shape[1]
+    if init is None:
+        init = random_normal((k, d), generator=g, dtype=X.dtype, device=X.device)
+        return init / init.norm(dim=1, keepdim=True)
+    init = check_real(as_tensor(init, "init", ndim=2), "init")
+    if init.shape != (k, d):
+        raise ValueError(f"init: expected shape ({k}, {d}), got {tuple(init.shape)}")
+    check_same_device_dtype(x=X, init=init)
+    return init.clone()
+
+
+def _signed_unit_rows(B: torch.Tensor, X: torch.Tensor, y: torch.Tensor, activation) -> torch.Tensor:
+    "Unit rows, each turned so that c_1 <E[y x], b_j> > 0 (E[y x] = c_1 sum_i a_i b_i with a > 0); kept if c_1 = 0."
+    B = B / B.norm(dim=1, keepdim=True)
+    c1 = float(hermite_coefficients(activation, 1)[1])
+    if abs(c1) < 1e-8: return B
+    return B * torch.where(c1 * (B @ (X * y[:, None]).mean(0)) < 0, -1.0, 1.0).to(B)[:, None]
+
+# %% ../nbs/04_derivatives.ipynb #63486c07
+def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+                  y: torch.Tensor,  # outputs `(N,)` of $a^T \\sigma(B^* x)$, unit rows of $B^*$
+                  n_hidden: int,  # neurons m, at most d
+                  *, objective: str = "designed",  # 'designed' ($G$ of Ge, Lee & Ma) or 'squared' (plain loss)
+                  activation="relu",  # the known activation
+                  mu: float = 0.1, lam: float = 10.0,  # constants of $G$
+                  n_iter: int = 1000,  # L-BFGS iterations
+                  init: torch.Tensor | None = None,  # starting rows `(m, d)`; default random unit rows
+                  control_variate: bool = True,  # 'designed': remove the Hermite orders 0-2 of y first
+                  generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the start
+                  ) -> tuple:  # `(TwoLayerNet without biases, FitRecord)`; `info["objective"]`: values seen
+    "Local search from one start on the designed objective of Ge, Lee & Ma (2018) or on the plain squared loss."
+    X, y = _check_regression_data(x, y)
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
+    if k > d:
+        raise ValueError(f"n_hidden: expected at most d = {d} neurons (orthonormal rows), got {k}")
+    objective = check_choice(objective, _LANDSCAPE_OBJECTIVES, "objective")
+    sigma, n_iter, g = _activation(activation), check_rank(n_iter, "n_iter"), make_generator(seed, generator)
+    B = _landscape_start(init, k, X, g).requires_grad_(True)
+    if objective == "designed":
+        yc = _remove_low_orders(X, y) if control_variate else y
+        vals = _lbfgs([B], lambda: landscape_objective(B, X, yc, activation=activation, mu=mu, lam=lam), n_iter)
+        B = _signed_unit_rows(B.detach(), X, y, activation)
+        a = torch.linalg.lstsq(sigma(X @ B.mT), y[:, None]).solution[:, 0]     # the output layer by least squares
+    else:
+        a = torch.linalg.lstsq(sigma(X @ B.detach().mT), y[:, None]).solution[:, 0].requires_grad_(True)
+        vals = _lbfgs([B, a], lambda: ((sigma(X @ B.mT) @ a - y) ** 2).mean(), n_iter)
+        B, a = B.detach(), a.detach()
+    zeros = torch.zeros(k, dtype=X.dtype, device=X.device)
+    net = TwoLayerNet(B, zeros, a, 0.0, activation=activation)
+    with torch.no_grad():
+        rel = float((net(X) - y).norm() / (y - y.mean()).norm().clamp_min(torch.finfo(y.dtype).tiny))
+    msg = f"{objective} objective, L-BFGS: {len(vals)} evaluations, relative residual {rel:.3e}"
+    return net, FitRecord(errors=[rel], converged=len(vals) < n_iter, n_iter=len(vals), message=msg,
+                          info={"objective": vals})
+
+# %% ../nbs/04_derivatives.ipynb #e88b08ae
+def relu_net_from_moments(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
+                          y: torch.Tensor,  # outputs `(N,)` of $\sum_i a_i relu(w_i^T x + b_i)$, unit rows $w_i$
+                          n_hidden: int,  # neurons k, at most d; every bias non-zero
+                          *, generator: torch.Generator | None = None, seed: int | None = None,  # of the CP
+                          ) -> TwoLayerNet:  # ReLU network with unit rows, biases and output weights
+    "All parameters of a ReLU network with biases from Hermite moments of orders 1-3 (after Awasthi et al. 2021)."
+    X, y = _check_regression_data(x, y)
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
+    if k > d:
+        raise ValueError(f"n_hidden: expected at most d = {d} neurons (Jennrich on the third moment), got {k}")
+    cp, _ = symmetric_cp(stein_moment(X, _remove_low_orders(X, y), 3), k, generator=make_generator(seed, generator))
+    W, mu3 = cp.factors[0].mT, cp.weights                                 # 1. directions and order-3 weights
+    M = (W[:, :, None] * W[:, None, :]).reshape(k, -1)
+    mu2 = torch.linalg.lstsq(M.mT, stein_moment(X, y, 2).reshape(-1, 1)).solution[:, 0]     # 2. order-2 weights
+    b = -mu3 / mu2                                                        # 3. biases and output weights
+    phi = lambda t: torch.exp(-t ** 2 / 2) / math.sqrt(2 * math.pi)
+    Phi = lambda t: 0.5 * (1 + torch.erf(t / math.sqrt(2)))
+    a = mu2 / phi(b)
+    c1 = torch.linalg.lstsq(W.mT, stein_moment(X, y, 1)[:, None]).solution[:, 0]           # 4. signs from T_1
+    s = torch.where((c1 - a * Phi(b)).abs() <= (c1 + a * Phi(-b)).abs(), 1.0, -1.0).to(W)
+    return TwoLayerNet((W * s[:, None]).contiguous(), b * s, a, 0.0, activation="relu")
 
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
 def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -681,6 +846,35 @@ def weights_from_spans(f: Callable,  # $f(x) = \\sum_i g_i(a_i^T x)$ for ONE poi
     u, obj = _rank_one_directions((B + B.mT) / 2, u / u.norm(dim=1, keepdim=True), n_iter, step)   # 3. rank-one elements
     idx = torch.tensor(_distinct_best(u, obj, k), device=X.device)
     return (U @ u[idx].mT).mT, obj[idx]
+
+# %% ../nbs/04_derivatives.ipynb #6b2fe8c7
+def subspace_distance(U: torch.Tensor,  # `(d, k)`: its columns span the first subspace
+                      V: torch.Tensor,  # `(d, l)`: its columns span the second
+                      ) -> float:  # in [0, 1]: 0 for equal spans (k = l), 1 when some direction of V is orthogonal to U
+    "Sine of the largest principal angle between the column spans of `U` and `V`, $\\|(I - P_U) Q_V\\|_2$."
+    U, V = as_tensor(U, "U", ndim=2), as_tensor(V, "V", ndim=2)
+    if U.shape[0] != V.shape[0]:
+        raise ValueError(f"V: expected {U.shape[0]} rows like U, got shape {tuple(V.shape)}")
+    check_same_device_dtype(U=U, V=V)
+    QU, QV = torch.linalg.qr(U).Q, torch.linalg.qr(V).Q
+    return min(1.0, float(torch.linalg.matrix_norm(QV - QU @ (QU.mT @ QV), ord=2)))
+
+# %% ../nbs/04_derivatives.ipynb #f23f95e4
+def weights_from_third_derivative(f: Callable,  # a scalar $f(x) = \\sum_i g_i(a_i^T x)$ of ONE point `(d,)`
+                                  points: torch.Tensor,  # where the third derivatives are taken, `(N, d)`
+                                  n_hidden: int,  # number of terms k
+                                  *, method: str = "jennrich",  # `symmetric_cp` method: 'jennrich' or 'power'
+                                  generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                                  ) -> tuple:  # `(A (n_hidden, d) with unit rows, weights (n_hidden,))`
+    "Weights $a_i$ from the symmetric CP of the averaged third derivative $\\sum_i E[g_i'''] a_i^{\\otimes 3}$ (eq. 10)."
+    X = check_linalg_dtype(_check_points(points, "points"), "points")
+    k = check_rank(n_hidden, "n_hidden")
+    check_choice(method, _NNLIFT_METHODS, "method")
+    T = derivative_tensor(f, X, 3)
+    if T.ndim != 4:
+        raise ValueError(f"f: expected a scalar output, got output shape {tuple(T.shape[1:-3])}")
+    cp, _ = symmetric_cp(T.mean(0), k, method=method, generator=make_generator(seed, generator))
+    return cp.factors[0].mT, cp.weights
 
 # %% ../nbs/04_derivatives.ipynb #9e3a1d26
 def _paratuck2_jacobian(A, DA, H, DB, B):

@@ -453,3 +453,180 @@ def test_hermite_coefficients_of_nonsmooth_activations_are_exact():
     assert float((hermite_coefficients(torch.relu, 8) - hermite_coefficients("relu", 8)).abs().max()) > 1e-4
     with pytest.raises(ValueError, match="^sigma"):
         hermite_coefficients("kink", 3)
+
+
+# ---------------------------------------------------------------- Ge-Lee-Ma landscape design (issue 16)
+def _orthonormal_relu_teacher(d, m, N, seed, a=None):
+    g = _gen(seed)
+    Bs = torch.linalg.qr(torch.randn(d, m, generator=g, dtype=torch.float64)).Q.mT
+    a = torch.ones(m, dtype=torch.float64) if a is None else a
+    X = torch.randn(N, d, generator=g, dtype=torch.float64)
+    return Bs, a, X, torch.relu(X @ Bs.mT) @ a, g
+
+
+def _G_closed_form(B, Bs, a, mu, lam):
+    C = (Bs @ B.mT) ** 2
+    return float((a * (C.sum(1) ** 2 - (C ** 2).sum(1) - mu * (C ** 2).sum(1))).sum()
+                 + lam * ((B * B).sum(1) - 1).pow(2).sum())
+
+
+def test_landscape_objective_estimates_the_tensor_form():
+    from tensornn.derivatives import _remove_low_orders, landscape_objective
+    a = torch.tensor([1.0, 0.5, 1.5], dtype=torch.float64)
+    Bs, a, X, y, g = _orthonormal_relu_teacher(4, 3, 400_000, 0, a)
+    yr = _remove_low_orders(X, y)                      # same expectation against S_4, far smaller variance
+    assert float(yr.var()) < 0.1 * float(y.var())
+    for B in (Bs, 1.2 * Bs, torch.randn(3, 4, generator=g, dtype=torch.float64)):
+        est, ref = float(landscape_objective(B, X, yr, mu=0.2, lam=3.0)), _G_closed_form(B, Bs, a, 0.2, 3.0)
+        assert abs(est - ref) < 0.05 * (1 + abs(ref)), (est, ref)
+    # a wrong objective (no reward on the diagonal) is told apart
+    assert abs(float(landscape_objective(Bs, X, yr, mu=0.0, lam=3.0)) - _G_closed_form(Bs, Bs, a, 0.2, 3.0)) > 0.3
+    # the minimiser along b = t b*_i: t^2 = lam / (lam - mu a_i), the value there is below that at t = 1
+    t2 = 3.0 / (3.0 - 0.2 * a)
+    assert _G_closed_form(Bs * t2.sqrt()[:, None], Bs, a, 0.2, 3.0) < _G_closed_form(Bs, Bs, a, 0.2, 3.0)
+
+
+def test_landscape_objective_is_differentiable_and_refuses_odd_activations():
+    from tensornn.derivatives import landscape_objective
+    _, _, X, y, g = _orthonormal_relu_teacher(4, 3, 500, 1)
+    B = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    landscape_objective(B, X, y).backward()
+    assert B.grad is not None and bool(torch.isfinite(B.grad).all())
+    with pytest.raises(ValueError, match="c_4"):
+        landscape_objective(B.detach(), X, y, activation="tanh")
+    with pytest.raises(ValueError, match="B:"):
+        landscape_objective(torch.zeros(3, 5, dtype=torch.float64), X, y)
+
+
+def test_fit_landscape_designed_recovers_rows_where_squared_loss_fails():
+    # seed 503 of the chapter's experiment family: the plain squared loss stops at a spurious minimum from this start
+    from tensornn.derivatives import fit_landscape
+    ok = {"designed": 0, "squared": 0}
+    for s in (3, 4):
+        Bs, _, X, y, g = _orthonormal_relu_teacher(8, 8, 20_000, 500 + s)
+        B0 = torch.nn.functional.normalize(torch.randn(8, 8, generator=g, dtype=torch.float64), dim=1)
+        for o in ok:
+            net, rec = fit_landscape(X, y, 8, objective=o, init=B0)
+            ok[o] += bool((matched_row_cosines(net.A1.detach(), Bs) > 0.95).all())
+    assert ok["designed"] == 2 and ok["squared"] < 2
+
+
+def test_fit_landscape_signs_and_output_layer():
+    from tensornn.derivatives import fit_landscape
+    Bs, _, X, y, g = _orthonormal_relu_teacher(4, 4, 20_000, 7)
+    net, rec = fit_landscape(X, y, 4, seed=0)
+    assert bool((matched_row_cosines(net.A1.detach(), Bs) > 0.98).all())
+    assert bool(((net.A1.detach() @ Bs.mT).max(1).values > 0.98).all())     # right signs, not only right lines
+    assert rec.final_error < 0.15 and bool((net.b1 == 0).all())
+    net_raw, _ = fit_landscape(X, y, 4, seed=0, control_variate=False)      # the option is honoured
+    assert not torch.equal(net_raw.A1, net.A1)
+
+
+def test_fit_landscape_bad_inputs():
+    from tensornn.derivatives import fit_landscape
+    _, _, X, y, _ = _orthonormal_relu_teacher(4, 3, 200, 2)
+    with pytest.raises(ValueError, match="n_hidden"):
+        fit_landscape(X, y, 5)
+    with pytest.raises(ValueError, match="objective"):
+        fit_landscape(X, y, 3, objective="huber")
+    with pytest.raises(ValueError, match="init"):
+        fit_landscape(X, y, 3, init=torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mu"):
+        fit_landscape(X, y, 3, mu=-1.0)
+    with pytest.raises(TypeError, match="dtype"):
+        fit_landscape(X, y.float(), 3)
+
+
+# ---------------------------------------------------------------- moment initialisation then gradient descent
+def test_nnlift_then_sgd_improves_on_the_moment_estimate():
+    from tensornn.derivatives import nnlift_then_sgd
+    g = _gen(1)
+    truth = TwoLayerNet.random(6, 3, generator=g, dtype=torch.float64)
+    X = torch.randn(60_000, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        y = truth(X)
+    lift, _ = nnlift(X, y, 3, seed=0)
+    net, rec = nnlift_then_sgd(X, y, 3, steps=300, seed=0)
+    Xt = torch.randn(5_000, 6, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        e_lift = float((lift(Xt) - truth(Xt)).norm() / truth(Xt).norm())
+        e_ms = float((net(Xt) - truth(Xt)).norm() / truth(Xt).norm())
+    assert e_ms < e_lift and "nnlift" in rec.info and rec.n_iter == 300
+    assert bool((matched_row_cosines(net.A1.detach(), truth.A1.detach()) > 0.99).all())
+
+
+def test_nnlift_then_sgd_bad_inputs():
+    from tensornn.derivatives import nnlift_then_sgd
+    X, y = torch.randn(100, 3, dtype=torch.float64), torch.randn(100, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_hidden"):
+        nnlift_then_sgd(X, y, 4)
+    with pytest.raises(ValueError, match="optimizer"):
+        nnlift_then_sgd(X, y, 2, optimizer="lbfgs")
+
+
+# ---------------------------------------------------------------- robustness: which derivative order to trust
+def test_subspace_distance_properties():
+    from tensornn.derivatives import subspace_distance
+    g = _gen(3)
+    U = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    M = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    assert subspace_distance(U, U @ M) < 1e-12                         # a change of basis is no change
+    Q = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64)).Q
+    for t in (0.1, 0.7, 1.3):                                           # a rotation by t in one plane
+        V = Q[:, :2].clone()
+        V[:, 0] = math.cos(t) * Q[:, 0] + math.sin(t) * Q[:, 2]
+        assert abs(subspace_distance(Q[:, :2], V) - math.sin(t)) < 1e-12
+    assert abs(subspace_distance(Q[:, :2], Q[:, 2:3]) - 1.0) < 1e-12   # orthogonal direction
+    with pytest.raises(ValueError, match="V:"):
+        subspace_distance(U, torch.zeros(5, 2, dtype=torch.float64))
+
+
+def test_weights_from_third_derivative_exact_and_less_robust_than_spans():
+    from tensornn.derivatives import weights_from_third_derivative
+    g = _gen(8)
+    A = torch.nn.functional.normalize(torch.randn(3, 8, generator=g, dtype=torch.float64), dim=1)
+    b = 0.3 * torch.randn(3, generator=g, dtype=torch.float64)
+    X = torch.randn(200, 8, generator=g, dtype=torch.float64)
+    W = 3.0 * torch.randn(20, 8, generator=g, dtype=torch.float64)
+    c = torch.randn(20, generator=g, dtype=torch.float64) / math.sqrt(20)
+    f0 = lambda v: torch.tanh(A @ v + b).sum()
+    A3, lam = weights_from_third_derivative(f0, X, 3, seed=0)
+    assert bool((matched_row_cosines(A3, A) > 1 - 1e-9).all()) and lam.shape == (3,)
+    f = lambda v: f0(v) + 1e-3 * (c * torch.cos(W @ v)).sum()
+    err = lambda Ah: float((1 - matched_row_cosines(Ah, A) ** 2).clamp_min(0).sqrt().mean())
+    e3, e12 = err(weights_from_third_derivative(f, X, 3, seed=0)[0]), err(weights_from_spans(f, X, 3, seed=0)[0])
+    assert e3 > 2 * e12 > 0
+    with pytest.raises(ValueError, match="f:"):
+        weights_from_third_derivative(lambda v: torch.tanh(A @ v), X, 3)
+    with pytest.raises(ValueError, match="method"):
+        weights_from_third_derivative(f0, X, 3, method="als")
+
+
+# ---------------------------------------------------------------- ReLU with biases from Hermite ratios
+def test_relu_net_from_moments_recovers_signed_rows_biases_and_output_weights():
+    from tensornn.derivatives import relu_net_from_moments
+    g = _gen(12)
+    W = torch.nn.functional.normalize(torch.randn(3, 5, generator=g, dtype=torch.float64), dim=1)
+    b = torch.tensor([0.8, -1.1, 0.6], dtype=torch.float64)
+    a = torch.tensor([-1.0, 1.3, 0.9], dtype=torch.float64)
+    X = torch.randn(200_000, 5, generator=g, dtype=torch.float64)
+    net = relu_net_from_moments(X, torch.relu(X @ W.mT + b) @ a, 3, seed=0)
+    _, perm = factor_match_score([W.mT], [net.A1.detach().mT])
+    assert bool(((W * net.A1.detach()[perm]).sum(1) > 0.99).all())        # signs right, not only lines
+    assert float((net.b1.detach()[perm] - b).abs().max()) < 0.2
+    assert float((net.a2.detach()[perm] - a).abs().max()) < 0.2
+    # flipping every neuron to (-w, -b, a) changes y by a linear function: the sign step must notice
+    net_f = relu_net_from_moments(X, torch.relu(-(X @ W.mT + b)) @ a, 3, seed=0)
+    _, perm_f = factor_match_score([W.mT], [net_f.A1.detach().mT])
+    assert bool(((W * net_f.A1.detach()[perm_f]).sum(1) < -0.99).all())
+
+
+def test_relu_net_from_moments_bad_inputs():
+    from tensornn.derivatives import relu_net_from_moments
+    X, y = torch.randn(100, 3, dtype=torch.float64), torch.randn(100, dtype=torch.float64)
+    with pytest.raises(ValueError, match="n_hidden"):
+        relu_net_from_moments(X, y, 4)
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_moments(X, y[:5], 2)
+    with pytest.raises(TypeError, match="dtype"):
+        relu_net_from_moments(X, y.float(), 2)
