@@ -87,20 +87,18 @@ class FitRecord:
 # %% ../nbs/01b_decompositions.ipynb #be54d1a1
 def _hadamard_grams(grams: list, skip: int | None = None) -> torch.Tensor:
     "Hadamard product of the Gram matrices, leaving out index `skip`."
-    out = None
-    for k, G in enumerate(grams):
-        if k == skip: continue
-        out = G.clone() if out is None else out * G
+    kept = [G for k, G in enumerate(grams) if k != skip]
+    out = kept[0].clone() if len(kept) == 1 else kept[0] * kept[1]    # a new tensor either way, never a caller's Gram
+    for G in kept[2:]: out *= G
     return out
 
 
 def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]:
     "Solve `A V = M` for symmetric PSD `V` by Cholesky; fall back to a pseudo-inverse when `V` is (near) singular."
     L, info = torch.linalg.cholesky_ex(V)
-    diag = L.diagonal()
+    lo, hi = torch.aminmax(L.diagonal().abs())
     eps = torch.finfo(V.dtype).eps
-    bad = (info > 0) | ~(diag.abs().amin() > diag.abs().amax() * (eps ** 0.5) * V.shape[0] ** 0.5)
-    if bool(bad):
+    if bool((info > 0) | ~(lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5))):       # NaN counts as bad
         return M @ torch.linalg.pinv(V, hermitian=True, rtol=eps * V.shape[0]), True
     return torch.cholesky_solve(M.mT, L).mT, False
 
@@ -183,11 +181,10 @@ def _cp_init(T: torch.Tensor, rank: int, init, generator, *, nonneg: bool = Fals
 def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
     "Make the columns of factors[n] unit-norm, moving the scales into the last factor (in place); returns the scales."
     nrm = factors[n].norm(dim=0)
-    safe = torch.where(nrm > 0, nrm, torch.ones_like(nrm))
-    factors[n] = factors[n] / safe
-    grams[n] = grams[n] / (safe[:, None] * safe[None, :])
-    factors[-1] = factors[-1] * safe
-    grams[-1] = grams[-1] * (safe[:, None] * safe[None, :])
+    safe = torch.where(nrm > 0, nrm, 1.0)
+    outer = safe.outer(safe)
+    factors[n], grams[n] = factors[n] / safe, grams[n] / outer
+    factors[-1], grams[-1] = factors[-1] * safe, grams[-1] * outer
     return safe
 
 
@@ -200,17 +197,14 @@ def _finish_cp(factors: list) -> CPTensor:
     return CPTensor(weights[order], [(A / s)[:, order] for A, s in zip(factors, safe)])
 
 # %% ../nbs/01b_decompositions.ipynb #f68f89ef
-def _term_stats(grams: list) -> torch.Tensor:
-    "Largest rank-one term norm and the smallest congruence prod_k cos(a_r^k, a_s^k) over pairs r != s (a 2-vector)."
-    D = torch.stack([G.diagonal() for G in grams]).clamp_min(0)                    # (d, R) squared column norms
-    big = D.prod(0).sqrt().amax()
-    R = D.shape[1]
+def _term_stats(H: torch.Tensor) -> torch.Tensor:
+    "Largest rank-one term norm and the smallest congruence prod_k cos(a_r^k, a_s^k) over pairs r != s (a 2-vector), from the Hadamard product `H` of all Gram matrices."
+    dH = H.diagonal().clamp_min(0)                      # squared norms of the rank-one terms
+    big = dH.amax().sqrt()
+    R = H.shape[0]
     if R == 1: return torch.stack([big, torch.ones_like(big)])
-    C = torch.ones_like(grams[0])
-    for G, dk in zip(grams, D):
-        s = torch.where(dk > 0, dk.sqrt(), torch.ones_like(dk))
-        C = C * G / s.outer(s)
-    C = C + 3 * torch.eye(R, dtype=C.dtype, device=C.device)                        # mask the diagonal
+    s = torch.where(dH > 0, dH.sqrt(), 1.0)
+    C = H / s.outer(s) + 3 * torch.eye(R, dtype=H.dtype, device=H.device)      # congruences; mask the diagonal
     return torch.stack([big, C.amin()])
 
 # %% ../nbs/01b_decompositions.ipynb #eb97231a
@@ -258,9 +252,9 @@ _RESIDUAL_FLOORS = {"auto": lambda dtype: 10 * math.sqrt(torch.finfo(dtype).eps)
                     "gram": lambda dtype: 0.0, "exact": lambda dtype: math.inf}
 
 
-def _gram_error(normT2: torch.Tensor, inner_: torch.Tensor, grams: list, normT: float) -> torch.Tensor:
-    "Relative error from ||T||^2, <T, model> and the Gram matrices (no reconstruction)."
-    return (normT2 - 2 * inner_ + _hadamard_grams(grams).sum()).clamp_min(0).sqrt() / normT
+def _gram_error(normT2: torch.Tensor, inner_: torch.Tensor, H: torch.Tensor, normT: float) -> torch.Tensor:
+    "Relative error from ||T||^2, <T, model> and the Hadamard product `H` of the Gram matrices (no reconstruction)."
+    return (normT2 - 2 * inner_ + H.sum()).clamp_min(0).sqrt() / normT
 
 
 def _gram_resolution(err: float, dtype: torch.dtype) -> float:
@@ -335,7 +329,7 @@ def _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, exa
     ls = [P + jump * (A - P) for P, A in zip(prev, factors)]
     ls_grams = [A.mT @ A for A in ls]
     Y_ls = _half_product(T_mat, ls, split, "left")                  # the next sweep's first pass, if accepted
-    ls_err = float(_gram_error(normT2, (_mttkrp_in_half(Y_ls, ls[:split], 0) * ls[0]).sum(), ls_grams, normT))
+    ls_err = float(_gram_error(normT2, (_mttkrp_in_half(Y_ls, ls[:split], 0) * ls[0]).sum(), _hadamard_grams(ls_grams), normT))
     if ls_err < exact_below: ls_err = float(_cp_residual_norm(T, ls) / normT)
     return ls, ls_grams, Y_ls, ls_err
 
@@ -386,8 +380,9 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
             prev = list(factors)
             Y = Y_next if Y_next is not None else _half_product(T_mat, factors, split, "left")
             M = _als_sweep(T_mat, factors, grams, split, Y, info)
-            stats = _term_stats(grams)
-            err, ratio, congr = torch.stack([_gram_error(normT2, (M * factors[-1]).sum(), grams, normT),
+            H = _hadamard_grams(grams)
+            stats = _term_stats(H)
+            err, ratio, congr = torch.stack([_gram_error(normT2, (M * factors[-1]).sum(), H, normT),
                                              stats[0] / normT, stats[1]]).tolist()
             if not (math.isfinite(err) and math.isfinite(ratio)):
                 factors = prev
@@ -537,7 +532,7 @@ def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 mode
                 A = _hals_update(factors[n], M, _hadamard_grams(grams, skip=n))
                 factors[n], grams[n] = A, A.mT @ A
                 if n < T.ndim - 1: _normalize_into_last(factors, grams, n)
-            err = float(_gram_error(normT2, (M * factors[-1]).sum(), grams, normT))
+            err = float(_gram_error(normT2, (M * factors[-1]).sum(), _hadamard_grams(grams), normT))
             if not math.isfinite(err):
                 loop.warn(f"numerical breakdown at iteration {it + 1}")
                 break
