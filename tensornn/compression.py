@@ -27,8 +27,9 @@ from .theory import t_product, t_svd, t_transpose
 # %% auto #0
 __all__ = ['factorize', 'FactorizedLinear', 'CPLinear', 'TuckerLinear', 'TTLinear', 'FactorizedConv2d', 'CPConv2d',
            'TuckerConv2d', 'TTConv2d', 'compress_model', 'count_parameters', 'LoRALinear', 'TensorAdapterLinear',
-           'add_adapters', 'merge_adapters', 'TProductLinear', 'quantize_weights', 'prune_weights', 'parameter_bytes',
-           'LayerTerm', 'ComplexityTerms', 'complexity_terms', 'NeuralCollapse', 'neural_collapse', 'effective_rank']
+           'add_adapters', 'merge_adapters', 'TProductLinear', 'cp_sensitivity', 'cp_sensitivity_penalty',
+           'quantize_weights', 'prune_weights', 'parameter_bytes', 'LayerTerm', 'ComplexityTerms', 'complexity_terms',
+           'NeuralCollapse', 'neural_collapse', 'effective_rank']
 
 # %% ../nbs/02_compression.ipynb #5100111d
 def _prime_factors(n: int) -> list[int]:
@@ -1178,6 +1179,26 @@ def _tproduct_from_dense(cls, layer: nn.Linear,  # the trained dense layer
 
 
 _attach(TProductLinear, "from_dense", _tproduct_from_dense, classmethod)
+
+# %% ../nbs/02_compression.ipynb #3a413ef1
+def cp_sensitivity(x: CPTensor,  # a CP tensor, e.g. `layer.to_format()` of a CP layer
+                   ) -> torch.Tensor:  # 0-d tensor, differentiable in the factors
+    "First-order sensitivity of a CP tensor to i.i.d. perturbations of its factor entries, relative to its squared norm."
+    if not isinstance(x, CPTensor): raise TypeError(f"x: expected a CPTensor, got {type(x).__name__}")
+    sq = torch.stack([A.pow(2).sum(0) for A in x.factors])                     # (N, R) squared column norms
+    w2 = x.weights.pow(2)
+    total = sum(A.shape[0] * (w2 * torch.cat([sq[:n], sq[n + 1:]]).prod(0)).sum() for n, A in enumerate(x.factors))
+    norm2 = x.norm() ** 2
+    if float(norm2.detach()) == 0: raise ValueError("x: the CP tensor is zero; its relative sensitivity is undefined")
+    return total / norm2
+
+# %% ../nbs/02_compression.ipynb #6a762013
+def cp_sensitivity_penalty(model: nn.Module,  # network with CP layers (CPLinear, CPConv2d)
+                           ) -> torch.Tensor:  # 0-d tensor; 0 when the model has no CP layer
+    "Sum of `cp_sensitivity` over the CP layers of `model`, to add to a training loss (degeneracy control)."
+    model = _check_module(model)
+    terms = [cp_sensitivity(m.to_format()) for m in model.modules() if isinstance(m, (CPLinear, CPConv2d))]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
 
 # %% ../nbs/02_compression.ipynb #93e4ab0e
 def _weight_tensors(model: nn.Module) -> list:

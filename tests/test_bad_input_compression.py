@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tensornn.formats import CPTensor
 import torch.nn as nn
 
 from tensornn import compression as C
@@ -126,6 +127,9 @@ ROWS = [  # (public name, call, exception, regex on the message)
     ("TProductLinear", lambda: C.TProductLinear(3, 4, 5, 2).tubal_rank(rtol="a"), TypeError, r"^rtol\b"),
     ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Linear(12, 8), 3, 2), ValueError, r"^tube\b"),
     ("TProductLinear", lambda: C.TProductLinear.from_dense(nn.Conv2d(1, 1, 1), 1, 1), TypeError, r"^layer\b"),
+    ("cp_sensitivity", lambda: C.cp_sensitivity(torch.zeros(3, 3)), TypeError, r"^x\b"),
+    ("cp_sensitivity", lambda: C.cp_sensitivity(CPTensor(torch.zeros(2), [torch.ones(3, 2)] * 3)), ValueError, r"^x\b"),
+    ("cp_sensitivity_penalty", lambda: C.cp_sensitivity_penalty("net"), TypeError, r"^model\b"),
     ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 1), ValueError, r"^bits\b"),
     ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 17), ValueError, r"^bits\b"),
     ("quantize_weights", lambda: C.quantize_weights(nn.Linear(3, 2), 8, granularity="row"), ValueError, r"^granularity\b"),

@@ -606,3 +606,34 @@ def test_parameter_bytes_counts():
     assert parameter_bytes(net, 4, granularity="tensor") == math.ceil(n_w / 2) + 4 * 3 + 4 * n_float
     sparse = prune_weights(nn.Linear(8, 4), 0.75)
     assert parameter_bytes(sparse, sparse=True) == 8 * (4 + 2) + 16
+
+
+# ---------------------------------------------------------------- sensitivity of CP layers (degeneracy control)
+from tensornn.compression import cp_sensitivity, cp_sensitivity_penalty  # noqa: E402
+
+
+def test_cp_sensitivity_of_orthogonal_terms_is_the_mode_sizes_times_rank():
+    # unit-norm, mutually orthogonal terms of equal weight: each mode contributes I_n * R * w^2 / (R w^2) = I_n per term
+    Q = [torch.linalg.qr(torch.randn(n, 3, dtype=torch.float64))[0] for n in (4, 5, 6)]
+    x = CPTensor(torch.full((3,), 2.0, dtype=torch.float64), Q)
+    assert abs(float(cp_sensitivity(x)) - (4 + 5 + 6)) < 1e-10
+
+
+def test_cp_sensitivity_is_scale_invariant_and_grows_with_cancellation():
+    g = torch.Generator().manual_seed(0)
+    x = CPTensor(torch.ones(2, dtype=torch.float64), [torch.randn(n, 2, generator=g, dtype=torch.float64) for n in (3, 4, 5)])
+    y = CPTensor(7.0 * x.weights, x.factors)
+    assert abs(float(cp_sensitivity(x)) - float(cp_sensitivity(y))) < 1e-9 * float(cp_sensitivity(x))
+    a = torch.randn(4, 1, generator=g, dtype=torch.float64)
+    sens = [float(cp_sensitivity(CPTensor(torch.tensor([c, -c], dtype=torch.float64),
+                                          [torch.cat([a, a + 0.1 * torch.ones_like(a)], 1)] * 3))) for c in (1.0, 10.0)]
+    assert sens[0] == pytest.approx(sens[1], rel=1e-9)       # the weight scale cancels; the near-cancellation does not
+    assert sens[0] > 100
+
+
+def test_cp_sensitivity_penalty_is_differentiable_and_sums_layers():
+    net = nn.Sequential(CPLinear(12, 6, 3, n_modes=1, seed=0), nn.ReLU(), CPLinear(6, 4, 2, n_modes=1, seed=1))
+    p = cp_sensitivity_penalty(net)
+    assert abs(float(p) - sum(float(cp_sensitivity(m.to_format())) for m in (net[0], net[2]))) < 1e-5
+    p.backward()
+    assert all(q.grad is not None for q in net[0].parameters() if q.requires_grad and q is not net[0].bias)
