@@ -331,6 +331,15 @@ def _check_regression_data(x, y):
         raise ValueError(f"y: expected shape ({X.shape[0]},) to match x, got {tuple(y.shape)}")
     return X, y
 
+
+def _check_width_fit(x, y, n_hidden, why: str):
+    "Regression data on one device and dtype, and a width `n_hidden <= d` (`why` says what needs it); returns `X, y, k`."
+    X, y = _check_regression_data(x, y)
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
+    if k > d: raise ValueError(f"n_hidden: expected at most d = {d} neurons ({why}), got {k}")
+    return X, y, k
+
 # %% ../nbs/04_derivatives.ipynb #223e63ac
 def fit_sgd(net: torch.nn.Module,  # trained in place from its current weights
             x: torch.Tensor,  # inputs `(N, d)`
@@ -558,11 +567,7 @@ def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
                   generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the start
                   ) -> tuple:  # `(TwoLayerNet without biases, FitRecord)`; `info["objective"]`: values seen
     "Local search from one start on the designed objective of Ge, Lee & Ma (2018) or on the plain squared loss."
-    X, y = _check_regression_data(x, y)
-    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
-    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
-    if k > d:
-        raise ValueError(f"n_hidden: expected at most d = {d} neurons (orthonormal rows), got {k}")
+    X, y, k = _check_width_fit(x, y, n_hidden, "orthonormal rows")
     objective = check_choice(objective, _LANDSCAPE_OBJECTIVES, "objective")
     sigma, n_iter, g = _activation(activation), check_rank(n_iter, "n_iter"), make_generator(seed, generator)
     B = _landscape_start(init, k, X, g).requires_grad_(True)
@@ -590,11 +595,7 @@ def relu_net_from_moments(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
                           *, generator: torch.Generator | None = None, seed: int | None = None,  # of the CP
                           ) -> TwoLayerNet:  # ReLU network with unit rows, biases and output weights
     "All parameters of a ReLU network with biases from Hermite moments of orders 1-3 (after Awasthi et al. 2021)."
-    X, y = _check_regression_data(x, y)
-    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
-    k, d = check_rank(n_hidden, "n_hidden"), X.shape[1]
-    if k > d:
-        raise ValueError(f"n_hidden: expected at most d = {d} neurons (Jennrich on the third moment), got {k}")
+    X, y, k = _check_width_fit(x, y, n_hidden, "Jennrich on the third moment")
     cp, _ = symmetric_cp(stein_moment(X, _remove_low_orders(X, y), 3), k, generator=make_generator(seed, generator))
     W, mu3 = cp.factors[0].mT, cp.weights                                 # 1. directions and order-3 weights
     M = (W[:, :, None] * W[:, None, :]).reshape(k, -1)
