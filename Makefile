@@ -88,6 +88,7 @@ test: $(STAMP) site-deps $(GRADE_STAMP)
 # Ratios against the peer libraries, measured side by side in one process (run on a quiet machine).
 # On a GPU machine: `bash bench/gpu_check.sh OUTDIR` runs tests/test_gpu.py and these with --device cuda.
 bench: $(STAMP)
+	$(PIP) install -e ".[dev,bench]"
 	$(BIN)/python bench/cp_als.py
 	$(BIN)/python bench/cp_als.py --dtype float64
 	$(BIN)/python bench/layers.py

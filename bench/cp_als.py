@@ -28,10 +28,7 @@ from tensornn import kernels as K
 from tensornn.formats import CPTensor
 from tensornn.decompositions import cp_als
 
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from common import peaks_mib, sync
 
 
 def best_times(fns: dict, device, repeats, warmups: dict | None = None):
@@ -147,8 +144,9 @@ def main(argv=None):
     # warm up with short runs (allocator, BLAS threads, CUDA kernels), then time the full runs, interleaved
     t, out = best_times({k: run(args.iters) for k, (_, run) in rows.items()}, device, args.repeats,
                         warmups={k: run(4) for k, (_, run) in rows.items()})
+    mem = peaks_mib({k: run(args.iters) for k, (_, run) in rows.items()}, device)
     n = args.iters
-    print(f"\nCP-ALS (same init, tol=0, {n} sweeps)     ms / iteration   final rel. error   TensorLy (no errors) / this")
+    print(f"\nCP-ALS (same init, tol=0, {n} sweeps)     ms / iteration   peak MiB   final rel. error   TensorLy (no errors) / this")
     for k, (label, _) in rows.items():
         res = out[k]
         if k.startswith("tl"):
@@ -157,8 +155,10 @@ def main(argv=None):
             cp, rec = res
             if rec.n_iter != n: print(f"warning: {label} ran {rec.n_iter} iterations, not {n}")
             err = rel_error(cp.full(), T)
-        print(f"  {label:38s} {1e3 * t[k] / n:12.2f}   {err:16.3e}   {t['tl'] / t[k]:12.2f}")
+        print(f"  {label:38s} {1e3 * t[k] / n:12.2f}   {mem[k]:8.1f}   {err:16.3e}   {t['tl'] / t[k]:12.2f}")
     floor = 10 * math.sqrt(torch.finfo(dtype).eps)
+    print(f"  (peak MiB: memory above what was resident before one run, result included; the input is "
+          f"{T.numel() * T.element_size() / 2 ** 20:.0f} MiB)")
     print(f"  (TensorLy's per-iteration error and residual=\"gram\" use the same cheap formula; the default switches to\n"
           f"   the exact residual, one more GEMM-sized pass per sweep, once the error is below {floor:.1e} in {args.dtype},\n"
           f"   where the cheap formula is rounding noise.)")

@@ -1,4 +1,8 @@
-"""Many small CP problems: `cp_als_batched` against a Python loop of `cp_als` and a loop of TensorLy's `parafac`.
+"""Many small problems: `cp_als_batched`, `hosvd_batched` and `tt_svd_batched` against Python loops and tntorch.
+
+CP: `cp_als_batched` against a loop of `cp_als`, a loop of TensorLy's `parafac` and tntorch's batched CP-ALS
+(`tntorch.Tensor(T, ranks_cp=R, batch=True)`, where tntorch is installed). HOSVD and TT-SVD of the same batch:
+the batched functions against a loop of the single-tensor ones and tntorch's batched Tucker and TT.
 
     python bench/cp_batched.py [--batch 1000] [--size 10] [--rank 5] [--iters 50] [--repeats 3] [--dtype float32]
                                [--device cpu|cuda] [--threads N]
@@ -16,15 +20,18 @@ import time
 
 import torch
 
+try:
+    import tntorch as tn
+except ImportError:
+    tn = None
+
 import tensorly as tl
 from tensorly.decomposition import parafac
 
-from tensornn.decompositions import cp_als, cp_als_batched
+from tensornn.decompositions import cp_als, cp_als_batched, hosvd, hosvd_batched, tt_svd, tt_svd_batched
 from tensornn.formats import random_cp
 
-
-def sync(device):
-    if device.type == "cuda": torch.cuda.synchronize(device)
+from common import median_times, peaks_mib, sync
 
 
 def main(argv=None):
@@ -63,7 +70,12 @@ def main(argv=None):
             out.append(float((tl.cp_to_tensor(cp) - T[b]).norm() / T[b].norm()))
         return out
 
+    def tntorch_batched():
+        x = tn.Tensor(T, ranks_cp=R, batch=True, max_iter=k, tol=0)
+        return ((x.torch() - T).flatten(1).norm(dim=1) / T.flatten(1).norm(dim=1)).tolist()
+
     fns = {"tensornn cp_als_batched": ours_batched, "loop of tensornn cp_als": ours_loop, "loop of TensorLy parafac": tensorly_loop}
+    if tn is not None: fns["tntorch batched CP-ALS"] = tntorch_batched
     print(f"{B} tensors of {n}x{n}x{n}, CP rank {R} + 1e-2 noise, {k} ALS sweeps each, {args.dtype}, {device}, "
           f"{torch.get_num_threads()} threads; load average " + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     times, errs = {name: [] for name in fns}, {}
@@ -78,6 +90,28 @@ def main(argv=None):
     for name in fns:
         t = statistics.median(times[name])
         print(f"{name:28s} {t:9.3f} {statistics.median(errs[name]):18.3e} {t / base:15.1f}")
+    svd_tables(T, R, device, args.repeats)
+
+
+def rel_errors(fulls, T):
+    return [float((F - T[b]).norm() / T[b].norm()) for b, F in enumerate(fulls)]
+
+
+def svd_tables(T, r, device, repeats):
+    "HOSVD (multilinear rank r) and TT-SVD (TT rank r) of the whole batch: batched, a loop, tntorch's batch mode."
+    for title, batched, single, tn_kw in (
+            ("HOSVD", lambda: hosvd_batched(T, r), lambda X: hosvd(X, r), dict(ranks_tucker=r)),
+            ("TT-SVD", lambda: tt_svd_batched(T, rank=r), lambda X: tt_svd(X, rank=r), dict(ranks_tt=r))):
+        fns = {f"tensornn {title} batched": batched, f"loop of tensornn {title}": lambda: [single(X) for X in T]}
+        if tn is not None: fns[f"tntorch batched {title}"] = lambda: tn.Tensor(T, batch=True, **tn_kw)
+        t, out = median_times(fns, device, repeats)
+        mem = peaks_mib(fns, device)
+        base = t[next(iter(fns))]
+        print(f"\n{title + f' of the batch, rank {r}':28s} {'ms':>9s} {'peak MiB':>9s} {'median rel. error':>18s} {'time / batched':>15s}")
+        for name, X in out.items():
+            fulls = X.torch() if tn is not None and isinstance(X, tn.Tensor) else [x.full() for x in X]
+            err = statistics.median(rel_errors(fulls, T))
+            print(f"{name:28s} {1e3 * t[name]:9.1f} {mem[name]:9.1f} {err:18.3e} {t[name] / base:15.1f}")
 
 
 if __name__ == "__main__":

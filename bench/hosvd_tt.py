@@ -1,7 +1,7 @@
 """HOSVD and TT-SVD: the Gram route of `_left_subspace` against full SVDs of the unfoldings, and against TensorLy.
 
-    python bench/hosvd_tt.py [--size 200] [--order 3] [--rank 20] [--noise 1e-3] [--repeats 5] [--dtype float32]
-                             [--device cpu|cuda] [--threads N]
+    python bench/hosvd_tt.py [--size 200] [--order 3] [--rank 20] [--noise 1e-3] [--sweeps 5] [--repeats 5]
+                             [--dtype float32] [--device cpu|cuda] [--threads N]
 
 A Tucker tensor of multilinear rank `--rank` in every mode plus relative Gaussian noise. Rows, timed interleaved in
 one process (round-robin in every repeat, so load changes hit all alike; the median is reported):
@@ -10,7 +10,15 @@ one process (round-robin in every repeat, so load changes hit all alike; the med
 * the same truncation with `torch.linalg.svd` of every unfolding (the algorithm before the Gram route);
 * TensorLy's `tucker(T, rank, n_iter_max=1, init='svd')` (HOSVD by SVDs plus at most one HOOI sweep: an upper bound of
   its HOSVD);
-* tensornn `tt_svd(T, rank=r)` against TensorLy's `tensor_train(T, r)`, and the SVD-route TT-SVD.
+* tntorch's `Tensor(T, ranks_tucker=r)` where tntorch is installed (`pip install tntorch`);
+* HOOI sweeps from one HOSVD start: tensornn `hooi` (a dimension tree: two full-size products per sweep) against
+  TensorLy's `tucker`, as time per sweep;
+* tensornn `tt_svd(T, rank=r)` against TensorLy's `tensor_train(T, r)`, tntorch's `Tensor(T, ranks_tt=r)`, teneva's
+  `svd` (NumPy, where installed), and the SVD-route TT-SVD;
+* TT rounding of a train of rank 2r (two rank-r trains added) to rank r: tensornn `tt_round`, tntorch `round_tt`,
+  teneva `truncate` (TensorLy has no TT rounding).
+
+Beside every time: the peak memory of one call above what was resident before it (bench/common.py).
 
 The relative error of every result is printed beside its time, so a faster path that lost accuracy shows.
 """
@@ -19,34 +27,26 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
-import time
 
 import torch
 
 import tensorly as tl
 from tensorly.decomposition import tensor_train, tucker
 
+try:
+    import tntorch as tn
+except ImportError:
+    tn = None
+try:
+    import teneva
+except ImportError:
+    teneva = None
+
 from tensornn import decompositions as D
-from tensornn.formats import TTTensor, TuckerTensor
+from tensornn.formats import TTTensor, TuckerTensor, inner, random_tt
 from tensornn.kernels import multi_mode_dot, unfold
 
-
-def sync(device):
-    if device.type == "cuda": torch.cuda.synchronize(device)
-
-
-def median_times(fns: dict, device, repeats: int):
-    "Median wall time of each `fns[name]()` over `repeats` interleaved rounds, after one untimed warm-up each."
-    for fn in fns.values(): fn()
-    sync(device)
-    times, out = {name: [] for name in fns}, {}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device); t0 = time.perf_counter()
-            out[name] = fn()
-            sync(device); times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}, out
+from common import median_times, peaks_mib
 
 
 def hosvd_by_svd(T, rank):
@@ -72,6 +72,7 @@ def main(argv=None):
     p.add_argument("--order", type=int, default=3)
     p.add_argument("--rank", type=int, default=20)
     p.add_argument("--noise", type=float, default=1e-3)
+    p.add_argument("--sweeps", type=int, default=5, help="HOOI sweeps timed, from one HOSVD start")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -81,33 +82,120 @@ def main(argv=None):
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     tl.set_backend("pytorch")
     n, d, r = args.size, args.order, args.rank
-    g = torch.Generator().manual_seed(0)
-    core = torch.randn((r,) * d, generator=g, dtype=torch.float64)
-    Us = [torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0] for _ in range(d)]
-    T = multi_mode_dot(core, Us)
-    T = T + args.noise * T.norm() / math.sqrt(T.numel()) * torch.randn(T.shape, generator=g, dtype=torch.float64)
-    T = T.to(device=device, dtype=dtype)
-    print(f"{'x'.join([str(n)] * d)} tensor, multilinear rank {r} + {args.noise:g} relative noise, {args.dtype}, "
-          f"{device}, {torch.get_num_threads()} threads, median of {args.repeats} interleaved repeats; "
+    T = noisy_tucker(n, d, r, args.noise).to(device=device, dtype=dtype)
+    print(f"{'x'.join([str(n)] * d)} tensor ({T.numel() * T.element_size() / 2 ** 20:.0f} MiB), multilinear rank {r} "
+          f"+ {args.noise:g} relative noise, {args.dtype}, {device}, {torch.get_num_threads()} threads, median of "
+          f"{args.repeats} interleaved repeats; peak MiB: above what was resident before the call, result included; "
           "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     fns = {"tensornn hosvd (Gram where accurate)": lambda: D.hosvd(T, r),
            "hosvd by full SVDs": lambda: hosvd_by_svd(T, r),
            "TensorLy tucker (HOSVD + <= 1 sweep)": lambda: tucker(T, [r] * d, n_iter_max=1, init="svd", tol=0)}
-    table("HOSVD", fns, lambda X: tl.tucker_to_tensor(X), T, device, args.repeats)
+    if tn is not None: fns["tntorch Tensor(ranks_tucker=r)"] = lambda: tn.Tensor(T, ranks_tucker=r)
+    table("HOSVD", fns, T, device, args.repeats)
+    hooi_table(T, r, args.sweeps, device, args.repeats)
+    T_np = T.cpu().numpy()
     fns = {"tensornn tt_svd (Gram where accurate)": lambda: D.tt_svd(T, rank=r),
            "tt_svd by full SVDs": lambda: tt_by_svd(T, r),
            "TensorLy tensor_train": lambda: tensor_train(T, [1] + [r] * (d - 1) + [1])}
-    table("TT-SVD", fns, lambda X: tl.tt_to_tensor(X), T, device, args.repeats)
+    if tn is not None: fns["tntorch Tensor(ranks_tt=r)"] = lambda: tn.Tensor(T, ranks_tt=r)
+    if teneva is not None and device.type == "cpu": fns["teneva svd (NumPy)"] = lambda: teneva.svd(T_np, 1e-12, r)
+    table("TT-SVD", fns, T, device, args.repeats)
+    rounding_table(r, device, dtype, args.repeats)
 
 
-def table(title, fns, tensorly_full, T, device, repeats):
-    "Time every contender (the first is the reference) and print ms, relative error and the time ratio."
+def noisy_tucker(n, d, r, noise):
+    "A Tucker tensor of multilinear rank r (orthonormal factors, Gaussian core) plus relative Gaussian noise, float64."
+    g = torch.Generator().manual_seed(0)
+    core = torch.randn((r,) * d, generator=g, dtype=torch.float64)
+    Us = [torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0] for _ in range(d)]
+    T = multi_mode_dot(core, Us)
+    return T + noise * T.norm() / math.sqrt(T.numel()) * torch.randn(T.shape, generator=g, dtype=torch.float64)
+
+
+def as_dense(X):
+    "The dense tensor of any contender's result."
+    if hasattr(X, "full"): return X.full()
+    if tn is not None and isinstance(X, tn.Tensor): return X.torch()
+    if isinstance(X, list): return torch.as_tensor(teneva.full(X))
+    if isinstance(X, tuple) and len(X) == 2 and isinstance(X[1], list) and X[1] and isinstance(X[1][0], float):
+        return as_dense(X[0])                                                        # (result, errors)
+    return tl.tucker_to_tensor(X) if len(X) == 2 and not isinstance(X[0], list) else tl.tt_to_tensor(X)
+
+
+def table(title, fns, T, device, repeats):
+    "Time every contender (the first is the reference): ms, peak MiB, relative error and the time ratio."
     t, out = median_times(fns, device, repeats)
+    mem = peaks_mib(fns, device)
     base = t[next(iter(fns))]
-    print(f"\n{title:40s} {'ms':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
+    print(f"\n{title:44s} {'ms':>9s} {'peak MiB':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
     for name, X in out.items():
-        full = X.full() if hasattr(X, "full") else tensorly_full(X)
-        print(f"{name:40s} {1e3 * t[name]:9.1f} {float((full - T).norm() / T.norm()):11.3e} {t[name] / base:16.2f}")
+        full = as_dense(X).to(device=T.device, dtype=T.dtype)
+        print(f"{name:44s} {1e3 * t[name]:9.1f} {mem[name]:9.1f} {float((full - T).norm() / T.norm()):11.3e} "
+              f"{t[name] / base:16.2f}")
+
+
+def hooi_table(T, r, k, device, repeats):
+    "HOOI sweeps from the same HOSVD start; the time per sweep (each library's own count of sweeps done)."
+    start = D.hosvd(T, r)
+    tl_start = tl.tucker_tensor.TuckerTensor((start.core, list(start.factors)))
+    ours = lambda: D.hooi(T, r, n_iter=k, tol=0.0, init=start)
+    theirs = lambda: tucker(T, [r] * T.ndim, n_iter_max=k, init=tl_start, tol=0, return_errors=True)
+    fns = {f"tensornn hooi (dimension tree)": ours, f"TensorLy tucker": theirs}
+    t, out = median_times(fns, device, repeats)
+    mem = peaks_mib(fns, device)
+    done = {"tensornn hooi (dimension tree)": out[next(iter(fns))][1].n_iter, "TensorLy tucker": len(out["TensorLy tucker"][1])}
+    per = {name: t[name] / max(done[name], 1) for name in fns}
+    base = per[next(iter(fns))]
+    print(f"\n{'HOOI from one HOSVD start, per sweep':44s} {'ms':>9s} {'peak MiB':>9s} {'sweeps':>7s} {'rel. error':>11s} "
+          f"{'time / tensornn':>16s}")
+    for name, (X, _) in out.items():
+        full = as_dense(X).to(device=T.device, dtype=T.dtype)
+        print(f"{name:44s} {1e3 * per[name]:9.1f} {mem[name]:9.1f} {done[name]:7d} "
+              f"{float((full - T).norm() / T.norm()):11.3e} {per[name] / base:16.2f}")
+
+
+def tt_sum(a: list, b: list) -> list:
+    "Cores of the sum of two tensor trains (ranks add)."
+    d, out = len(a), []
+    for k, (x, y) in enumerate(zip(a, b)):
+        if k == 0: out.append(torch.cat([x, y], 2))
+        elif k == d - 1: out.append(torch.cat([x, y], 0))
+        else:
+            z = x.new_zeros(x.shape[0] + y.shape[0], x.shape[1], x.shape[2] + y.shape[2])
+            z[:x.shape[0], :, :x.shape[2]], z[x.shape[0]:, :, x.shape[2]:] = x, y
+            out.append(z)
+    return out
+
+
+def tn_round(cores, r):
+    t = tn.Tensor([c.clone() for c in cores])
+    t.round_tt(1e-14, r)
+    return t
+
+
+def rounding_table(r, device, dtype, repeats, n_modes=12, n=16):
+    "Round a train of rank 2r (two rank-r trains added) to rank r; the error is measured exactly from the trains."
+    x, y = (random_tt((n,) * n_modes, r, seed=s, dtype=torch.float64) for s in (1, 2))
+    cores = [c.to(device=device, dtype=dtype) for c in tt_sum(x.cores, y.cores)]
+    big = TTTensor(cores)
+    fns = {"tensornn tt_round": lambda: D.tt_round(big, rank=r)}
+    if tn is not None: fns["tntorch round_tt (on a copy: it rounds in place)"] = lambda: tn_round(cores, r)
+    if teneva is not None and device.type == "cpu":
+        cores_np = [c.cpu().numpy() for c in cores]
+        fns["teneva truncate (NumPy)"] = lambda: teneva.truncate(cores_np, 1e-14, r)
+    t, out = median_times(fns, device, repeats)
+    mem = peaks_mib(fns, device)
+    base = t[next(iter(fns))]
+    big64 = TTTensor([c.to(torch.float64) for c in cores])
+    norm2 = float(inner(big64, big64))
+    print(f"\nTT rounding, {n_modes} modes of size {n}, TT rank {2 * r} (two rank-{r} trains added) to rank {r}")
+    print(f"{'':44s} {'ms':>9s} {'peak MiB':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
+    for name, X in out.items():
+        Y = TTTensor([torch.as_tensor(c).to(device=device, dtype=torch.float64) for c in getattr(X, "cores", X)])
+        err2 = norm2 - 2 * float(inner(big64, Y)) + float(inner(Y, Y))
+        print(f"{name:44s} {1e3 * t[name]:9.2f} {mem[name]:9.1f} {math.sqrt(max(err2, 0) / norm2):11.3e} "
+              f"{t[name] / base:16.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,9 @@ Usage: python bench/layers.py [--device cpu|cuda] [--threads N] [--dtype float32
 
 For each layer shape and TT rank, and batch sizes 1..1024, prints the best-of-N time of each layer and the
 ratios tltorch/ours and dense/ours (> 1 means ours is faster), with the FLOP ratio dense/TT per row that says
-where a factorized layer *can* beat the dense one. Both TT layers hold the same cores (copied from ours), and
+where a factorized layer *can* beat the dense one, the contraction ours chose for that batch (sweep, einsum order,
+or rebuilding the weight: chapter 02's cost model), and the peak memory of one forward+backward pass of each
+layer (bench/common.py). Both TT layers hold the same cores (copied from ours), and
 their outputs are checked to agree before timing.
 """
 import argparse
@@ -16,6 +18,8 @@ import torch
 import torch.nn as nn
 
 from tensornn.compression import TTLinear
+
+from common import peak_mib
 
 try:
     import tltorch
@@ -64,7 +68,8 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
           f"{ours.n_params} params (dense {dense.weight.numel() + n_out}), FLOPs/row dense/TT = {flop_ratio:.2f}")
     names = ["ours", "dense"] + list(peers)
     head = f"{'batch':>5} {'pass':>8} " + " ".join(f"{n + ' ms':>17}" for n in names) + \
-        "   " + " ".join(f"{n + '/ours':>20}" for n in names[1:])
+        "   " + " ".join(f"{n + '/ours':>20}" for n in names[1:]) + f" {'ours plan':>10}   peak MiB (fwd+bwd): " + \
+        " ".join(names)
     print(head)
     rows = []
     for B in batches:
@@ -80,8 +85,14 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
                         layer.zero_grad(set_to_none=True); layer(x).sum().backward()
                 res[name] = timeit(fn, device)
             rows.append((B, kind, res))
+            plan = ours._plan(B)
+            plan = "sweep" if plan is None else plan if isinstance(plan, str) else "einsum"
+            mem = ""
+            if kind == "fwd+bwd":
+                mem = " ".join(f"{peak_mib(lambda l=layer: l(x).sum().backward(), device):.1f}"
+                               for _, layer in [("ours", ours), ("dense", dense)] + list(peers.items()))
             print(f"{B:>5} {kind:>8} " + " ".join(f"{res[n] * 1e3:>17.4f}" for n in names) + "   " +
-                  " ".join(f"{res[n] / res['ours']:>20.2f}" for n in names[1:]), flush=True)
+                  " ".join(f"{res[n] / res['ours']:>20.2f}" for n in names[1:]) + f" {plan:>10}   {mem}", flush=True)
     return rows
 
 

@@ -21,16 +21,23 @@ from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, _tt_o
 from .kernels import (cp_full, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
-                                 check_same_device_dtype, check_tensor, check_tol)
+                                 check_same_device_dtype, check_tensor, check_tol, is_tracing)
 
 # %% auto #0
 __all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'tensor_ring', 'FitRecord', 'cp_als', 'cp_als_batched',
-           'nn_cp', 'hosvd', 'hooi', 'tt_svd', 'tt_round', 'ht_svd', 'tr_svd', 'tr_als']
+           'nn_cp', 'hosvd', 'hooi', 'tt_svd', 'tt_round', 'hosvd_batched', 'tt_svd_batched', 'ht_svd', 'tr_svd',
+           'tr_als']
 
 # %% ../nbs/01b_decompositions.ipynb #90f5f749
 def _check_data(T, name: str = "T", *, min_ndim: int = 1) -> torch.Tensor:
     "Validate a dense input of a factorization: float32/float64 (NumPy arrays converted), real, finite, non-empty."
     return check_linalg_dtype(as_tensor(T, name, min_ndim=min_ndim), name)
+
+
+def _norm2(T: torch.Tensor) -> torch.Tensor:
+    "Squared Frobenius norm, as a 0-d tensor, without the full-size temporary of `(T * T).sum()`."
+    return torch.linalg.vector_norm(T).square()
+
 
 # %% ../nbs/01b_decompositions.ipynb #33f72aca
 def _docments(src: str, is_class: bool) -> dict:
@@ -103,18 +110,17 @@ def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]
     return torch.cholesky_solve(M.mT, L).mT, False
 
 # %% ../nbs/01b_decompositions.ipynb #9bb47557
-def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | None) -> bool:
-    "Whether the top-`r` eigenvectors of a Gram matrix with descending eigenvalues `lam` are accurate enough (see above)."
-    lam0, m = float(lam[0]), lam.shape[0]
-    if lam0 <= 0: return True
+def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | None) -> torch.Tensor:
+    "Whether the top-`r` eigenvectors of Gram matrices with descending eigenvalues `lam` `(..., m)` are accurate enough (see above)."
+    lam, m = lam.double(), lam.shape[-1]
+    lam0, lam_r = lam[..., 0], lam[..., r - 1]
     floor = m * eps * lam0                                       # eigenvalues below this are rounding noise
-    lam_r = float(lam[r - 1])
-    if lam_r <= floor: return False                             # the rank decision itself rests on noise
-    if r == m: return True                                       # a complete basis of the space is exact
-    tail2 = max(float(lam[r:].sum()) - floor * (m - r), 0.0)    # resolvable energy the truncation discards
+    tail2 = (lam[..., r:].sum(-1) - floor * (m - r)).clamp_min(0)  # resolvable energy the truncation discards
     extra2 = (eps * lam0 / lam_r) ** 2 * lam0                    # squared extra reconstruction error of the Gram route
     roundoff2 = 100 * m * eps ** 2 * lam0                         # what an SVD's own rounding costs, times 100
-    return extra2 <= max(0.01 * max(tail2, budget2 or 0.0), roundoff2)
+    accurate = (r == m) | (extra2 <= torch.maximum(0.01 * tail2.clamp_min(budget2 or 0.0), roundoff2))
+    # a zero matrix is exact; a rank decision that rests on eigenvalues below the noise floor is not
+    return (lam0 <= 0) | ((lam_r > floor) & accurate)
 
 
 def _left_subspace(M: torch.Tensor,  # m x n matrix
@@ -123,12 +129,12 @@ def _left_subspace(M: torch.Tensor,  # m x n matrix
                    ):
     "`U[:, :r], S[:r]` of `M` with r = keep(S): by the Gram eigendecomposition when `M` is wide and that is accurate, else by the SVD."
     m, n = M.shape
-    if n >= 4 * m:
+    if n >= 4 * m and not is_tracing(M):                        # the accuracy test reads values: not while tracing
         lam, V = torch.linalg.eigh(M @ M.mT)
         lam, V = lam.flip(0), V.flip(-1)
         S = lam.clamp_min(0).sqrt()
         r = keep(S)
-        if _gram_is_accurate(lam, r, torch.finfo(M.dtype).eps, budget2): return V[:, :r], S[:r]
+        if bool(_gram_is_accurate(lam, r, torch.finfo(M.dtype).eps, budget2)): return V[:, :r], S[:r]
     U, S, _ = torch.linalg.svd(M, full_matrices=False)
     r = keep(S)
     return U[:, :r], S[:r]
@@ -354,7 +360,7 @@ def cp_als(T: torch.Tensor,  # the data: a real float32/float64 tensor with at l
     if not isinstance(line_search, bool): raise TypeError(f"line_search: expected a bool, got {type(line_search).__name__}")
     need_gen = (isinstance(init, str) and init == "random") or any(n < rank for n in T.shape)
     gen = make_generator(seed, generator) if need_gen else None
-    normT2 = (T * T).sum()
+    normT2 = _norm2(T)
     normT = float(normT2.sqrt())
     if normT == 0.0: return _zero_cp(T, rank)
     factors = _cp_init(T, rank, init, gen)
@@ -520,7 +526,7 @@ def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 mode
     T = _check_data(T, "T", min_ndim=2)
     rank, n_iter, tol = check_rank(rank, "rank"), check_int(n_iter, "n_iter"), check_tol(tol)
     gen = make_generator(seed, generator) if isinstance(init, str) else None
-    normT2 = (T * T).sum()
+    normT2 = _norm2(T)
     normT = float(normT2.sqrt())
     if normT == 0.0: return _zero_cp(T, rank)
     factors = _cp_init(T, rank, init, gen, nonneg=True)
@@ -576,7 +582,7 @@ def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     caps = _mode_ranks(rank, T.shape)
     tol = check_tol(tol, allow_none=True)
-    delta2 = None if tol is None else tol ** 2 * float((T * T).sum()) / T.ndim
+    delta2 = None if tol is None else tol ** 2 * float(_norm2(T)) / T.ndim
     factors = []
     for k in range(T.ndim):
         keep = lambda S, cap=caps[k]: _truncation_rank(S, delta2, cap)
@@ -604,6 +610,17 @@ def _hooi_start(T: torch.Tensor, ranks: list, init, generator, seed) -> list:
     return [_orthonormal_columns(random_normal((n, r), generator=gen, dtype=T.dtype, device=T.device))
             for n, r in zip(T.shape, ranks)]
 
+# %% ../nbs/01b_decompositions.ipynb #72413a0b
+def _hooi_sweep(Y: torch.Tensor,  # T contracted (transposed) with the current factors of every mode not in `modes`
+                modes: list, factors: list, ranks: list) -> torch.Tensor:
+    "One Gauss-Seidel HOOI sweep over `modes`, halving them (dimension tree); returns the last mode's contracted tensor."
+    if len(modes) == 1:
+        factors[modes[0]] = _leading_left_vectors(unfold(Y, modes[0]), ranks[modes[0]])
+        return Y
+    left, right = modes[:len(modes) // 2], modes[len(modes) // 2:]
+    _hooi_sweep(multi_mode_dot(Y, [factors[k] for k in right], right, transpose=True), left, factors, ranks)
+    return _hooi_sweep(multi_mode_dot(Y, [factors[k] for k in left], left, transpose=True), right, factors, ranks)
+
 # %% ../nbs/01b_decompositions.ipynb #3a5ee776
 @_document_parameters
 def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
@@ -621,16 +638,14 @@ def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     ranks = _mode_ranks(rank, T.shape)
     n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
     factors = _hooi_start(T, ranks, init, generator, seed)
-    normT2 = (T * T).sum()
+    normT2 = _norm2(T)
     normT = float(normT2.sqrt())
     if normT == 0.0:
         return (TuckerTensor(multi_mode_dot(T, factors, transpose=True), factors),
                 FitRecord(errors=[0.0], converged=True, message="T is zero"))
     with _FitLoop("hooi", max(ranks), n_iter, tol, False, T.dtype) as loop:
         for it in range(n_iter):
-            for n in range(T.ndim):
-                Y = multi_mode_dot(T, factors, skip=n, transpose=True)
-                factors[n] = _leading_left_vectors(unfold(Y, n), ranks[n])
+            Y = _hooi_sweep(T, list(range(T.ndim)), factors, ranks)
             core = mode_dot(Y, factors[-1], T.ndim - 1, transpose=True)
             if loop.step(float((normT2 - (core * core).sum()).clamp_min(0).sqrt()) / normT): break
     return TuckerTensor(core, factors), loop.finish()
@@ -643,14 +658,15 @@ def _rank_caps(rank, n: int, name: str = "rank") -> list:
     return [r] * n if isinstance(r, int) else list(r)
 
 
-def _delta2(tol, norm2: float, n_cuts: int) -> float | None:
-    return None if tol is None else tol ** 2 * norm2 / max(n_cuts, 1)
+def _delta2(tol, norm2: torch.Tensor, n_cuts: int) -> float | None:
+    return None if tol is None else tol ** 2 * float(norm2) / max(n_cuts, 1)         # read only when used
 
 # %% ../nbs/01b_decompositions.ipynb #f1b52903
 def _truncation_rule(delta2, cap, M: torch.Tensor):
     "Rank rule: the squared error budget `delta2`, or round-off relative to the largest value when None; at most `cap`."
     def keep(S):
         if delta2 is not None: return _truncation_rank(S, delta2, cap)
+        if is_tracing(S): return min(cap or S.shape[0], S.shape[0])           # no value-dependent rank while tracing
         r = max(int((S > torch.finfo(M.dtype).eps * max(M.shape) * S[0]).sum()), 1)
         return min(r, cap) if cap is not None else r
     return keep
@@ -694,7 +710,7 @@ def tt_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_svd")
     caps, tol = _rank_caps(rank, T.ndim - 1, rname), check_tol(tol, allow_none=True)
-    tt = _tt_svd(T, caps, _delta2(tol, float((T * T).sum()), T.ndim - 1))
+    tt = _tt_svd(T, caps, _delta2(tol, _norm2(T), T.ndim - 1))
     if rank is None and tol is None: _warn_if_larger(tt, T, "tt_svd")
     return tt
 
@@ -717,8 +733,66 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
         r0, n, r1 = cores[k].shape
         U, S, Vh = _svd_truncate(cores[k].reshape(r0 * n, r1), delta2, caps[k])
         cores[k] = U.reshape(r0, n, U.shape[1])
-        cores[k + 1] = torch.einsum("ab,bnc->anc", S[:, None] * Vh, cores[k + 1])
+        cores[k + 1] = ((S[:, None] * Vh) @ cores[k + 1].reshape(r1, -1)).reshape(U.shape[1], *cores[k + 1].shape[1:])
     return TTTensor(cores)
+
+# %% ../nbs/01b_decompositions.ipynb #328575b3
+def _batched_leading_vectors(M: torch.Tensor, r: int) -> torch.Tensor:
+    "Top-`r` left singular vectors `(B, m, r)` of a batch `(B, m, n)`: Gram route where accurate for a member, else SVD."
+    if M.shape[2] >= 4 * M.shape[1]:
+        lam, V = torch.linalg.eigh(M @ M.mT)
+        U = V.flip(-1)[..., :r].contiguous()
+        bad = ~_gram_is_accurate(lam.flip(-1), r, torch.finfo(M.dtype).eps, None)
+        if bool(bad.any()): U[bad] = torch.linalg.svd(M[bad], full_matrices=False)[0][..., :r]
+        return U
+    return torch.linalg.svd(M, full_matrices=False)[0][..., :r]
+
+# %% ../nbs/01b_decompositions.ipynb #4557589a
+def _batched_mode_product(Y: torch.Tensor, U: torch.Tensor, k: int) -> torch.Tensor:
+    "`Y[b] x_k U[b]^T` for every member: `Y` `(B, I_1, ..., I_N)`, `U` `(B, I_k, r)`; one batched GEMM, no copy of `Y`."
+    B, shape = Y.shape[0], Y.shape[1:]
+    A, I, C = math.prod(shape[:k]), shape[k], math.prod(shape[k + 1:])
+    out = torch.matmul(U.mT[:, None], Y.reshape(B, A, I, C))                      # (B, A, r, C)
+    return out.reshape((B,) + shape[:k] + (U.shape[-1],) + shape[k + 1:])
+
+
+def _batch_ranks(rank, shape, name: str = "rank") -> list:
+    "Fixed multilinear ranks of a batch: `_mode_ranks`, with None refused (a batch needs one shape of result)."
+    if rank is None: raise TypeError(f"{name}: expected an int or a sequence of ints, got None")
+    return _mode_ranks(rank, shape, name)
+
+# %% ../nbs/01b_decompositions.ipynb #3ed72c82
+def hosvd_batched(T: torch.Tensor,  # a batch `(B, I_1, ..., I_N)`, N >= 1 (float32/float64; NumPy arrays accepted)
+                  rank,  # multilinear rank of every member: an int for every mode or one per mode
+                  ) -> list:  # B `TuckerTensor`s with orthonormal factors
+    "Truncated HOSVD of every tensor of a batch at once (batched Gram eigendecompositions, SVD where not accurate)."
+    T = _check_data(T, "T", min_ndim=2)
+    ranks = _batch_ranks(rank, T.shape[1:])
+    B = T.shape[0]
+    factors = [_batched_leading_vectors(T.movedim(k + 1, 1).reshape(B, n, -1), r)
+               for k, (n, r) in enumerate(zip(T.shape[1:], ranks))]
+    core = T
+    for k in sorted(range(len(ranks)), key=lambda k: ranks[k] / T.shape[k + 1]):    # most shrinking mode first
+        core = _batched_mode_product(core, factors[k], k)
+    return [TuckerTensor(core[b], [U[b] for U in factors]) for b in range(B)]
+
+# %% ../nbs/01b_decompositions.ipynb #eb1072df
+def tt_svd_batched(T: torch.Tensor,  # a batch `(B, I_1, ..., I_N)`, N >= 1 (float32/float64; NumPy arrays accepted)
+                   *,
+                   rank,  # TT ranks of every member: an int for every bond or the N-1 inner ranks (capped by the shape)
+                   ) -> list:  # B `TTTensor`s
+    "TT-SVD of every tensor of a batch at once, with fixed ranks (batched Gram eigendecompositions, SVD where not accurate)."
+    T = _check_data(T, "T", min_ndim=2)
+    if rank is None: raise TypeError("rank: expected an int or a sequence of ints, got None")
+    B, shape = T.shape[0], T.shape[1:]
+    caps, cores, C, r_prev = _rank_caps(rank, len(shape) - 1), [], T, 1
+    for k, cap in enumerate(caps):
+        M = C.reshape(B, r_prev * shape[k], -1)
+        U = _batched_leading_vectors(M, min(cap, *M.shape[1:]))
+        cores.append(U.reshape(B, r_prev, shape[k], U.shape[-1]))
+        C, r_prev = U.mT @ M, U.shape[-1]
+    cores.append(C.reshape(B, r_prev, shape[-1], 1))
+    return [TTTensor([G[b] for G in cores]) for b in range(B)]
 
 # %% ../nbs/01b_decompositions.ipynb #26e423f0
 def _ht_caps(rank, name: str, d: int) -> dict:
@@ -761,7 +835,7 @@ def ht_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "ht_svd")
     caps, tol = _ht_caps(rank, rname, T.ndim), check_tol(tol, allow_none=True)
-    ht = _ht_svd(T, caps, _delta2(tol, float((T * T).sum()), 2 * T.ndim - 2))
+    ht = _ht_svd(T, caps, _delta2(tol, _norm2(T), 2 * T.ndim - 2))
     if rank is None and tol is None: _warn_if_larger(ht, T, "ht_svd")
     return ht
 
@@ -788,7 +862,7 @@ def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy
     cap, tol = None if rank is None else check_rank(rank, rname), check_tol(tol, allow_none=True)
     d, n = T.ndim, tuple(T.shape)
     if d == 1: return TRTensor([T.reshape(1, -1, 1)])
-    delta2 = _delta2(tol, float((T * T).sum()), d)
+    delta2 = _delta2(tol, _norm2(T), d)
     U, S, Vh = _svd_truncate(T.reshape(n[0], -1), None if delta2 is None else 2 * delta2, None if cap is None else cap * cap)
     r0, r1 = _split_rank(U.shape[1], cap)
     cores = [U[:, :r0 * r1].reshape(n[0], r0, r1).permute(1, 0, 2)]                   # (r_0, I_0, r_1)

@@ -282,7 +282,7 @@ def _tt_orthogonalize_right(cores: list) -> list:
         r0, n, r1 = cores[k].shape
         Q, R = torch.linalg.qr(cores[k].reshape(r0, n * r1).mT)                   # (n r1, q), (q, r0)
         cores[k] = Q.mT.reshape(-1, n, r1)
-        cores[k - 1] = torch.einsum("anb,cb->anc", cores[k - 1], R)
+        cores[k - 1] = cores[k - 1] @ R.mT                                        # (r, n, q): one GEMM
     return cores
 
 @patch_method(TTTensor)

@@ -65,6 +65,16 @@ def fold(M: torch.Tensor, mode: int, shape) -> torch.Tensor:
     return M.reshape((shape[mode],) + rest).movedim(0, mode)
 
 # %% ../nbs/00_kernels.ipynb #76c4e5d2
+def _mode_matmul(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
+    "`T x_mode M^T` for `M` of shape `(I_mode, J)`: one GEMM (first or last mode) or one batched GEMM, no transposed copy of `T`."
+    shape = T.shape
+    A, I, B = math.prod(shape[:mode]), shape[mode], math.prod(shape[mode + 1:])
+    if A == 1: out = M.mT @ T.reshape(I, B)
+    elif B == 1: out = T.reshape(A, I) @ M
+    else: out = torch.matmul(M.mT, T.reshape(A, I, B))
+    return out.reshape(shape[:mode] + (M.shape[1],) + shape[mode + 1:])
+
+
 def mode_dot(T: torch.Tensor, M: torch.Tensor, mode: int, *, transpose: bool = False) -> torch.Tensor:
     "Mode-`mode` product `T x_mode M` for a matrix `M` of shape `(J, I_mode)` (or `(I_mode, J)` with `transpose`), or a vector."
     check_tensor(T, "T", min_ndim=1, finite=False)
@@ -80,19 +90,21 @@ def mode_dot(T: torch.Tensor, M: torch.Tensor, mode: int, *, transpose: bool = F
     k = 0 if transpose else 1
     if M.shape[k] != T.shape[mode]:
         raise ValueError(f"M: expected {'rows' if transpose else 'columns'} = {T.shape[mode]} (size of mode {mode}), got shape {tuple(M.shape)}")
-    return torch.tensordot(T, M, dims=([mode], [k])).movedim(-1, mode)
+    return _mode_matmul(T, M if transpose else M.mT, mode)
 
 
 def multi_mode_dot(T: torch.Tensor, matrices, modes=None, *, skip: int | None = None,
                    transpose: bool = False) -> torch.Tensor:
-    "Apply `mode_dot` for each (matrix, mode) pair, skipping mode `skip`; vectors are contracted last-mode-first."
+    "Apply `mode_dot` for each (matrix, mode) pair, skipping mode `skip`; the most shrinking matrix first, vectors last."
     matrices = list(matrices)
     modes = list(range(len(matrices))) if modes is None else [_check_mode(m, T.ndim) for m in modes]
     if len(modes) != len(matrices):
         raise ValueError(f"modes: expected {len(matrices)} modes (one per matrix), got {len(modes)}")
     pairs = [(M, m) for M, m in zip(matrices, modes) if m != skip]
-    # contract vectors from the highest mode down so earlier mode numbers stay valid
-    for M, m in sorted(pairs, key=lambda p: (p[0].ndim == 1, -p[1] if p[0].ndim == 1 else 0)):
+    # matrices first, the one that shrinks its mode most first (the products commute, the cost does not); then
+    # vectors from the highest mode down so earlier mode numbers stay valid
+    shrink = lambda M: M.shape[1] / M.shape[0] if transpose else M.shape[0] / M.shape[1]
+    for M, m in sorted(pairs, key=lambda p: (1, -p[1]) if p[0].ndim == 1 else (0, shrink(p[0]))):
         T = mode_dot(T, M, m, transpose=transpose)
     return T
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['check_tensor', 'as_tensor', 'check_real', 'check_linalg_dtype', 'check_same_device_dtype', 'check_int', 'check_rank',
-           'check_shape', 'check_index', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
+__all__ = ['check_tensor', 'is_tracing', 'as_tensor', 'check_real', 'check_linalg_dtype', 'check_same_device_dtype', 'check_int',
+           'check_rank', 'check_shape', 'check_index', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
 
 # %% ../nbs/validation.ipynb #13e0a400
 def _describe(x) -> str:
@@ -44,9 +44,18 @@ def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None 
         raise ValueError(f"{name}: expected at least {min_ndim} dimensions, got shape {tuple(x.shape)}")
     if not allow_empty and x.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
-    if finite and x.device.type != "meta" and x.numel() and not _all_finite(x):
+    if finite and x.device.type != "meta" and x.numel() and not is_tracing(x) and not _all_finite(x):
         raise ValueError(f"{name}: expected finite entries, found NaN or inf")
     return x
+
+# %% ../nbs/validation.ipynb #b6428df9
+def is_tracing(x: torch.Tensor,  # any tensor the caller is about to inspect
+               ) -> bool:
+    "Whether `x`'s values cannot steer Python control flow: inside a `torch.func` transform or `torch.compile` tracing."
+    if not isinstance(x, torch.Tensor): raise TypeError(f"x: expected a torch.Tensor, got {_describe(x)}")
+    if torch.compiler.is_compiling(): return True
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)       # private, so guarded
+    return bool(wrapped is not None and wrapped(x))
 
 # %% ../nbs/validation.ipynb #fd781698
 def as_tensor(x, name: str, *, device=None, **checks) -> torch.Tensor:

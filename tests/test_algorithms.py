@@ -690,3 +690,99 @@ def test_cp_als_batched_on_cuda():
     batch = torch.stack([Fmt.random_cp((6, 7, 8), 3, generator=g, dtype=torch.float64).full() for _ in range(32)]).cuda()
     fits, rec = D.cp_als_batched(batch, 3, n_iter=300, tol=1e-13)
     assert fits[0].weights.device.type == "cuda" and max(rec.info["errors"]) < 1e-6
+
+
+# ---------------------------------------------------------------- issue 15: HOOI by a dimension tree
+def _hooi_mode_by_mode(T, factors, ranks, sweeps):
+    "The textbook HOOI order: every mode from the full tensor contracted with all other current factors."
+    factors = list(factors)
+    for _ in range(sweeps):
+        for n in range(T.ndim):
+            Y = torch.einsum(T, list(range(T.ndim)), *[a for k, U in enumerate(factors) if k != n
+                                                        for a in (U, [k, T.ndim + k])],
+                             [n] + [T.ndim + k for k in range(T.ndim) if k != n])
+            factors[n] = torch.linalg.svd(Y.reshape(T.shape[n], -1), full_matrices=False)[0][:, :ranks[n]]
+    return factors
+
+
+@pytest.mark.parametrize("shape,ranks", [((6, 7, 8), (2, 3, 2)), ((5, 6, 4, 7), (2, 2, 3, 2)),
+                                         ((4, 5, 3, 4, 5), (2, 2, 2, 2, 3)), ((9, 8), (3, 3))])
+def test_hooi_tree_sweep_equals_mode_by_mode(shape, ranks):
+    T = _noisy_tucker(shape, ranks, 0.3, 4)
+    start = D.hosvd(T, ranks)
+    fit, rec = D.hooi(T, ranks, n_iter=3, tol=0.0, init=start)
+    ref = _hooi_mode_by_mode(T, start.factors, ranks, rec.n_iter)
+    for U, V in zip(fit.factors, ref):
+        assert_close(U @ U.mT, V @ V.mT, atol=1e-9, rtol=0)                         # same subspaces
+    assert abs(rec.final_error - rel_err(fit.full(), T)) < 1e-10
+
+
+def test_mode_dot_is_contiguous_and_order_free():
+    g = torch.Generator().manual_seed(5)
+    T = torch.randn(4, 5, 6, 7, generator=g, dtype=torch.float64)
+    mats = [torch.randn(n, r, generator=g, dtype=torch.float64) for n, r in zip(T.shape, (2, 9, 3, 7))]
+    ref = torch.einsum("abcd,ai,bj,ck,dl->ijkl", T, *mats)
+    assert_close(K.multi_mode_dot(T, mats, transpose=True), ref)
+    for k in range(4):
+        out = K.mode_dot(T, mats[k], k, transpose=True)
+        assert out.is_contiguous() and out.shape[k] == mats[k].shape[1]
+        assert_close(K.mode_dot(T.permute(3, 2, 1, 0), mats[k].mT, 3 - k), out.permute(3, 2, 1, 0))   # strided input
+
+
+# ---------------------------------------------------------------- issue 15: batched HOSVD and TT-SVD
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_hosvd_and_tt_svd_match_single(dtype):
+    g = torch.Generator().manual_seed(3)
+    batch = torch.randn(9, 5, 6, 7, 4, generator=g, dtype=torch.float64)
+    batch[2] = 0
+    batch[5] = Fmt.random_tucker((5, 6, 7, 4), 2, generator=g, dtype=torch.float64).full()
+    batch[6] = 1e-30 * batch[6]                                                        # tiny but not zero
+    batch = batch.to(dtype)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for b, (h, t) in enumerate(zip(D.hosvd_batched(batch, (2, 3, 3, 2)), D.tt_svd_batched(batch, rank=(3, 4, 2)))):
+        assert h.rank == (2, 3, 3, 2) and t.rank == (1, 3, 4, 2, 1) and h.dtype == t.dtype == dtype
+        scale = float(batch[b].norm()) or 1.0
+        assert_close(h.full() / scale, D.hosvd(batch[b], (2, 3, 3, 2)).full() / scale, atol=tol, rtol=0)
+        assert_close(t.full() / scale, D.tt_svd(batch[b], rank=(3, 4, 2)).full() / scale, atol=tol, rtol=0)
+        for U in h.factors: assert_close(U.mT @ U, torch.eye(U.shape[1], dtype=dtype), atol=tol, rtol=0)
+
+
+def test_batched_gram_route_falls_back_where_inaccurate():
+    "A member of exactly low rank, asked for more vectors than its rank, must not take the Gram route (its extra vectors"
+    " would be rounding noise): the batched result keeps SVD accuracy on it."
+    g = torch.Generator().manual_seed(8)
+    M = torch.randn(4, 6, 60, generator=g, dtype=torch.float32)
+    M[1] = torch.randn(6, 2, generator=g) @ torch.randn(2, 60, generator=g)
+    lam = torch.linalg.eigvalsh(M @ M.mT).flip(-1)
+    ok = D._gram_is_accurate(lam, 4, torch.finfo(torch.float32).eps, None)
+    assert ok.tolist() == [True, False, True, True]
+    U = D._batched_leading_vectors(M, 4)
+    resid = M[1] - U[1] @ (U[1].mT @ M[1])
+    assert float(resid.norm() / M[1].norm()) < 1e-6
+
+
+def test_batched_tt_svd_caps_ranks_by_the_shape():
+    batch = torch.randn(3, 2, 3, 4, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    tts = D.tt_svd_batched(batch, rank=10)
+    assert tts[0].rank == (1, 2, 6, 2, 1)
+    for b in range(3): assert_close(tts[b].full(), batch[b])
+
+
+# ---------------------------------------------------------------- issue 15: vmap and torch.compile
+def test_fixed_rank_hosvd_and_tt_svd_trace_under_vmap_and_compile():
+    "Validation and the route choice read no values while tracing, so fixed-rank HOSVD and TT-SVD vmap and compile."
+    g = torch.Generator().manual_seed(4)
+    batch = torch.randn(5, 4, 6, 30, generator=g, dtype=torch.float64)
+    hv = torch.func.vmap(lambda T: D.hosvd(T, 2).full())(batch)
+    tv = torch.func.vmap(lambda T: D.tt_svd(T, rank=2).full())(batch)
+    for b in range(5):
+        assert_close(hv[b], D.hosvd(batch[b], 2).full(), atol=1e-12, rtol=0)
+        assert_close(tv[b], D.tt_svd(batch[b], rank=2).full(), atol=1e-12, rtol=0)
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda T: D.hosvd(T, 2).full(), fullgraph=True, backend="eager")
+    assert_close(compiled(batch[0]), D.hosvd(batch[0], 2).full(), atol=1e-12, rtol=0)
+    bad = batch.clone(); bad[1, 0, 0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match="Batch element 1"):                            # LAPACK refuses it under vmap
+        torch.func.vmap(lambda T: D.hosvd(T, 2).core)(bad)
+    with pytest.raises(ValueError, match="^T: expected finite"):
+        D.hosvd(bad[1], 2)                                                                 # refused outside it

@@ -119,3 +119,20 @@ def test_decompositions_on_cuda(dtype, gen):
         assert y.device.type == "cpu"
         assert_close(y.full(), x.full().cpu(), **GTOL[dtype])
         assert_close(Fmt.norm(x).cpu(), x.full().norm().cpu(), rtol=1e-3 if dtype == torch.float32 else 1e-9, atol=0)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batched_hosvd_tt_svd_and_tree_hooi_on_cuda(dtype, gen):
+    batch = torch.randn(16, 5, 6, 7, generator=gen, dtype=dtype)
+    hs, ts = D.hosvd_batched(batch.to(DEV), (2, 3, 2)), D.tt_svd_batched(batch.to(DEV), rank=3)
+    for b in (0, 7, 15):
+        assert hs[b].device.type == "cuda" and ts[b].dtype == dtype
+        assert_close(hs[b].full().cpu(), D.hosvd(batch[b], (2, 3, 2)).full(), **GTOL[dtype])
+        assert_close(ts[b].full().cpu(), D.tt_svd(batch[b], rank=3).full(), **GTOL[dtype])
+    T = torch.randn(6, 5, 4, 7, generator=gen, dtype=dtype)
+    start = D.hosvd(T, 2)
+    cpu, _ = D.hooi(T, 2, n_iter=3, tol=0.0, init=start)
+    gpu, _ = D.hooi(T.to(DEV), 2, n_iter=3, tol=0.0, init=start.to(DEV))
+    for U, V in zip(cpu.factors, gpu.factors):
+        assert_close((V @ V.mT).cpu(), U @ U.mT, **GTOL[dtype])

@@ -1,0 +1,75 @@
+"""What every bench shares: CUDA synchronisation, interleaved timing with medians, and peak memory per call.
+
+Peak memory is the high-water mark *above what was resident before the call*, result included:
+on CUDA from `torch.cuda.max_memory_allocated`; on CPU from the kernel's peak resident set size (VmHWM), which
+this module resets before each call (`/proc/self/clear_refs`, Linux). So that freed blocks go back to the kernel
+and a later call's peak is its own, glibc's dynamic mmap threshold is pinned at 128 KiB (large blocks are mapped
+and unmapped, not kept in the heap). Where the CPU measurement is not available it reports NaN.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import math
+import statistics
+import time
+
+import torch
+
+_M_MMAP_THRESHOLD = -3
+try:
+    ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+except OSError:
+    pass
+
+
+def sync(device):
+    if device.type == "cuda": torch.cuda.synchronize(device)
+
+
+def median_times(fns: dict, device, repeats: int):
+    """Median wall time of each `fns[name]()` over `repeats` rounds, interleaved (round-robin in every round, so a
+    change in load hits all alike), after one untimed warm-up each. Returns `({name: s}, {name: last result})`."""
+    for fn in fns.values(): fn()
+    sync(device)
+    times, out = {name: [] for name in fns}, {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device); t0 = time.perf_counter()
+            out[name] = fn()
+            sync(device); times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}, out
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"): return int(line.split()[1])
+    raise OSError(field)
+
+
+def peak_mib(fn, device) -> float:
+    "Peak memory (MiB) that one call of `fn` adds to what was allocated (CUDA) or resident (CPU) before it."
+    gc.collect()
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        out = fn(); sync(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        del out
+        return (peak - base) / 2 ** 20
+    try:
+        with open("/proc/self/clear_refs", "w") as f: f.write("5")          # reset VmHWM to the current RSS
+        base = _status_kib("VmRSS")
+        out = fn()
+        peak = _status_kib("VmHWM")
+    except OSError:
+        return math.nan
+    del out
+    return (peak - base) / 1024
+
+
+def peaks_mib(fns: dict, device) -> dict:
+    "`peak_mib` of every contender, one call each, after the timing (so caches and workspaces exist already)."
+    return {name: peak_mib(fn, device) for name, fn in fns.items()}
