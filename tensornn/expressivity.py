@@ -26,11 +26,12 @@ from .decompositions import tt_round, tt_svd
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
            'matricize', 'matricization_rank', 'balanced_partition', 'interleaved_partition', 'separation_rank_bound',
            'SecondOrderRNN', 'rnn_function_dimension', 'circulant_basis', 'sparse_basis', 'structured_product',
-           'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'PolynomialNetwork', 'PNNCounts',
-           'pnn_counts', 'PNNDimension', 'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability',
-           'pnn_identifiability', 'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension',
-           'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor', 'TensorizedFunction', 'tensorize',
-           'ApproximationCurve', 'tensorized_errors', 'RateFit', 'fit_rate']
+           'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'LiftingStability',
+           'lifting_stability', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
+           'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability',
+           'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension', 'elementary_symmetric',
+           'FactorizationMachine', 'dyadic_tensor', 'TensorizedFunction', 'tensorize', 'ApproximationCurve',
+           'tensorized_errors', 'RateFit', 'fit_rate']
 
 # %% ../nbs/03_expressivity.ipynb #e181e303
 def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -590,6 +591,82 @@ def lifting_identifiability(bases,  # layer bases, `bases[l]` of shape $(H_\\ell
     M = lifting_operator(bases)
     return LiftingIdentifiability(sum(sizes), len(bases) - 1, _jacobian_rank(J), math.prod(sizes),
                                   _jacobian_rank(M.reshape(M.shape[0] * M.shape[1], -1)))
+
+# %% ../nbs/03_expressivity.ipynb #9baa3e2f
+def _lift_outer(hs: list) -> torch.Tensor:
+    "Batched $\\mathbf{h}_1\\otimes\\cdots\\otimes\\mathbf{h}_L$: `hs[l]` of shape $(S, H_\\ell)$ gives $(S, H_1, \\dots, H_L)$."
+    X = hs[0]
+    for h in hs[1:]: X = X[..., None] * h.reshape(h.shape[0], *([1] * (X.ndim - 1)), h.shape[1])
+    return X
+
+
+def _lift_lower(Mmat: torch.Tensor, sizes: list) -> float:
+    "Certified lower bound on $\\gamma$: $s_r\\sqrt{1-\\sum_{j>r}\\|V_j\\|_{(2)}^2}$, best over cuts $r$ and mode splits."
+    _, s, Vh = torch.linalg.svd(Mmat, full_matrices=True)
+    n, L = Vh.shape[1], len(sizes)
+    s = torch.cat([s, s.new_zeros(n - s.shape[0])])
+    best = float(s[-1])                                               # sigma_min: the cut that keeps everything
+    if L == 1: return best                                            # rank-one vectors: every difference is allowed
+    V = Vh.mT.reshape(*sizes, n)
+    splits = [[l for l in range(L) if k >> l & 1] for k in range(1, 2 ** (L - 1))]
+    top2 = []                                                         # ||V_j||_(2)^2 per split, shape (splits, n)
+    for left in splits:
+        perm = left + [l for l in range(L) if l not in left] + [L]
+        Vm = V.permute(*perm).reshape(math.prod(sizes[l] for l in left), -1, n).permute(2, 0, 1)
+        top2.append(torch.linalg.svdvals(Vm)[:, :2].pow(2).sum(1))
+    tail = torch.stack(top2).flip(1).cumsum(1).flip(1)                # sum_{j >= r} per split
+    leak = tail[:, 1:].amin(0)                                        # best split, for each cut r = 1 .. n-1
+    cand = s[:-1] * (1 - leak).clamp_min(0).sqrt()
+    return max(best, float(cand.max())) if cand.numel() else best
+
+# %% ../nbs/03_expressivity.ipynb #31fa40e3
+def _lift_upper(Mmat: torch.Tensor, sizes: list, n_starts: int, steps: int, g) -> float:
+    "Smallest ratio $\\|M(X-Y)\\|/\\|X-Y\\|$ found: tangent spaces at random points, then L-BFGS over pairs."
+    dt, dev = Mmat.dtype, Mmat.device
+    hs = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev) for H in sizes]
+    outer1 = lambda *v: _lift_outer([x[None] for x in v]).reshape(-1)
+    tangent = math.inf
+    for i in range(n_starts):
+        J = torch.cat(torch.func.jacfwd(outer1, argnums=tuple(range(len(sizes))))(*[h[i] for h in hs]), 1)
+        U, sv, _ = torch.linalg.svd(J, full_matrices=False)
+        Q = U[:, : int((sv > 1e-10 * sv[0]).sum())]                   # orthonormal basis of the tangent space
+        tangent = min(tangent, float(torch.linalg.svdvals(Mmat @ Q)[-1]))
+    a = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev).requires_grad_() for H in sizes]
+    b = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev).requires_grad_() for H in sizes]
+    def ratios():
+        D = (_lift_outer(a) - _lift_outer(b)).reshape(n_starts, -1)
+        return (D @ Mmat.mT).norm(dim=1) / D.norm(dim=1)
+    opt = torch.optim.LBFGS(a + b, max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-14,
+                            tolerance_change=1e-16)
+    def closure():
+        opt.zero_grad(); loss = ratios().nan_to_num(0.0).pow(2).sum(); loss.backward(); return loss
+    opt.step(closure)
+    with torch.no_grad(): pairs = float(ratios().nan_to_num(math.inf).amin())
+    return min(tangent, pairs)
+
+# %% ../nbs/03_expressivity.ipynb #5ba9726a
+@dataclasses.dataclass
+class LiftingStability:
+    "Bracket of the stability constant $\\gamma=\\inf\\|\\mathcal{M}(X-Y)\\|/\\|X-Y\\|$ over rank-one tensors $X\\ne Y$."
+    lower: float  # certified: no pair of rank-one tensors has a smaller ratio (0.0 when nothing is certified)
+    upper: float  # the smallest ratio found (a value, or a limit of values, of the ratio)
+    operator_norm: float  # the largest singular value of M
+
+
+def lifting_stability(bases,  # layer bases, `bases[l]` of shape $(H_\\ell, d_\\ell, d_{\\ell-1})$
+                      *, n_starts: int = 16,  # random points for the tangent bound and random starts for L-BFGS
+                      steps: int = 200,  # L-BFGS iterations over the pairs
+                      generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the starts
+                      ) -> LiftingStability:
+    "Lower (certified) and upper (found) bounds on the null-space-property constant $\\gamma$ of the lifting $\\mathcal{M}$."
+    bases = [B.to(torch.float64) for B in _check_bases(bases)]
+    n_starts, steps = check_int(n_starts, "n_starts"), check_int(steps, "steps")
+    sizes = [B.shape[0] for B in bases]
+    M = lifting_operator(bases)
+    Mmat = M.reshape(M.shape[0] * M.shape[1], -1)
+    lower = _lift_lower(Mmat, sizes)
+    upper = max(_lift_upper(Mmat, sizes, n_starts, steps, make_generator(seed, generator)), lower)
+    return LiftingStability(lower, upper, float(torch.linalg.matrix_norm(Mmat, 2)))
 
 # %% ../nbs/03_expressivity.ipynb #3a79de48
 def _check_widths(widths, name: str = "widths") -> tuple:
