@@ -21,6 +21,7 @@ from .kernels import (ht_contract_vectors, ht_tree, make_generator, numerical_ra
                               tt_contract_vectors)
 from .formats import CPTensor, HTTensor, TTTensor, patch_method
 from .decompositions import tt_round, tt_svd
+from .theory import kruskal_rank
 
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
@@ -29,9 +30,9 @@ __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', '
            'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'LiftingStability',
            'lifting_stability', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
            'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability',
-           'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension', 'elementary_symmetric',
-           'FactorizationMachine', 'dyadic_tensor', 'TensorizedFunction', 'tensorize', 'ApproximationCurve',
-           'tensorized_errors', 'RateFit', 'fit_rate']
+           'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension', 'ActivationUniqueness',
+           'activation_uniqueness', 'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor',
+           'TensorizedFunction', 'tensorize', 'ApproximationCurve', 'tensorized_errors', 'RateFit', 'fit_rate']
 
 # %% ../nbs/03_expressivity.ipynb #e181e303
 def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -921,6 +922,54 @@ def activation_network_dimension(widths,  # $(d_0, d_1, d_2)$
         A1, A2 = th[:d0 * d1].reshape(d1, d0), th[d0 * d1:d0 * d1 + d1 * d2].reshape(d2, d1)
         return _poly_act_apply(A1, A2, th[d0 * d1 + d1 * d2:].reshape(d1, K + 1) if trainable else C, x).flatten()
     return ActivationDimension(tuple(w), K, activation, _jacobian_rank(torch.func.jacfwd(f)(theta)), n_params, ambient)
+
+# %% ../nbs/03_expressivity.ipynb #d357f536
+def _groupings(k: int) -> list:
+    "Partitions of k into at least two positive parts (non-increasing), the ways to group k identical modes."
+    def parts(n, largest):
+        if n == 0: yield ()
+        for m in range(min(n, largest), 0, -1):
+            for rest in parts(n - m, m): yield (m,) + rest
+    return [p for p in parts(k, k) if len(p) >= 2]
+
+
+def _kr_power(A1: torch.Tensor, m: int) -> torch.Tensor:
+    "Columns vec(a_i^{⊗m}) for the rows a_i of A1 (d1, d0): shape (d0^m, d1)."
+    out = A1
+    for _ in range(m - 1): out = (out[:, :, None] * A1[:, None, :]).reshape(A1.shape[0], -1)
+    return out.T
+
+# %% ../nbs/03_expressivity.ipynb #a09e962b
+@dataclasses.dataclass
+class ActivationUniqueness:
+    "Kruskal-type certificate for the X-rank decomposition $f=\\sum_i\\mathbf b_i\\sigma_i(\\mathbf a_i^\\top\\mathbf x)$ of a network."
+    degree: int | None  # a degree k whose grouped coefficient tensor passes Kruskal's condition (None: none does)
+    grouping: tuple  # the group sizes (m_1, ..., m_p) of its k input modes that passed
+    directions_unique: bool  # the pairs (a_i, b_i) are unique up to permutation and scale
+    coefficients_unique: tuple  # per degree k' = 0..K: the tensors b_i ⊗ a_i^{⊗k'} are linearly independent
+
+    @property
+    def unique(self) -> bool:
+        "The whole X-rank decomposition is unique (atoms up to permutation and the two rescalings per neuron)."
+        return self.directions_unique and all(self.coefficients_unique)
+
+
+def activation_uniqueness(net: TrainableActivationNetwork,  # the network whose decomposition is tested
+                          *, rtol: float | None = None,  # passed to kruskal_rank and to the independence test
+                          ) -> ActivationUniqueness:
+    "Whether the (reshaped) Kruskal condition on one degree's coefficient tensor certifies the network's X-rank decomposition unique."
+    if not isinstance(net, TrainableActivationNetwork):
+        raise TypeError(f"net: expected a TrainableActivationNetwork, got {type(net).__name__}")
+    rtol = check_tol(rtol, "rtol", allow_none=True)
+    A1, A2, C = (p.detach().to(torch.float64) for p in (net.A1, net.A2, net.coeffs))
+    d1, K = A1.shape[0], C.shape[1] - 1
+    kr = {m: kruskal_rank(_kr_power(A1, m), rtol=rtol) for m in range(1, K)}
+    found = next(((k, grp) for k in range(2, K + 1) if bool((C[:, k] != 0).all()) for grp in _groupings(k)
+                  if kruskal_rank(A2, rtol=rtol) + sum(kr[m] for m in grp) >= 2 * d1 + len(grp)), (None, ()))
+    indep = tuple(int(numerical_rank(torch.stack([torch.einsum("o,j->oj", A2[:, i], _kr_power(A1[i:i + 1], k)[:, 0]).flatten()
+                                              if k else A2[:, i] for i in range(d1)], 1), rtol=rtol or 1e-9)) == d1
+                  for k in range(K + 1))
+    return ActivationUniqueness(found[0], found[1], found[0] is not None, indep)
 
 # %% ../nbs/03_expressivity.ipynb #ef0680ed
 def _newton_identities(p: torch.Tensor) -> torch.Tensor:

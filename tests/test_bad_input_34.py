@@ -108,6 +108,9 @@ ROWS = [
     ("lifting_stability", lambda: E.lifting_stability([E.circulant_basis(4, [0, 1])], n_starts=0), ValueError, "n_starts"),
     ("lifting_stability", lambda: E.lifting_stability(torch.zeros(2, 3, 3, **f64)), TypeError, "bases"),
     ("LiftingStability", lambda: E.lifting_stability([E.circulant_basis(4, [0, 1])], steps=1.5), TypeError, "steps"),
+    ("activation_uniqueness", lambda: E.activation_uniqueness("net"), TypeError, "net"),
+    ("ActivationUniqueness", lambda: E.activation_uniqueness(E.TrainableActivationNetwork((3, 2, 2), 3), rtol=-1.0),
+     ValueError, "rtol"),
     # ------------------------------------------------------------------ derivatives
     ("derivative_tensor", lambda: D.derivative_tensor(3, X, 1), TypeError, "f:"),
     ("derivative_tensor", lambda: D.derivative_tensor(scalar_f, X, 5), ValueError, "order"),

@@ -738,3 +738,43 @@ def test_lifting_stability_certifies_a_kernel_without_small_rank_tensors():
 def test_lifting_stability_on_gpu():
     st_ = lifting_stability([circulant_basis(8, s, device="cuda") for s in ([0, 1], [0, 2])], seed=0, n_starts=4)
     assert st_.lower == pytest.approx(math.sqrt(8), rel=1e-9)
+
+
+# ---------------------------------------------------------------- X-rank uniqueness certificate (issue 16)
+from tensornn.expressivity import ActivationUniqueness, activation_uniqueness  # noqa: E402
+
+
+@pytest.mark.parametrize("w,K", [((3, 3, 3), 3), ((2, 3, 3), 3), ((3, 4, 4), 3), ((4, 5, 5), 3), ((3, 2, 2), 4)])
+def test_activation_uniqueness_certified_implies_locally_identifiable(w, K):
+    "Global uniqueness at generic parameters forces the Jacobian rank n_params - 2 d1 (only the rescalings remain)."
+    u = activation_uniqueness(TrainableActivationNetwork(w, K, dtype=torch.float64, seed=1))
+    assert isinstance(u, ActivationUniqueness) and u.unique
+    jd = activation_network_dimension(w, K, seed=1)
+    assert jd.dimension == jd.n_params - 2 * w[1]
+
+
+def test_activation_uniqueness_refuses_non_unique_networks():
+    "Two neurons on one direction, or a single output's constants, admit other decompositions: never certified."
+    net = TrainableActivationNetwork((3, 3, 3), 3, dtype=torch.float64, seed=2)
+    with torch.no_grad(): net.A1[1] = 2 * net.A1[0]                   # a_2 parallel to a_1: the atoms can be re-mixed
+    u = activation_uniqueness(net)
+    assert not u.directions_unique and not u.unique
+    net = TrainableActivationNetwork((3, 3, 1), 3, dtype=torch.float64, seed=2)
+    u = activation_uniqueness(net)
+    assert u.directions_unique and not u.coefficients_unique[0] and not u.unique
+    other = TrainableActivationNetwork((3, 3, 1), 3, dtype=torch.float64, seed=2)
+    with torch.no_grad():                                             # move a constant from neuron 0 to neuron 1
+        b = other.A2[0]
+        other.coeffs[0, 0] += 0.7
+        other.coeffs[1, 0] -= 0.7 * b[0] / b[1]
+    x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_close(other(x), net(x))                                     # the same f ...
+    assert not torch.allclose(other.coeffs, net.coeffs)                # ... from other atoms
+
+
+def test_activation_uniqueness_kruskal_bookkeeping():
+    "(2, 5, 5) with K = 4 fails every grouping (5 + 4 + 2 < 12, 5 + 3 + 3 < 12, 5 + 3 + 2 + 2 < 13) though locally identifiable."
+    u = activation_uniqueness(TrainableActivationNetwork((2, 5, 5), 4, dtype=torch.float64, seed=0))
+    assert u.degree is None and u.grouping == () and not u.directions_unique and all(u.coefficients_unique)
+    u = activation_uniqueness(TrainableActivationNetwork((2, 3, 3), 3, dtype=torch.float64, seed=0))
+    assert (u.degree, u.grouping) == (3, (2, 1))                       # 3 + 3 + 2 >= 2*3 + 2, while k = 2: 3 + 2 + 2 < 8
