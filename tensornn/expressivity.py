@@ -606,6 +606,7 @@ def _lift_lower(Mmat: torch.Tensor, sizes: list) -> float:
     _, s, Vh = torch.linalg.svd(Mmat, full_matrices=True)
     n, L = Vh.shape[1], len(sizes)
     s = torch.cat([s, s.new_zeros(n - s.shape[0])])
+    s = (s - max(Mmat.shape) * torch.finfo(s.dtype).eps * s[0]).clamp_min(0)   # rounding never certifies
     best = float(s[-1])                                               # sigma_min: the cut that keeps everything
     if L == 1: return best                                            # rank-one vectors: every difference is allowed
     V = Vh.mT.reshape(*sizes, n)
@@ -617,7 +618,7 @@ def _lift_lower(Mmat: torch.Tensor, sizes: list) -> float:
         top2.append(torch.linalg.svdvals(Vm)[:, :2].pow(2).sum(1))
     tail = torch.stack(top2).flip(1).cumsum(1).flip(1)                # sum_{j >= r} per split
     leak = tail[:, 1:].amin(0)                                        # best split, for each cut r = 1 .. n-1
-    cand = s[:-1] * (1 - leak).clamp_min(0).sqrt()
+    cand = s[:-1] * (1 - leak - 1e-12).clamp_min(0).sqrt()            # margin: a leak of 1 up to rounding is 1
     return max(best, float(cand.max())) if cand.numel() else best
 
 # %% ../nbs/03_expressivity.ipynb #31fa40e3
