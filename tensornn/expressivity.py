@@ -21,16 +21,18 @@ from .kernels import (ht_contract_vectors, ht_tree, make_generator, numerical_ra
                               tt_contract_vectors)
 from .formats import CPTensor, HTTensor, TTTensor, patch_method
 from .decompositions import tt_round, tt_svd
+from .theory import kruskal_rank
 
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
            'matricize', 'matricization_rank', 'balanced_partition', 'interleaved_partition', 'separation_rank_bound',
            'SecondOrderRNN', 'rnn_function_dimension', 'circulant_basis', 'sparse_basis', 'structured_product',
-           'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'PolynomialNetwork', 'PNNCounts',
-           'pnn_counts', 'PNNDimension', 'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability',
-           'pnn_identifiability', 'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension',
-           'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor', 'TensorizedFunction', 'tensorize',
-           'ApproximationCurve', 'tensorized_errors', 'RateFit', 'fit_rate']
+           'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'LiftingStability',
+           'lifting_stability', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
+           'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability',
+           'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension', 'ActivationUniqueness',
+           'activation_uniqueness', 'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor',
+           'TensorizedFunction', 'tensorize', 'ApproximationCurve', 'tensorized_errors', 'RateFit', 'fit_rate']
 
 # %% ../nbs/03_expressivity.ipynb #e181e303
 def _legendre(x: torch.Tensor, K: int) -> torch.Tensor:
@@ -591,6 +593,83 @@ def lifting_identifiability(bases,  # layer bases, `bases[l]` of shape $(H_\\ell
     return LiftingIdentifiability(sum(sizes), len(bases) - 1, _jacobian_rank(J), math.prod(sizes),
                                   _jacobian_rank(M.reshape(M.shape[0] * M.shape[1], -1)))
 
+# %% ../nbs/03_expressivity.ipynb #9baa3e2f
+def _lift_outer(hs: list) -> torch.Tensor:
+    "Batched $\\mathbf{h}_1\\otimes\\cdots\\otimes\\mathbf{h}_L$: `hs[l]` of shape $(S, H_\\ell)$ gives $(S, H_1, \\dots, H_L)$."
+    X = hs[0]
+    for h in hs[1:]: X = X[..., None] * h.reshape(h.shape[0], *([1] * (X.ndim - 1)), h.shape[1])
+    return X
+
+
+def _lift_lower(Mmat: torch.Tensor, sizes: list) -> float:
+    "Certified lower bound on $\\gamma$: $s_r\\sqrt{1-\\sum_{j>r}\\|V_j\\|_{(2)}^2}$, best over cuts $r$ and mode splits."
+    _, s, Vh = torch.linalg.svd(Mmat, full_matrices=True)
+    n, L = Vh.shape[1], len(sizes)
+    s = torch.cat([s, s.new_zeros(n - s.shape[0])])
+    s = (s - max(Mmat.shape) * torch.finfo(s.dtype).eps * s[0]).clamp_min(0)   # rounding never certifies
+    best = float(s[-1])                                               # sigma_min: the cut that keeps everything
+    if L == 1: return best                                            # rank-one vectors: every difference is allowed
+    V = Vh.mT.reshape(*sizes, n)
+    splits = [[l for l in range(L) if k >> l & 1] for k in range(1, 2 ** (L - 1))]
+    top2 = []                                                         # ||V_j||_(2)^2 per split, shape (splits, n)
+    for left in splits:
+        perm = left + [l for l in range(L) if l not in left] + [L]
+        Vm = V.permute(*perm).reshape(math.prod(sizes[l] for l in left), -1, n).permute(2, 0, 1)
+        top2.append(torch.linalg.svdvals(Vm)[:, :2].pow(2).sum(1))
+    tail = torch.stack(top2).flip(1).cumsum(1).flip(1)                # sum_{j >= r} per split
+    leak = tail[:, 1:].amin(0)                                        # best split, for each cut r = 1 .. n-1
+    cand = s[:-1] * (1 - leak - 1e-12).clamp_min(0).sqrt()            # margin: a leak of 1 up to rounding is 1
+    return max(best, float(cand.max())) if cand.numel() else best
+
+# %% ../nbs/03_expressivity.ipynb #31fa40e3
+def _lift_upper(Mmat: torch.Tensor, sizes: list, n_starts: int, steps: int, g) -> float:
+    "Smallest ratio $\\|M(X-Y)\\|/\\|X-Y\\|$ found: tangent spaces at random points, then L-BFGS over pairs."
+    dt, dev = Mmat.dtype, Mmat.device
+    hs = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev) for H in sizes]
+    outer1 = lambda *v: _lift_outer([x[None] for x in v]).reshape(-1)
+    tangent = math.inf
+    for i in range(n_starts):
+        J = torch.cat(torch.func.jacfwd(outer1, argnums=tuple(range(len(sizes))))(*[h[i] for h in hs]), 1)
+        U, sv, _ = torch.linalg.svd(J, full_matrices=False)
+        Q = U[:, : int((sv > 1e-10 * sv[0]).sum())]                   # orthonormal basis of the tangent space
+        tangent = min(tangent, float(torch.linalg.svdvals(Mmat @ Q)[-1]))
+    a = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev).requires_grad_() for H in sizes]
+    b = [random_normal((n_starts, H), generator=g, dtype=dt, device=dev).requires_grad_() for H in sizes]
+    def ratios():
+        D = (_lift_outer(a) - _lift_outer(b)).reshape(n_starts, -1)
+        return (D @ Mmat.mT).norm(dim=1) / D.norm(dim=1)
+    opt = torch.optim.LBFGS(a + b, max_iter=steps, line_search_fn="strong_wolfe", tolerance_grad=1e-14,
+                            tolerance_change=1e-16)
+    def closure():
+        opt.zero_grad(); loss = ratios().nan_to_num(0.0).pow(2).sum(); loss.backward(); return loss
+    opt.step(closure)
+    with torch.no_grad(): pairs = float(ratios().nan_to_num(math.inf).amin())
+    return min(tangent, pairs)
+
+# %% ../nbs/03_expressivity.ipynb #5ba9726a
+@dataclasses.dataclass
+class LiftingStability:
+    "Bracket of the stability constant $\\gamma=\\inf\\|\\mathcal{M}(X-Y)\\|/\\|X-Y\\|$ over rank-one tensors $X\\ne Y$."
+    lower: float  # certified: no pair of rank-one tensors has a smaller ratio (0.0 when nothing is certified)
+    upper: float  # the smallest ratio found (a value, or a limit of values, of the ratio)
+    operator_norm: float  # the largest singular value of M
+
+
+def lifting_stability(bases,  # layer bases, `bases[l]` of shape $(H_\\ell, d_\\ell, d_{\\ell-1})$
+                      *, n_starts: int = 16,  # random points for the tangent bound and random starts for L-BFGS
+                      steps: int = 200,  # L-BFGS iterations over the pairs
+                      generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the starts
+                      ) -> LiftingStability:
+    "Lower (certified) and upper (found) bounds on the null-space-property constant $\\gamma$ of the lifting $\\mathcal{M}$."
+    bases = [B.to(torch.float64) for B in _check_bases(bases)]
+    n_starts, steps = check_int(n_starts, "n_starts"), check_int(steps, "steps")
+    sizes = [B.shape[0] for B in bases]
+    M = lifting_operator(bases)
+    Mmat = M.reshape(M.shape[0] * M.shape[1], -1)
+    lower = _lift_lower(Mmat, sizes)
+    upper = max(_lift_upper(Mmat, sizes, n_starts, steps, make_generator(seed, generator)), lower)
+    return LiftingStability(lower, upper, float(torch.linalg.matrix_norm(Mmat, 2)))
+
 # %% ../nbs/03_expressivity.ipynb #3a79de48
 def _check_widths(widths, name: str = "widths") -> tuple:
     "Layer widths $(d_0, \\dots, d_L)$: a sequence of at least two ints >= 1."
@@ -844,6 +923,54 @@ def activation_network_dimension(widths,  # $(d_0, d_1, d_2)$
         A1, A2 = th[:d0 * d1].reshape(d1, d0), th[d0 * d1:d0 * d1 + d1 * d2].reshape(d2, d1)
         return _poly_act_apply(A1, A2, th[d0 * d1 + d1 * d2:].reshape(d1, K + 1) if trainable else C, x).flatten()
     return ActivationDimension(tuple(w), K, activation, _jacobian_rank(torch.func.jacfwd(f)(theta)), n_params, ambient)
+
+# %% ../nbs/03_expressivity.ipynb #d357f536
+def _groupings(k: int) -> list:
+    "Partitions of k into at least two positive parts (non-increasing), the ways to group k identical modes."
+    def parts(n, largest):
+        if n == 0: yield ()
+        for m in range(min(n, largest), 0, -1):
+            for rest in parts(n - m, m): yield (m,) + rest
+    return [p for p in parts(k, k) if len(p) >= 2]
+
+
+def _kr_power(A1: torch.Tensor, m: int) -> torch.Tensor:
+    "Columns vec(a_i^{⊗m}) for the rows a_i of A1 (d1, d0): shape (d0^m, d1)."
+    out = A1
+    for _ in range(m - 1): out = (out[:, :, None] * A1[:, None, :]).reshape(A1.shape[0], -1)
+    return out.T
+
+# %% ../nbs/03_expressivity.ipynb #a09e962b
+@dataclasses.dataclass
+class ActivationUniqueness:
+    "Kruskal-type certificate for the X-rank decomposition $f=\\sum_i\\mathbf b_i\\sigma_i(\\mathbf a_i^\\top\\mathbf x)$ of a network."
+    degree: int | None  # a degree k whose grouped coefficient tensor passes Kruskal's condition (None: none does)
+    grouping: tuple  # the group sizes (m_1, ..., m_p) of its k input modes that passed
+    directions_unique: bool  # the pairs (a_i, b_i) are unique up to permutation and scale
+    coefficients_unique: tuple  # per degree k' = 0..K: the tensors b_i ⊗ a_i^{⊗k'} are linearly independent
+
+    @property
+    def unique(self) -> bool:
+        "The whole X-rank decomposition is unique (atoms up to permutation and the two rescalings per neuron)."
+        return self.directions_unique and all(self.coefficients_unique)
+
+
+def activation_uniqueness(net: TrainableActivationNetwork,  # the network whose decomposition is tested
+                          *, rtol: float | None = None,  # passed to kruskal_rank and to the independence test
+                          ) -> ActivationUniqueness:
+    "Whether the (reshaped) Kruskal condition on one degree's coefficient tensor certifies the network's X-rank decomposition unique."
+    if not isinstance(net, TrainableActivationNetwork):
+        raise TypeError(f"net: expected a TrainableActivationNetwork, got {type(net).__name__}")
+    rtol = check_tol(rtol, "rtol", allow_none=True)
+    A1, A2, C = (p.detach().to(torch.float64) for p in (net.A1, net.A2, net.coeffs))
+    d1, K = A1.shape[0], C.shape[1] - 1
+    kr = {m: kruskal_rank(_kr_power(A1, m), rtol=rtol) for m in range(1, K)}
+    found = next(((k, grp) for k in range(2, K + 1) if bool((C[:, k] != 0).all()) for grp in _groupings(k)
+                  if kruskal_rank(A2, rtol=rtol) + sum(kr[m] for m in grp) >= 2 * d1 + len(grp)), (None, ()))
+    indep = tuple(int(numerical_rank(torch.stack([torch.einsum("o,j->oj", A2[:, i], _kr_power(A1[i:i + 1], k)[:, 0]).flatten()
+                                              if k else A2[:, i] for i in range(d1)], 1), rtol=rtol or 1e-9)) == d1
+                  for k in range(K + 1))
+    return ActivationUniqueness(found[0], found[1], found[0] is not None, indep)
 
 # %% ../nbs/03_expressivity.ipynb #ef0680ed
 def _newton_identities(p: torch.Tensor) -> torch.Tensor:

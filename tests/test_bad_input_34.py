@@ -104,6 +104,13 @@ ROWS = [
     ("fit_rate", lambda: E.fit_rate([1.0, 2.0], [1.0, 0.5], kind="power"), ValueError, "kind"),
     ("fit_rate", lambda: E.fit_rate([1.0, 2.0], [1.0]), ValueError, "error"),
     ("RateFit", lambda: E.fit_rate("ab", [1.0, 0.5]), TypeError, "n"),
+    # expressivity, issue 16 (helper ident): the stability constant of a lifting
+    ("lifting_stability", lambda: E.lifting_stability([E.circulant_basis(4, [0, 1])], n_starts=0), ValueError, "n_starts"),
+    ("lifting_stability", lambda: E.lifting_stability(torch.zeros(2, 3, 3, **f64)), TypeError, "bases"),
+    ("LiftingStability", lambda: E.lifting_stability([E.circulant_basis(4, [0, 1])], steps=1.5), TypeError, "steps"),
+    ("activation_uniqueness", lambda: E.activation_uniqueness("net"), TypeError, "net"),
+    ("ActivationUniqueness", lambda: E.activation_uniqueness(E.TrainableActivationNetwork((3, 2, 2), 3), rtol=-1.0),
+     ValueError, "rtol"),
     # ------------------------------------------------------------------ derivatives
     ("derivative_tensor", lambda: D.derivative_tensor(3, X, 1), TypeError, "f:"),
     ("derivative_tensor", lambda: D.derivative_tensor(scalar_f, X, 5), ValueError, "order"),

@@ -146,6 +146,10 @@ ROWS = [
     ("hyperdeterminant_222", lambda: Th.hyperdeterminant_222(T3), ValueError, "T"),
     ("rank2_probability_222", lambda: Th.rank2_probability_222(100, level=1.0), ValueError, "level"),
     ("ll1_als", lambda: Th.ll1_als(T3, 2, 4), ValueError, "L"),
+    # theory, issue 16 (helper ident): the certified existence radius
+    ("cp_existence_radius", lambda: Th.cp_existence_radius([M, M, M, M]), ValueError, "cp"),
+    ("cp_existence_radius", lambda: Th.cp_existence_radius(T3), TypeError, "cp"),
+    ("cp_existence_radius", lambda: Th.cp_existence_radius(CP, n_pairs=0), ValueError, "n_pairs"),
 ]
 #: public names with no input to get wrong, and why
 EXEMPT = {"FitRecord": "a plain record of results (a dataclass the algorithms fill in)",

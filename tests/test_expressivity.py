@@ -677,3 +677,104 @@ def test_structured_and_trainable_networks_on_cuda():
     x = torch.randn(5, 3, dtype=torch.float64)
     with torch.no_grad():
         assert_close(gpu(x.cuda()).cpu(), net(x))
+
+
+# ---------------------------------------------------------------- the stability constant of a lifting (issue 16)
+from tensornn.expressivity import LiftingStability, circulant_basis, lifting_operator, lifting_stability, sparse_basis  # noqa: E402
+
+
+def _pair_ratios(bases, n, gen):
+    "||M(X - Y)|| / ||X - Y|| for n random pairs of rank-one tensors, and for n pairs a small step apart."
+    M = lifting_operator(bases).reshape(-1, math.prod(B.shape[0] for B in bases))
+    def outer(hs):
+        X = hs[0]
+        for h in hs[1:]: X = X[..., None] * h.reshape(h.shape[0], *([1] * (X.ndim - 1)), h.shape[1])
+        return X.reshape(n, -1)
+    a = [torch.randn(n, B.shape[0], generator=gen, dtype=torch.float64) for B in bases]
+    out = []
+    for b in ([torch.randn_like(x) for x in a], [x + 1e-3 * torch.randn_like(x) for x in a]):
+        D = outer(a) - outer(b)
+        out.append((D @ M.T).norm(dim=1) / D.norm(dim=1))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lifting_stability_lower_bound_is_never_beaten(seed):
+    "Random 2- and 3-layer liftings with a kernel: no pair of rank-one tensors has a ratio below the certificate."
+    gen = torch.Generator().manual_seed(seed)
+    for shapes in ([(3, 2, 4), (3, 2, 2)], [(2, 3, 2), (2, 1, 3), (3, 1, 1)]):
+        bases = [torch.randn(*s, generator=gen, dtype=torch.float64) for s in shapes]
+        st_ = lifting_stability(bases, seed=seed, n_starts=6, steps=100)
+        assert isinstance(st_, LiftingStability) and 0 <= st_.lower <= st_.upper <= st_.operator_norm + 1e-12
+        assert bool((_pair_ratios(bases, 2000, gen) >= st_.lower * (1 - 1e-9)).all())
+
+
+def test_lifting_stability_known_constants():
+    "Dilated convolutions: M / sqrt(n) is an isometry, gamma = sqrt(n); equal supports and dense layers: gamma = 0."
+    for n in (8, 12):
+        st_ = lifting_stability([circulant_basis(n, s) for s in ([0, 1], [0, 2], [0, 4])], seed=0, n_starts=4, steps=50)
+        assert st_.lower == pytest.approx(math.sqrt(n), rel=1e-9) and st_.upper == pytest.approx(math.sqrt(n), rel=1e-9)
+    for bases in ([circulant_basis(10, [0, 1])] * 2, [sparse_basis([(i, j) for i in range(2) for j in range(2)], (2, 2))] * 2):
+        st_ = lifting_stability(bases, seed=0)
+        assert st_.lower == 0.0 and st_.upper < 1e-6
+
+
+def test_lifting_stability_certifies_a_kernel_without_small_rank_tensors():
+    "A kernel spanned by an invertible 3x3 matrix misses every difference of rank-one tensors: gamma > 0 is certified."
+    K = torch.eye(3, dtype=torch.float64).reshape(9)                   # the kernel direction: the identity, rank 3
+    Q = torch.linalg.qr(torch.cat([K[:, None], torch.randn(9, 8, dtype=torch.float64,
+                                                              generator=torch.Generator().manual_seed(0))], 1)).Q
+    Mmat = Q[:, 1:].T                                                  # 8 x 9, orthonormal rows, kernel = span(I)
+    bases = [torch.eye(3, dtype=torch.float64)[:, :, None], Mmat.reshape(8, 3, 3).permute(2, 0, 1).contiguous()]
+    assert_close(lifting_operator(bases).reshape(8, 9), Mmat)
+    st_ = lifting_stability(bases, seed=0)
+    # exact: inf over unit Z of rank <= 2 of ||P_perp Z|| = sqrt(1 - 2/3), since <Z, I/sqrt 3>^2 <= 2/3
+    assert st_.lower == pytest.approx(math.sqrt(1 / 3), rel=1e-9)
+    assert st_.upper == pytest.approx(math.sqrt(1 / 3), rel=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lifting_stability_on_gpu():
+    st_ = lifting_stability([circulant_basis(8, s, device="cuda") for s in ([0, 1], [0, 2])], seed=0, n_starts=4)
+    assert st_.lower == pytest.approx(math.sqrt(8), rel=1e-9)
+
+
+# ---------------------------------------------------------------- X-rank uniqueness certificate (issue 16)
+from tensornn.expressivity import ActivationUniqueness, activation_uniqueness  # noqa: E402
+
+
+@pytest.mark.parametrize("w,K", [((3, 3, 3), 3), ((2, 3, 3), 3), ((3, 4, 4), 3), ((4, 5, 5), 3), ((3, 2, 2), 4)])
+def test_activation_uniqueness_certified_implies_locally_identifiable(w, K):
+    "Global uniqueness at generic parameters forces the Jacobian rank n_params - 2 d1 (only the rescalings remain)."
+    u = activation_uniqueness(TrainableActivationNetwork(w, K, dtype=torch.float64, seed=1))
+    assert isinstance(u, ActivationUniqueness) and u.unique
+    jd = activation_network_dimension(w, K, seed=1)
+    assert jd.dimension == jd.n_params - 2 * w[1]
+
+
+def test_activation_uniqueness_refuses_non_unique_networks():
+    "Two neurons on one direction, or a single output's constants, admit other decompositions: never certified."
+    net = TrainableActivationNetwork((3, 3, 3), 3, dtype=torch.float64, seed=2)
+    with torch.no_grad(): net.A1[1] = 2 * net.A1[0]                   # a_2 parallel to a_1: the atoms can be re-mixed
+    u = activation_uniqueness(net)
+    assert not u.directions_unique and not u.unique
+    net = TrainableActivationNetwork((3, 3, 1), 3, dtype=torch.float64, seed=2)
+    u = activation_uniqueness(net)
+    assert u.directions_unique and not u.coefficients_unique[0] and not u.unique
+    other = TrainableActivationNetwork((3, 3, 1), 3, dtype=torch.float64, seed=2)
+    with torch.no_grad():                                             # move a constant from neuron 0 to neuron 1
+        b = other.A2[0]
+        other.coeffs[0, 0] += 0.7
+        other.coeffs[1, 0] -= 0.7 * b[0] / b[1]
+    x = torch.randn(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_close(other(x), net(x))                                     # the same f ...
+    assert not torch.allclose(other.coeffs, net.coeffs)                # ... from other atoms
+
+
+def test_activation_uniqueness_kruskal_bookkeeping():
+    "(2, 5, 5) with K = 4 fails every grouping (5 + 4 + 2 < 12, 5 + 3 + 3 < 12, 5 + 3 + 2 + 2 < 13) though locally identifiable."
+    u = activation_uniqueness(TrainableActivationNetwork((2, 5, 5), 4, dtype=torch.float64, seed=0))
+    assert u.degree is None and u.grouping == () and not u.directions_unique and all(u.coefficients_unique)
+    u = activation_uniqueness(TrainableActivationNetwork((2, 3, 3), 3, dtype=torch.float64, seed=0))
+    assert (u.degree, u.grouping) == (3, (2, 1))                       # 3 + 3 + 2 >= 2*3 + 2, while k = 2: 3 + 2 + 2 < 8

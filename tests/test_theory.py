@@ -3,6 +3,8 @@ multilinear/TT ranks, Paratuck-2 and the t-product/t-SVD, against definitions an
 from __future__ import annotations
 
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -562,3 +564,85 @@ def test_power_iteration_returns_the_best_start_and_its_error():
     assert abs(value - max(rec.info["values"])) < 1e-10 and abs(float(u.norm()) - 1) < 1e-12
     lam_u3 = value * torch.einsum("i,j,k->ijk", u, u, u)
     assert abs(rec.errors[0] - float((T - lam_u3).norm() / T.norm())) < 1e-10
+
+
+# ---------------------------------------------------------------- existence of a best approximation (issue 16)
+def _first_rank3_222(L: torch.Tensor, n_dir: int, seed: int) -> float:
+    "Upper estimate of the distance from L to the real rank-3 2x2x2 tensors: first Det < 0 along random directions."
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(n_dir, 2, 2, 2, generator=g, **F64)
+    D = D / D.flatten(1).norm(dim=1)[:, None, None, None]
+    ts = torch.linspace(0, 3 * float(L.norm()), 2000, **F64)
+    neg = Th.hyperdeterminant_222(L + ts[:, None, None, None, None] * D) < 0
+    return float(ts[neg.float().argmax(0)][neg.any(0)].min())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cp_existence_radius_is_below_the_distance_to_rank3_222(seed):
+    "In 2x2x2 every tensor has border rank <= 2, so the certified distance 2*radius must not reach a rank-3 tensor."
+    cp = Fmt.random_cp((2, 2, 2), 2, seed=seed, **F64)
+    r = Th.cp_existence_radius(cp, seed=seed)
+    assert r > 0
+    assert 2 * r <= _first_rank3_222(cp.full(), 2000, seed)
+
+
+@pytest.mark.parametrize("t", [0.3, 0.1, 0.03])
+def test_cp_existence_radius_respects_a_border_rank_tensor(t, gen):
+    "L_t = ((a + t b)^3 - a^3) / t is at distance O(t) from W = aab + aba + baa (border rank 2, rank 3)."
+    a, b = torch.randn(3, generator=gen, **F64), torch.randn(3, generator=gen, **F64)
+    ab = a + t * b
+    cp = Fmt.CPTensor(torch.tensor([1 / t, -1 / t], **F64), [torch.stack([ab, a], 1)] * 3)
+    W = K.cp_full(torch.ones(3, **F64), [torch.stack([a, a, b], 1), torch.stack([a, b, a], 1), torch.stack([b, a, a], 1)])
+    dist = float((cp.full() - W).norm())
+    assert 0 < 2 * Th.cp_existence_radius(cp, seed=0) <= dist
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cp_existence_radius_scaling(seed):
+    "Linear in L, blind to how a term's scale is split between factors, and the same for a factor list."
+    cp = Fmt.random_cp((4, 3, 5), 3, seed=seed, **F64)
+    r = Th.cp_existence_radius(cp, seed=1)
+    assert r > 0
+    assert Th.cp_existence_radius(Fmt.CPTensor(0.1 * cp.weights, cp.factors), seed=1) == pytest.approx(0.1 * r, rel=1e-9)
+    A, B, C = cp.factors
+    D = torch.diag(torch.tensor([2.0, 0.5, 3.0], **F64))
+    split = Fmt.CPTensor(cp.weights, [A @ D, B @ torch.linalg.inv(D), C])
+    assert Th.cp_existence_radius(split, seed=1) == pytest.approx(r, rel=1e-9)
+    assert Th.cp_existence_radius([A * cp.weights, B, C], seed=1) == pytest.approx(r, rel=1e-9)
+
+
+def test_cp_existence_radius_inside_the_ball_every_222_tensor_has_rank_2(gen):
+    "Noise just inside 2*radius (any direction) leaves a 2x2x2 tensor of rank <= 2 (hyperdeterminant >= 0)."
+    cp = Fmt.random_cp((2, 2, 2), 2, seed=7, **F64)
+    r = Th.cp_existence_radius(cp, seed=0)
+    N = torch.randn(20000, 2, 2, 2, generator=gen, **F64)
+    T = cp.full() + 0.999 * 2 * r * N / N.flatten(1).norm(dim=1)[:, None, None, None]
+    assert bool((Th.hyperdeterminant_222(T) >= 0).all())
+
+
+def test_cp_existence_radius_special_cases_and_bad_input(gen):
+    assert Th.cp_existence_radius(Fmt.random_cp((3, 3, 3), 1, seed=0, **F64)) == math.inf
+    assert Th.cp_existence_radius(Fmt.random_cp((2, 2, 7), 3, seed=0, **F64)) == 0.0      # R above two mode sizes
+    A = torch.randn(3, 2, generator=gen, **F64)
+    assert Th.cp_existence_radius([A, A, torch.zeros(3, 2, **F64)]) == 0.0                  # a zero term: no certificate
+    with pytest.raises(TypeError, match="^cp"):
+        Th.cp_existence_radius(torch.ones(3, 3, 3, **F64))
+    with pytest.raises(ValueError, match="^cp"):
+        Th.cp_existence_radius([A, A, A, A])
+    with pytest.raises(ValueError, match=r"^cp\[1\]"):
+        Th.cp_existence_radius([A, torch.full((3, 2), math.nan, **F64), A])
+    with pytest.raises(TypeError, match=r"^cp\[1\]"):
+        Th.cp_existence_radius([A, A.float(), A])
+    with pytest.raises(TypeError, match=r"^cp\[0\]"):
+        Th.cp_existence_radius([A.half()] * 3)
+    with pytest.raises(ValueError, match="^n_pairs"):
+        Th.cp_existence_radius([A, A, A], n_pairs=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cp_existence_radius_on_gpu():
+    cp = Fmt.random_cp((4, 4, 4), 3, seed=0, **F64)
+    gpu = Fmt.CPTensor(cp.weights.cuda(), [A.cuda() for A in cp.factors])
+    g = torch.Generator(device="cuda").manual_seed(0)
+    assert Th.cp_existence_radius(gpu, generator=g) > 0
