@@ -123,21 +123,49 @@ def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | No
     return (lam0 <= 0) | ((lam_r > floor) & accurate)
 
 
+def _gram_subspace(G: torch.Tensor, keep, eps: float, budget2: float | None):
+    "`V[:, :r], S[:r]` from the eigendecomposition of a Gram matrix `G = M M^T`, or None where that is not accurate."
+    lam, V = torch.linalg.eigh(G)
+    lam, V = lam.flip(0), V.flip(-1)
+    S = lam.clamp_min(0).sqrt()
+    r = keep(S)
+    return (V[:, :r], S[:r]) if bool(_gram_is_accurate(lam, r, eps, budget2)) else None
+
+
 def _left_subspace(M: torch.Tensor,  # m x n matrix
                    keep,  # rank rule: singular values (descending) -> number r of vectors to keep
                    budget2: float | None = None,  # squared error the caller allows on this step, if any
+                   *, gram: bool = True,  # try the Gram route at all
                    ):
     "`U[:, :r], S[:r]` of `M` with r = keep(S): by the Gram eigendecomposition when `M` is wide and that is accurate, else by the SVD."
     m, n = M.shape
-    if n >= 4 * m and not is_tracing(M):                        # the accuracy test reads values: not while tracing
-        lam, V = torch.linalg.eigh(M @ M.mT)
-        lam, V = lam.flip(0), V.flip(-1)
-        S = lam.clamp_min(0).sqrt()
-        r = keep(S)
-        if bool(_gram_is_accurate(lam, r, torch.finfo(M.dtype).eps, budget2)): return V[:, :r], S[:r]
+    if gram and n >= 4 * m and not is_tracing(M):               # the accuracy test reads values: not while tracing
+        out = _gram_subspace(M @ M.mT, keep, torch.finfo(M.dtype).eps, budget2)
+        if out is not None: return out
     U, S, _ = torch.linalg.svd(M, full_matrices=False)
     r = keep(S)
     return U[:, :r], S[:r]
+
+# %% ../nbs/01b_decompositions.ipynb #ebbc508e
+def _mode_gram(T: torch.Tensor, k: int, block: int = 1 << 20) -> torch.Tensor:
+    "`unfold(T, k) @ unfold(T, k).T` without the unfolding: one GEMM for an end mode, else blocks of the leading modes."
+    A, I, B = math.prod(T.shape[:k]), T.shape[k], math.prod(T.shape[k + 1:])
+    if A == 1: return T.reshape(I, B) @ T.reshape(I, B).mT
+    if B == 1: return T.reshape(A, I).mT @ T.reshape(A, I)
+    Y, step, G = T.reshape(A, I, B), max(1, block // (I * B)), None
+    for s in range(0, A, step):
+        Z = Y[s:s + step].transpose(0, 1).reshape(I, -1)                         # a copy of this block only
+        G = Z @ Z.mT if G is None else G.addmm_(Z, Z.mT)
+    return G
+
+
+def _mode_subspace(T: torch.Tensor, k: int, keep, budget2: float | None = None):
+    "`_left_subspace(unfold(T, k), keep, budget2)`, with the unfolding formed only for the SVD fallback."
+    m = T.shape[k]
+    if T.numel() >= 4 * m * m and not is_tracing(T):
+        out = _gram_subspace(_mode_gram(T, k), keep, torch.finfo(T.dtype).eps, budget2)
+        if out is not None: return out
+    return _left_subspace(unfold(T, k), keep, budget2, gram=False)
 
 # %% ../nbs/01b_decompositions.ipynb #20cf1cab
 def _leading_left_vectors(M: torch.Tensor, r: int) -> torch.Tensor:
@@ -268,13 +296,16 @@ def _gram_resolution(err: float, dtype: torch.dtype) -> float:
     return 8 * torch.finfo(dtype).eps / max(err, torch.finfo(dtype).tiny)
 
 
-def _cp_residual_norm(T: torch.Tensor, factors: list) -> torch.Tensor:
-    "`||T - [[factors]]||` from one GEMM on an end-mode unfolding: no dense model and no permuted copy of `T`."
+def _cp_residual_norm(T: torch.Tensor, factors: list, block: int = 1 << 20) -> torch.Tensor:
+    "`||T - [[factors]]||` by GEMMs on row blocks of an end-mode unfolding: no dense model, no copy of `T`, no temporary above `block` entries."
     if T.shape[0] >= T.shape[-1]:
-        R = torch.addmm(T.reshape(T.shape[0], -1), factors[0], khatri_rao(factors[1:]).mT, alpha=-1)
+        M, L, Rt = T.reshape(T.shape[0], -1), factors[0], khatri_rao(factors[1:]).mT
     else:
-        R = torch.addmm(T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT, alpha=-1)
-    return torch.linalg.vector_norm(R)
+        M, L, Rt = T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT
+    step = max(1, block // M.shape[1])
+    parts = [torch.linalg.vector_norm(torch.addmm(M[s:s + step], L[s:s + step], Rt, alpha=-1))
+             for s in range(0, M.shape[0], step)]
+    return torch.linalg.vector_norm(torch.stack(parts))
 
 # %% ../nbs/01b_decompositions.ipynb #2bbed426
 class _FitLoop:
@@ -586,7 +617,7 @@ def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     factors = []
     for k in range(T.ndim):
         keep = lambda S, cap=caps[k]: _truncation_rank(S, delta2, cap)
-        factors.append(_left_subspace(unfold(T, k), keep, delta2)[0])
+        factors.append(_mode_subspace(T, k, keep, delta2)[0])
     return TuckerTensor(multi_mode_dot(T, factors, transpose=True), factors)
 
 # %% ../nbs/01b_decompositions.ipynb #42068239

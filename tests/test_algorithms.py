@@ -786,3 +786,13 @@ def test_fixed_rank_hosvd_and_tt_svd_trace_under_vmap_and_compile():
         torch.func.vmap(lambda T: D.hosvd(T, 2).core)(bad)
     with pytest.raises(ValueError, match="^T: expected finite"):
         D.hosvd(bad[1], 2)                                                                 # refused outside it
+
+
+@pytest.mark.parametrize("shape", [(30, 20, 10), (10, 20, 30), (5, 6, 7, 8)])
+def test_cp_residual_norm_in_blocks_matches_the_dense_residual(shape):
+    g = torch.Generator().manual_seed(2)
+    F = [torch.randn(n, 4, generator=g, dtype=torch.float64) for n in shape]
+    T = torch.randn(shape, generator=g, dtype=torch.float64)
+    ref = float((T - K.cp_full(torch.ones(4, dtype=torch.float64), F)).norm())
+    for block in (1, 7, 100, 1 << 20):                 # one row per block, ragged blocks, one block
+        assert abs(float(D._cp_residual_norm(T, F, block=block)) - ref) < 1e-12 * ref
