@@ -19,17 +19,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_shape, check_tensor, check_tol
-from .kernels import khatri_rao, make_generator, multi_mode_dot, random_normal, unfold
+from .kernels import cp_full, fold, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot, random_normal, unfold
 from .formats import CPTensor, TTTensor, TuckerTensor
-from .decompositions import cp_als, hooi, hosvd, tt_svd
+from .decompositions import FitRecord, cp_als, hooi, hosvd, tt_svd
 from .theory import t_product, t_svd, t_transpose
 
 # %% auto #0
 __all__ = ['factorize', 'FactorizedLinear', 'CPLinear', 'TuckerLinear', 'TTLinear', 'FactorizedConv2d', 'CPConv2d',
            'TuckerConv2d', 'TTConv2d', 'compress_model', 'count_parameters', 'LoRALinear', 'TensorAdapterLinear',
            'add_adapters', 'merge_adapters', 'TProductLinear', 'cp_sensitivity', 'cp_sensitivity_penalty',
-           'quantize_weights', 'prune_weights', 'parameter_bytes', 'LayerTerm', 'ComplexityTerms', 'complexity_terms',
-           'NeuralCollapse', 'neural_collapse', 'effective_rank']
+           'stable_cp_als', 'GeometryAwareTucker', 'quantize_weights', 'prune_weights', 'parameter_bytes', 'LayerTerm',
+           'ComplexityTerms', 'complexity_terms', 'NeuralCollapse', 'neural_collapse', 'effective_rank']
 
 # %% ../nbs/02_compression.ipynb #5100111d
 def _prime_factors(n: int) -> list[int]:
@@ -1199,6 +1199,219 @@ def cp_sensitivity_penalty(model: nn.Module,  # network with CP layers (CPLinear
     model = _check_module(model)
     terms = [cp_sensitivity(m.to_format()) for m in model.modules() if isinstance(m, (CPLinear, CPConv2d))]
     return torch.stack(terms).sum() if terms else torch.zeros(())
+
+# %% ../nbs/02_compression.ipynb #412c0ed2
+def _stable_cp_start(T: torch.Tensor, rank: int, init, generator) -> list:
+    "Starting factors with the scales absorbed: a given CPTensor (e.g. a `cp_als` fit) balanced over modes, or 'svd'/'random'."
+    if isinstance(init, CPTensor):
+        if tuple(init.shape) != tuple(T.shape) or init.weights.shape[0] != rank:
+            raise ValueError(f"init: expected a CPTensor of shape {tuple(T.shape)} and rank {rank}, got shape "
+                             f"{tuple(init.shape)} and rank {init.weights.shape[0]}")
+        w = init.weights.detach().to(dtype=T.dtype, device=T.device)
+        fs = [A.detach().to(dtype=T.dtype, device=T.device) * w.abs() ** (1.0 / T.ndim) for A in init.factors]
+        return [fs[0] * torch.where(w < 0, -1.0, 1.0).to(T.dtype)] + fs[1:]
+    kind = check_choice(init, {"svd": "svd", "random": "random"}, "init")
+    scale = (float(T.norm()) / math.sqrt(rank)) ** (1.0 / T.ndim)
+    out = []
+    for k, n in enumerate(T.shape):
+        A = random_normal((n, rank), generator=generator, dtype=T.dtype, device=T.device) / math.sqrt(n)
+        if kind == "svd":
+            U = torch.linalg.svd(unfold(T, k), full_matrices=False)[0][:, :rank]
+            A[:, :U.shape[1]] = U
+        out.append(A * scale)
+    return out
+
+# %% ../nbs/02_compression.ipynb #dbf196ca
+def _stable_als_sweep(T: torch.Tensor, factors: list, damping: float) -> list:
+    "One ALS sweep on ||T - X||^2 + damping * sum_r prod_n ||a_r^(n)||^2: A_n (Gamma + damping Diag(Gamma)) = MTTKRP."
+    for n in range(T.ndim):
+        G = torch.stack([A.T @ A for m, A in enumerate(factors) if m != n]).prod(0)      # Hadamard product of Grams
+        factors[n] = mttkrp(T, factors, n) @ torch.linalg.pinv(G + damping * torch.diag(G.diagonal()), hermitian=True)
+    return factors
+
+# %% ../nbs/02_compression.ipynb #b433c58a
+def stable_cp_als(T: torch.Tensor,  # the data, e.g. a conv kernel: a real float tensor with at least 3 modes (NumPy accepted)
+                  rank: int,  # number of rank-one terms R
+                  *, penalty: float = 1e-4,  # mu >= 0: exchange rate of relative sensitivity against squared relative error
+                  n_iter: int = 200,  # maximum number of sweeps
+                  tol: float = 1e-9,  # stop when the objective changes by less than this (relative) between two sweeps
+                  init="svd",  # 'svd', 'random', or a CPTensor to start from (e.g. the `cp_als` fit to stabilise)
+                  generator: torch.Generator | None = None,  # random source of init='random' (or of columns beyond a mode size)
+                  seed: int | None = None,  # seed of a new generator when `generator` is None
+                 ) -> tuple[CPTensor, FitRecord]:
+    "CP fit of `T` with its sensitivity penalised (after Phan et al. 2020); `record.info`: objective and sensitivity per sweep."
+    T = as_tensor(T, "T", min_ndim=3)
+    rank, mu = check_rank(rank, "rank"), check_tol(penalty, "penalty")
+    n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol, "tol")
+    normT2 = float(T.pow(2).sum())
+    if normT2 == 0: raise ValueError("T: expected a nonzero tensor (the objective is relative to ||T||^2), got zeros")
+    factors = _stable_cp_start(T, rank, init, make_generator(seed, generator))
+    damping, ones, info = mu * sum(T.shape), T.new_ones(rank), dict(objective=[], sensitivity=[], penalty=mu)
+    errors, converged = [], False
+    for it in range(n_iter):
+        factors = _stable_als_sweep(T, factors, damping)
+        X = cp_full(ones, factors)
+        err2, w2 = float((T - X).pow(2).sum()), float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
+        if not math.isfinite(err2 + w2):
+            raise ValueError(f"T: the stable ALS broke down at sweep {it + 1} (non-finite factors); try a larger penalty")
+        info["objective"].append((err2 + damping * w2) / normT2)
+        info["sensitivity"].append(sum(T.shape) * w2 / max(float(X.pow(2).sum()), torch.finfo(T.dtype).tiny))
+        errors.append(math.sqrt(err2 / normT2))
+        if it and abs(info["objective"][-2] - info["objective"][-1]) <= tol * info["objective"][-2]:
+            converged = True; break
+    norms = torch.stack([A.norm(dim=0) for A in factors])
+    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+    message = "converged" if converged else f"stopped after n_iter={n_iter}"
+    return (CPTensor(norms.prod(0), [A / s for A, s in zip(factors, safe)]),
+            FitRecord(errors=errors, converged=converged, n_iter=len(errors), message=message, info=info))
+
+# %% ../nbs/02_compression.ipynb #c621e389
+def _tucker_rows(x: torch.Tensor, core: torch.Tensor, factors: list, d: int) -> torch.Tensor:
+    "Rows `x` (B, N) times the matrix of the Tucker weight `core x_k factors[k]` (the first `d` factors: output modes)."
+    h = _apply_modes(x, factors[d:])
+    h = h @ core.reshape(math.prod(core.shape[:d]), math.prod(core.shape[d:])).T
+    return _apply_modes(h, [U.T for U in factors[:d]])
+
+
+def _set_tucker(layer: TuckerLinear, core: torch.Tensor, factors: list) -> None:
+    "Give `layer` a new core and new factors as parameters (their ranks may differ from the old ones)."
+    d = len(layer.out_modes)
+    layer.core = nn.Parameter(core.detach().clone())
+    layer.out_factors = nn.ParameterList([nn.Parameter(U.detach().clone()) for U in factors[:d]])
+    layer.in_factors = nn.ParameterList([nn.Parameter(U.detach().clone()) for U in factors[d:]])
+    layer.rank = tuple(core.shape)
+    layer._P, layer._Q = layer.rank[:d], layer.rank[d:]
+
+# %% ../nbs/02_compression.ipynb #9e1ae9b8
+@torch.no_grad()
+def _orthonormalize(layer: TuckerLinear) -> None:
+    "Re-parametrise `layer` with orthonormal factors (QR of each, R pushed into the core); the weight is unchanged."
+    core, Qs = layer.core.detach(), []
+    for k, U in enumerate([*layer.out_factors, *layer.in_factors]):
+        Q, R = torch.linalg.qr(U.detach())
+        core = mode_dot(core, R, k)
+        Qs.append(Q)
+    _set_tucker(layer, core, Qs)
+
+
+def _pad(core: torch.Tensor, shape: tuple) -> torch.Tensor:
+    "`core` padded with zeros to `shape`."
+    out = core.new_zeros(shape)
+    out[tuple(slice(0, s) for s in core.shape)] = core
+    return out
+
+# %% ../nbs/02_compression.ipynb #506489e4
+def _k_directions(core: torch.Tensor) -> list:
+    "Per mode k, `(Q_k, S_k)` with `unfold(core, k) = S_k Q_k^T` and orthonormal columns in Q_k."
+    out = []
+    for k in range(core.ndim):
+        Q, R = torch.linalg.qr(unfold(core, k).T)
+        out.append((Q, R.T))
+    return out
+
+
+def _augment(U: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    "Orthonormal `[U, U_new]`, U_new spanning the part of K outside range(U) (at most min(K's columns, n - r) new columns)."
+    r = U.shape[1]
+    extra = min(K.shape[1], U.shape[0] - r)
+    if extra <= 0: return U
+    Q = torch.linalg.qr(torch.cat([U, K - U @ (U.T @ K)], 1))[0]
+    return torch.cat([U, Q[:, r:r + extra]], 1)
+
+# %% ../nbs/02_compression.ipynb #2eb3fa4d
+class GeometryAwareTucker:
+    "Rank-adaptive geometry-aware training (Zangrando et al. 2024) of every `TuckerLinear` of `model`; plain SGD on the rest."
+    def __init__(self, model: nn.Module,  # network with at least one TuckerLinear layer (re-parametrised in place)
+                 lr: float,  # learning rate of the K-, S- and SGD steps
+                 *, tau: float = 0.1,  # relative truncation tolerance of each core, in [0, 1)
+                 max_rank: int | None = None):  # cap on every multilinear rank (None: only the mode sizes)
+        self.model, self.lr, self.tau = _check_module(model), check_tol(lr, "lr", positive=True), check_tol(tau, "tau")
+        if self.tau >= 1: raise ValueError(f"tau: expected a relative tolerance in [0, 1), got {self.tau}")
+        self.max_rank = None if max_rank is None else check_rank(max_rank, "max_rank")
+        self.layers = [m for m in self.model.modules() if isinstance(m, TuckerLinear)]
+        if not self.layers: raise ValueError("model: expected a network with at least one TuckerLinear layer, got none")
+        for layer in self.layers: _orthonormalize(layer)
+
+    @property
+    def ranks(self) -> list:
+        "Current multilinear ranks of the Tucker layers (in the order of `model.modules()`)."
+        return [layer.rank for layer in self.layers]
+
+    def _other_params(self) -> list:
+        "Trainable parameters outside the Tucker cores and factors (biases, dense layers): they take plain SGD steps."
+        tucker = {id(p) for layer in self.layers for p in (layer.core, *layer.out_factors, *layer.in_factors)}
+        return [p for p in self.model.parameters() if p.requires_grad and id(p) not in tucker]
+
+# %% ../nbs/02_compression.ipynb #aab0e04f
+def _closure_loss(closure) -> torch.Tensor:
+    "Call `closure()` and check that it returned a finite 0-d tensor."
+    loss = closure()
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        got = f"shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise TypeError(f"closure: expected a function returning a 0-d loss tensor, got {got}")
+    if not bool(torch.isfinite(loss)):
+        raise ValueError(f"closure: the loss is not finite ({float(loss)}); a smaller lr may help")
+    return loss
+
+# %% ../nbs/02_compression.ipynb #e1e724d9
+def _k_gradients(self, closure) -> tuple:
+    "The loss and, per layer, a list over modes of `(S_k, gradient in K_k = U_k S_k)`, from one backward pass."
+    hooks, terms = [], []
+    for layer in self.layers:
+        core, d = layer.core.detach(), len(layer.out_modes)
+        factors = [U.detach() for U in (*layer.out_factors, *layer.in_factors)]
+        mine = []
+        for k, (Q, S) in enumerate(_k_directions(core)):
+            D = core.new_zeros(factors[k].shape[0], Q.shape[1]).requires_grad_()
+            mine.append((fold(Q.T.contiguous(), k, core.shape[:k] + (Q.shape[1],) + core.shape[k + 1:]), D, S))
+
+        def hook(m, args, out, mine=mine, factors=factors, d=d):
+            x = args[0].reshape(-1, m.in_features)
+            extra = sum(_tucker_rows(x, C, factors[:k] + [D] + factors[k + 1:], d) for k, (C, D, _) in enumerate(mine))
+            return out + extra.reshape(out.shape)
+        hooks.append(layer.register_forward_hook(hook)); terms.append(mine)
+    try:
+        loss = _closure_loss(closure)
+        grads = iter(torch.autograd.grad(loss, [D for mine in terms for _, D, _ in mine], allow_unused=True))
+    finally:
+        for h in hooks: h.remove()
+    return loss.detach(), [[(S, g if (g := next(grads)) is not None else torch.zeros_like(D)) for _, D, S in mine]
+                           for mine in terms]
+
+
+_attach(GeometryAwareTucker, "_k_gradients", _k_gradients)
+
+# %% ../nbs/02_compression.ipynb #cb35066c
+def _geometry_aware_step(self, closure,  # `() -> 0-d loss` on one batch; called twice per step, so use the same batch
+                        ) -> torch.Tensor:  # the loss before the step (detached)
+    "One rank-adaptive BUG step: K-steps and basis augmentation, S-step on the core, HOSVD truncation at `tau`; SGD on the rest."
+    if not callable(closure): raise TypeError(f"closure: expected a function returning the loss, got {type(closure).__name__}")
+    loss, kgrads = self._k_gradients(closure)
+    with torch.no_grad():
+        for layer, mine in zip(self.layers, kgrads):
+            bases = [_augment(U.detach(), U.detach() @ S - self.lr * G)
+                     for U, (S, G) in zip((*layer.out_factors, *layer.in_factors), mine)]
+            _set_tucker(layer, _pad(layer.core.detach(), tuple(U.shape[1] for U in bases)), bases)
+    cores, others = [layer.core for layer in self.layers], self._other_params()
+    grads = torch.autograd.grad(_closure_loss(closure), cores + others, allow_unused=True)
+    with torch.no_grad():
+        for p, g in zip(others, grads[len(cores):]):
+            if g is not None: p.sub_(self.lr * g)
+        for layer, g in zip(self.layers, grads[:len(cores)]):
+            C = layer.core.detach() - (0 if g is None else self.lr * g)
+            caps = None if self.max_rank is None else _rank_caps(C.shape, self.max_rank)
+            tk = hosvd(C, caps, tol=self.tau)
+            _set_tucker(layer, tk.core, [U.detach() @ V for U, V in zip((*layer.out_factors, *layer.in_factors), tk.factors)])
+    return loss
+
+
+def _rank_caps(shape, cap: int) -> list:
+    "Per-mode caps `min(cap, size)`, lowered where a mode's cap exceeds the product of the others' (no core has such ranks)."
+    caps = [min(cap, s) for s in shape]
+    return [min(c, math.prod(caps[:k] + caps[k + 1:])) for k, c in enumerate(caps)]
+
+
+_attach(GeometryAwareTucker, "step", _geometry_aware_step)
 
 # %% ../nbs/02_compression.ipynb #93e4ab0e
 def _weight_tensors(model: nn.Module) -> list:
