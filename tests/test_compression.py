@@ -637,3 +637,116 @@ def test_cp_sensitivity_penalty_is_differentiable_and_sums_layers():
     assert abs(float(p) - sum(float(cp_sensitivity(m.to_format())) for m in (net[0], net[2]))) < 1e-5
     p.backward()
     assert all(q.grad is not None for q in net[0].parameters() if q.requires_grad and q is not net[0].bias)
+
+
+# --- stable CP (after Phan et al. 2020) and geometry-aware Tucker training (after Zangrando et al. 2024) ---
+from tensornn.compression import GeometryAwareTucker, cp_sensitivity, stable_cp_als  # noqa: E402
+from tensornn.decompositions import cp_als  # noqa: E402
+
+
+@pytest.mark.parametrize("shape,rank,penalty", [((8, 6, 3, 3), 8, 1e-4), ((6, 5, 4), 6, 1e-3), ((7, 4, 3, 3), 3, 1e-2)])
+def test_stable_cp_als_objective_is_monotone_and_lowers_sensitivity(shape, rank, penalty):
+    T = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(sum(shape)))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plain, prec = cp_als(T, rank, n_iter=200, seed=0)
+    for init in (plain, "svd", "random"):
+        st, rec = stable_cp_als(T, rank, penalty=penalty, init=init, seed=1, n_iter=150)
+        ob = rec.info["objective"]
+        assert all(b <= a * (1 + 1e-10) for a, b in zip(ob, ob[1:])), init       # exact block minimisation
+        # the objective recomputed independently from the returned (normalised) CP tensor
+        w2 = (st.weights ** 2).sum()
+        indep = ((T - st.full()).pow(2).sum() + penalty * sum(shape) * w2) / T.pow(2).sum()
+        assert abs(float(indep) / ob[-1] - 1) < 1e-8
+        assert abs(float(cp_sensitivity(st)) / rec.info["sensitivity"][-1] - 1) < 1e-8
+    st, rec = stable_cp_als(T, rank, penalty=penalty, init=plain)
+    assert float(cp_sensitivity(st)) < float(cp_sensitivity(plain))               # lower than plain ALS at equal rank
+    # and the penalised objective of the stable fit is below that of the plain fit (it minimises it from there)
+    F_of = lambda cp: float(((T - cp.full()).pow(2).sum() + penalty * sum(shape) * (cp.weights ** 2).sum()) / T.pow(2).sum())
+    assert F_of(st) <= F_of(plain) * (1 + 1e-10)
+
+
+def test_stable_cp_als_without_penalty_is_als_and_recovers_an_exact_tensor():
+    g = torch.Generator().manual_seed(0)
+    true = CPTensor(torch.ones(3, dtype=torch.float64), [torch.randn(n, 3, generator=g, dtype=torch.float64) for n in (6, 5, 4)])
+    st, rec = stable_cp_als(true.full(), 3, penalty=0.0, init="svd", n_iter=500, tol=1e-14)
+    assert rec.final_error < 1e-6
+    st, rec = stable_cp_als(true.full(), 3, penalty=1e-2, init="svd", n_iter=300)
+    assert 1e-4 < rec.final_error < 0.2                                     # the penalty trades error for sensitivity
+    assert st.weights.dtype == torch.float64 and rec.info["penalty"] == 1e-2
+
+
+def _teacher(ranks, n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = TuckerTensor(torch.randn(ranks, generator=g, dtype=torch.float64),
+                     [torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0] for r in ranks]).full()
+    W = W.reshape(n * n, n * n)
+    X = torch.randn(256, n * n, generator=g, dtype=torch.float64)
+    return 4 * W / W.norm(), X
+
+
+def _orthonormal(layer):
+    return all(torch.allclose(U.T @ U, torch.eye(U.shape[1], dtype=U.dtype), atol=1e-10)
+               for U in (*layer.out_factors, *layer.in_factors))
+
+
+@pytest.mark.parametrize("teacher_rank,start", [((2, 3, 3, 2), 1), ((2, 3, 3, 2), 4), ((1, 1, 1, 1), 3)])
+def test_geometry_aware_ranks_adapt_to_the_teacher_and_loss_falls(teacher_rank, start):
+    W, X = _teacher(teacher_rank)
+    net = nn.Sequential(TuckerLinear(16, 16, start, bias=False, dtype=torch.float64, seed=1))
+    opt = GeometryAwareTucker(net, 1.0, tau=0.05)
+    closure = lambda: (net(X) - X @ W.T).pow(2).mean()
+    first = float(opt.step(closure))
+    ranks = []
+    for _ in range(150):
+        last = opt.step(closure)
+        ranks.append(net[0].rank)
+        assert _orthonormal(net[0])
+    assert net[0].rank == teacher_rank and opt.ranks == [teacher_rank]
+    if start < max(teacher_rank): assert any(max(r) > start for r in ranks)        # grew
+    assert float(last) < 1e-3 * first
+    assert net[0].n_params == sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("tau", [1e-9, 0.05, 0.3, 0.6])
+def test_geometry_aware_truncation_respects_tau(tau):
+    net = nn.Sequential(TuckerLinear(16, 12, 3, bias=False, dtype=torch.float64, seed=2))
+    opt = GeometryAwareTucker(net, 0.5, tau=tau)
+    W0, r0 = net[0].full_weight().detach(), net[0].rank
+    opt.step(lambda: 0.0 * net(torch.ones(2, 16, dtype=torch.float64)).sum())          # zero gradient: only truncation acts
+    change = float((net[0].full_weight() - W0).norm())
+    assert change <= tau * float(W0.norm()) + 1e-10
+    if tau < 1e-6: assert net[0].rank == r0 and change < 1e-10
+    if tau >= 0.6: assert sum(net[0].rank) < sum(r0)                                   # a large tolerance must cut
+    assert _orthonormal(net[0])
+
+
+def test_geometry_aware_sgd_on_other_parameters_and_max_rank():
+    torch.manual_seed(0)
+    net = nn.Sequential(TuckerLinear(12, 8, 2, dtype=torch.float64, seed=0), nn.Tanh(), nn.Linear(8, 3, dtype=torch.float64))
+    x = torch.randn(10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    loss_fn = lambda: net(x).pow(2).sum()
+    lin_w, lin_b, bias = net[2].weight.detach().clone(), net[2].bias.detach().clone(), net[0].bias.detach().clone()
+    W0 = net[0].full_weight().detach()
+    gw, gb, gbias = torch.autograd.grad(loss_fn(), [net[2].weight, net[2].bias, net[0].bias])
+    opt = GeometryAwareTucker(net, 0.01, tau=0.0, max_rank=3)
+    assert_close(net[0].full_weight(), W0)                                         # orthonormalising keeps the weight
+    loss = opt.step(loss_fn)
+    assert loss.ndim == 0 and not loss.requires_grad
+    assert_close(net[2].weight.detach(), lin_w - 0.01 * gw) and assert_close(net[2].bias.detach(), lin_b - 0.01 * gb)
+    assert_close(net[0].bias.detach(), bias - 0.01 * gbias)
+    assert max(net[0].rank) <= 3 and max(net[0].rank) > 2                          # grew, but not past the cap
+    assert _orthonormal(net[0]) and not net[0].full_weight().isnan().any()
+
+
+@pytest.mark.gpu
+@CUDA
+def test_geometry_aware_and_stable_cp_on_cuda():
+    net = nn.Sequential(TuckerLinear(16, 16, 2, dtype=torch.float64, device="cuda", seed=0))
+    x = torch.randn(8, 16, dtype=torch.float64, device="cuda")
+    opt = GeometryAwareTucker(net, 0.1, tau=0.05)
+    opt.step(lambda: net(x).pow(2).mean())
+    assert net[0].core.device.type == "cuda" and all(U.device.type == "cuda" for U in net[0].in_factors)
+    cp, rec = stable_cp_als(torch.randn(5, 4, 3, 3, dtype=torch.float64, device="cuda"), 3, penalty=1e-3)
+    assert cp.weights.device.type == "cuda" and rec.n_iter >= 1
