@@ -143,7 +143,7 @@ class _FactorizedLayer(nn.Module):
         return T.reshape(self.weight_shape)
 
     def full_weight(self) -> torch.Tensor:
-        "The dense weight, rebuilt through `to_format()` (for analysis; `forward` never builds it)."
+        "The dense weight, rebuilt through `to_format()` (`TTLinear.forward` does so only where its cost model says it is cheaper)."
         return self._dense(self.to_format().full())
 
     def _init_common(self, layer: nn.Module):
@@ -568,19 +568,36 @@ def _tt_flops(self) -> int:
     return min(_tt_sweep_flops(m, n, r), _tt_sweep_flops(m[::-1], n[::-1], r[::-1]))
 
 
+def _tt_weight_flops(self) -> int:
+    "FLOPs of rebuilding the dense weight from the cores, left to right as `tt_full` does."
+    s, r = [m * n for m, n in zip(self.out_modes, self.in_modes)], self.rank
+    return sum(2 * math.prod(s[:k]) * r[k] * s[k] * r[k + 1] for k in range(1, len(s)))
+
+
 _attach(TTLinear, "flops", _tt_flops, property)
+_attach(TTLinear, "weight_flops", _tt_weight_flops, property)
 TTLinear.setup_flops = 0
 
 # %% ../nbs/02_compression.ipynb #66625349
-def _tt_plan(self, B: int):
-    "Contraction plan for batch size `B`: the sweep (None), or the optimal opt_einsum path if >25% cheaper and it never joins all cores."
-    if B in self._plans: return self._plans[B]
+def _tt_plan_costs(self, B: int) -> dict:
+    "Model FLOPs of each contraction for batch size `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
     d = len(self.cores)
+    costs = {"sweep": self.flops * B, "dense": self.weight_flops + 2 * B * self.in_features * self.out_features}
     shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
-    eq, plan = _tt_einsum_eq(d), None
-    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
-    if B > 0 and _keeps_weight_factored(path, d) and info.opt_cost < 0.75 * self.flops * B:
-        plan = opt_einsum.contract_expression(eq, *shapes, optimize=path)
+    path, info = opt_einsum.contract_path(_tt_einsum_eq(d), *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
+    if _keeps_weight_factored(path, d): costs["einsum"] = (int(info.opt_cost), path)
+    return costs
+
+
+def _tt_plan(self, B: int):
+    "Contraction plan for batch size `B`: the sweep (None), 'dense', or an opt_einsum expression; an alternative needs a 25% saving."
+    if B in self._plans: return self._plans[B]
+    costs, plan = self._plan_costs(B), None
+    cost = lambda k: costs[k][0] if isinstance(costs[k], tuple) else costs[k]
+    best = min(costs, key=cost)
+    if B > 0 and best != "sweep" and cost(best) < 0.75 * costs["sweep"]:
+        plan = "dense" if best == "dense" else opt_einsum.contract_expression(
+            _tt_einsum_eq(len(self.cores)), (B,) + self.in_modes, *[tuple(G.shape) for G in self.cores], optimize=costs["einsum"][1])
     self._plans[B] = plan
     return plan
 
@@ -588,6 +605,7 @@ def _tt_plan(self, B: int):
 def _tt_matvec(self, x):
     cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
     plan = self._plan(B)
+    if plan == "dense": return x @ self.full_weight().mT
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
     if not self._reverse:
@@ -597,6 +615,7 @@ def _tt_matvec(self, x):
     return y.reshape(B, *self.out_modes[::-1]).permute(0, *range(d, 0, -1)).reshape(B, self.out_features)
 
 
+_attach(TTLinear, "_plan_costs", _tt_plan_costs)
 _attach(TTLinear, "_plan", _tt_plan)
 _attach(TTLinear, "_matvec", _tt_matvec)
 

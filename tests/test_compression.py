@@ -288,23 +288,45 @@ def test_tt_linear_agrees_with_tensorly_torch_blocktt():
     assert_close(ours.full_weight(), tl.weight.to_matrix(), rtol=1e-10, atol=1e-12)
 
 
-def test_tt_linear_einsum_plan_is_correct_and_never_rebuilds_the_weight():
+def test_tt_linear_plans_follow_the_cost_model():
     opt_einsum = pytest.importorskip("opt_einsum")
     from tensornn.compression import _keeps_weight_factored, _tt_einsum_eq
     assert not _keeps_weight_factored([(1, 2), (1, 2), (0, 1)], 3)        # joins G0, G1 then G2 without x
     assert _keeps_weight_factored([(0, 3), (0, 1), (0, 1)], 3)             # x.G2, then G0.G1, then the rest
     layer = TTLinear(1024, 1024, 16, in_modes=(8, 8, 16), out_modes=(8, 8, 16), dtype=torch.float64, seed=0)
+    assert layer.weight_flops == 2 * 64 * 16 * 64 * 16 + 2 * 4096 * 16 * 256
     x = _x((16, 1024), torch.float64, "cpu")
     y = layer(x)
-    assert layer._plans[16] is not None                                    # this shape uses an opt_einsum path
+    assert layer._plans[16] not in (None, "dense")                         # this shape uses an opt_einsum path
+    assert_close(y, x @ layer.full_weight().T + layer.bias, rtol=1e-9, atol=1e-10)
+    assert layer._plan(1) is None                                          # batch 1: the sweep
+    for B in (256, 1024):      # opt_einsum's best order joins all three cores: refused; the explicit rebuild wins
+        path, _ = opt_einsum.contract_path(_tt_einsum_eq(3), (B, 8, 8, 16), *[tuple(G.shape) for G in layer.cores],
+                                           shapes=True, optimize="optimal")
+        assert not _keeps_weight_factored(path, 3) and layer._plan(B) == "dense"
+    x = _x((256, 1024), torch.float64, "cpu")
+    y = layer(x)
     assert_close(y, x @ layer.full_weight().T + layer.bias, rtol=1e-9, atol=1e-10)
     y.square().sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in layer.parameters())
-    assert layer._plan(1) is None                                          # batch 1: the sweep
-    for B in (256, 1024):      # here opt_einsum's best order joins all three cores (rebuilds the weight): refused
-        path, _ = opt_einsum.contract_path(_tt_einsum_eq(3), (B, 8, 8, 16), *[tuple(G.shape) for G in layer.cores],
-                                           shapes=True, optimize="optimal")
-        assert not _keeps_weight_factored(path, 3) and layer._plan(B) is None
+
+
+@pytest.mark.parametrize("modes,rank", [((8, 8, 16), 4), ((8, 8, 16), 16), ((4, 4, 4, 4), 12), ((16, 16, 16), 8),
+                                        ((2, 3, 4), 6), ((32, 32), 24)])
+def test_tt_linear_rebuilds_the_weight_only_where_the_model_says_it_is_cheaper(modes, rank):
+    "The factored path is kept whenever it is cheaper than the rebuild; the rebuild is taken only with a 25% saving."
+    layer = TTLinear(math.prod(modes), math.prod(modes), rank, in_modes=modes, out_modes=modes, seed=0)
+    x = _x((7, layer.in_features), torch.float32, "cpu")
+    for B in (1, 2, 8, 32, 128, 512, 2048):
+        costs, plan = layer._plan_costs(B), layer._plan(B)
+        c = {k: v[0] if isinstance(v, tuple) else v for k, v in costs.items()}
+        if plan == "dense":
+            assert c["dense"] < 0.75 * c["sweep"] and c["dense"] <= min(c.values())
+        else:
+            assert c["dense"] >= 0.75 * c["sweep"] or c["dense"] > min(c.values())
+        if layer.flops <= layer.dense_flops: assert plan != "dense"            # cheaper per row: never rebuilt
+    big = _x((512, layer.in_features), torch.float32, "cpu")
+    assert_close(layer(big), big @ layer.full_weight().T + layer.bias, rtol=1e-4, atol=1e-4)
 
 
 ALL_LAYERS = [
@@ -320,7 +342,7 @@ ALL_LAYERS = [
 
 @pytest.mark.parametrize("make", ALL_LAYERS, ids=lambda m: type(m(torch.float64)).__name__)
 def test_forward_and_backward_never_build_the_dense_weight(make, monkeypatch):
-    "No call of full_weight, and no tensor saved for backward with the dense weight's shape or (linear) size."
+    "Where the factored path is cheaper (every layer here, at this batch): no call of full_weight, and no tensor saved for backward with the dense weight's shape or (linear) size."
     layer = make(torch.float64)
     linear = hasattr(layer, "in_features")
     dense_shape = ((layer.out_features, layer.in_features) if linear else
