@@ -630,3 +630,35 @@ def test_relu_net_from_moments_bad_inputs():
         relu_net_from_moments(X, y[:5], 2)
     with pytest.raises(TypeError, match="dtype"):
         relu_net_from_moments(X, y.float(), 2)
+
+
+# ---------------------------------------------------------------- Ge-Lee-Ma: the landscape claim for our constants
+def _closed_form_G_ends(sign, n_starts, seed=21, d=5, mu=0.1, lam=10.0):
+    from tensornn.derivatives import _lbfgs
+    g = _gen(seed)
+    Bs = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q.mT
+    a = 0.5 + torch.rand(d, generator=g, dtype=torch.float64)
+    t2 = lam / (lam - mu * a)
+    G_min = float((-mu * a * t2 ** 2 + lam * (t2 - 1) ** 2).sum())
+    ends = []
+    for _ in range(n_starts):
+        B = torch.randn(d, d, generator=g, dtype=torch.float64).requires_grad_(True)
+        def G():
+            C = (Bs @ B.mT) ** 2
+            return (sign * (a * (C.sum(1) ** 2 - (C ** 2).sum(1))).sum() - mu * (a * (C ** 2).sum(1)).sum()
+                    + lam * ((B * B).sum(1) - 1).pow(2).sum())
+        vals = _lbfgs([B], G, 500)
+        ends.append((vals[-1] - G_min, float(matched_row_cosines(B.detach(), Bs).min()),
+                     B.detach().norm(dim=1)))
+    return ends, t2
+
+
+def test_designed_objective_local_minima_are_global_for_our_constants():
+    ends, t2 = _closed_form_G_ends(1.0, 12)
+    for gap, cos, norms in ends:
+        assert gap < 1e-9 and cos > 1 - 1e-9                     # the global minimum, rows on B*'s rows
+        # row norms are the predicted t_i = sqrt(lam / (lam - mu a_i)), in some order
+        assert_close(norms.sort().values, t2.sqrt().sort().values, rtol=1e-6, atol=1e-8)
+    # the control: rewarding shared components (cross terms flipped) is NOT benign, and the check sees it
+    bad, _ = _closed_form_G_ends(-1.0, 4)
+    assert all(cos < 0.99 for _, cos, _ in bad)
