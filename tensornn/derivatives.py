@@ -5,6 +5,7 @@
 # %% ../nbs/04_derivatives.ipynb #4e7d82bf
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -26,7 +27,7 @@ __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 
            'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
            'relu_net_from_moments', 'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace',
            'weights_from_spans', 'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2',
-           'three_layer_jacobian_factors']
+           'three_layer_jacobian_factors', 'ThreeLayerHessian', 'three_layer_hessian_terms']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -971,3 +972,45 @@ def three_layer_jacobian_factors(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     Tn = X @ A1.mT
     Zn = s1(Tn) @ A2.mT
     return A3, d2(Zn), A2, d1(Tn), A1.mT
+
+# %% ../nbs/04_derivatives.ipynb #b3989364
+def _with_derivatives(s: Callable) -> tuple:
+    "An elementwise activation with its first and second derivatives, each applied entrywise to a batch `(N, k)`."
+    d1 = torch.func.grad(s)
+    return s, vmap(vmap(d1)), vmap(vmap(torch.func.grad(d1)))
+
+# %% ../nbs/04_derivatives.ipynb #588003a5
+@dataclasses.dataclass
+class ThreeLayerHessian:
+    "Terms of review eq. (15) at N points: $\\nabla^2 f(x_n)=\\sum_i\\gamma_{ni}a_1^{(i)}a_1^{(i)T}+\\sum_j\\eta_{nj}v_{nj}v_{nj}^T$."
+    gamma: torch.Tensor  # `(N, d_1)`: coefficients of the fixed rank-one terms $a_1^{(i)} \otimes a_1^{(i)}$
+    eta: torch.Tensor  # `(N, d_2)`: coefficients of the moving rank-one terms
+    V: torch.Tensor  # `(N, d_2, d_in)`: $v^{(j)}(x_n) = A_1^T \mathrm{diag}(\sigma_1'(A_1 x_n))\, a_2^{(j)}$
+    A1: torch.Tensor  # `(d_1, d_in)`: the first layer; its rows give the fixed terms
+
+    def hessians(self) -> torch.Tensor:  # `(N, d_in, d_in)`
+        "The Hessians assembled from the terms."
+        return (torch.einsum("ni,ia,ib->nab", self.gamma, self.A1, self.A1)
+                + torch.einsum("nj,nja,njb->nab", self.eta, self.V, self.V))
+
+# %% ../nbs/04_derivatives.ipynb #136c8591
+def three_layer_hessian_terms(A1: torch.Tensor,  # first layer `(d_1, d_in)`
+                              A2: torch.Tensor,  # second layer `(d_2, d_1)`
+                              a3: torch.Tensor,  # output weights `(d_2,)`: the output is a scalar
+                              points: torch.Tensor,  # `(N, d_in)`
+                              *, sigma1="tanh", sigma2="tanh",  # activations: names in the table or callables
+                              ) -> ThreeLayerHessian:
+    "The terms of the Hessian of $f(x) = a_3^T\\sigma_2(A_2\\sigma_1(A_1 x))$ at `points` (review eq. 15)."
+    X = _check_points(points, "points")
+    A1, A2, a3 = as_tensor(A1, "A1", ndim=2), as_tensor(A2, "A2", ndim=2), as_tensor(a3, "a3", ndim=1)
+    check_same_device_dtype(points=X, A1=A1, A2=A2, a3=a3)
+    if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or a3.shape[0] != A2.shape[0]:
+        raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "
+                         f"a3 {tuple(a3.shape)} for points of dimension {X.shape[1]}")
+    (s1, ds1, dds1), (s2, ds2, dds2) = (_with_derivatives(_activation(s, n)) for s, n in ((sigma1, "sigma1"),
+                                                                                          (sigma2, "sigma2")))
+    T = X @ A1.mT
+    Z = s1(T) @ A2.mT
+    u = a3 * ds2(Z)                                              # (N, d_2): a_3 * sigma_2'(z)
+    return ThreeLayerHessian(gamma=dds1(T) * (u @ A2), eta=a3 * dds2(Z),
+                             V=(A2 * ds1(T)[:, None, :]) @ A1, A1=A1)

@@ -172,6 +172,10 @@ ROWS = [
                                                                             torch.randn(3, 2), X), TypeError, "A1"),
     ("three_layer_jacobian_factors", lambda: D.three_layer_jacobian_factors(A3, A3, A3, X, sigma1="nope"),
      ValueError, "sigma1"),
+    ("three_layer_hessian_terms", lambda: D.three_layer_hessian_terms(A3, A3[:2], torch.ones(3, **f64), X), ValueError,
+     "A2"),
+    ("three_layer_hessian_terms", lambda: D.three_layer_hessian_terms(A3, A3, A3[0].float(), X), TypeError, "a3"),
+    ("ThreeLayerHessian", lambda: D.three_layer_hessian_terms(A3, A3, A3[0], X[:, :2]), ValueError, "A2"),
 ]
 
 

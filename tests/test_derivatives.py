@@ -662,3 +662,57 @@ def test_designed_objective_local_minima_are_global_for_our_constants():
     # the control: rewarding shared components (cross terms flipped) is NOT benign, and the check sees it
     bad, _ = _closed_form_G_ends(-1.0, 4)
     assert all(cos < 0.99 for _, cos, _ in bad)
+
+
+# ---------------------------------------------------------------- three layers, scalar output: review eq. (15)
+@pytest.mark.parametrize("s1,s2", [("tanh", "tanh"), ("sigmoid", torch.nn.functional.softplus), ("cube", "tanh")])
+def test_three_layer_hessian_terms_match_torch_func(s1, s2):
+    from tensornn.derivatives import three_layer_hessian_terms
+    from tensornn.expressivity import _activation
+    g = _gen(3)
+    A1, A2 = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    a3, X = torch.randn(2, generator=g, dtype=torch.float64), 0.5 * torch.randn(20, 5, generator=g, dtype=torch.float64)
+    S1, S2 = _activation(s1), _activation(s2)
+    terms = three_layer_hessian_terms(A1, A2, a3, X, sigma1=s1, sigma2=s2)
+    H = derivative_tensor(lambda v: a3 @ S2(A2 @ S1(A1 @ v)), X, 2)
+    assert_close(terms.hessians(), H)
+    assert terms.gamma.shape == (20, 3) and terms.eta.shape == (20, 2) and terms.V.shape == (20, 2, 5)
+    # the moving vectors lie in the row space of A1, and v_j(x) = A1^T diag(sigma1'(A1 x)) a2_j
+    P = A1.mT @ torch.linalg.pinv(A1.mT)
+    assert_close(terms.V @ P, terms.V)
+    # leaving out the moving terms is wrong: they are a large part of the Hessian
+    fixed = torch.einsum("ni,ia,ib->nab", terms.gamma, A1, A1)
+    assert float((fixed - H).norm()) > 0.05 * float(H.norm())
+
+
+def test_three_layer_hessians_concentrate_on_the_fixed_subspace_near_zero():
+    from tensornn.derivatives import three_layer_hessian_terms
+    g = _gen(15)
+    A1 = torch.nn.functional.normalize(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=1)
+    A2, a3 = torch.randn(2, 4, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)
+    f = lambda v: a3 @ torch.tanh(A2 @ torch.tanh(A1 @ v))
+    V0 = three_layer_hessian_terms(A1, A2, a3, torch.zeros(1, 6, dtype=torch.float64)).V[0]
+    R_two = torch.stack([torch.outer(a, a).reshape(-1) for a in A1], 1)
+    R_S = torch.cat([R_two, torch.stack([torch.outer(v, v).reshape(-1) for v in V0], 1)], 1)
+    def share(H, R):
+        Q, Hv = torch.linalg.qr(R).Q, H.reshape(H.shape[0], -1)
+        return float(((Hv - Hv @ Q @ Q.mT).norm(dim=1) / Hv.norm(dim=1)).median())
+    out = {s: derivative_tensor(f, s * torch.randn(60, 6, generator=g, dtype=torch.float64), 2) for s in (0.02, 0.2)}
+    assert share(out[0.02], R_S) < 1e-3 and share(out[0.2], R_S) > 10 * share(out[0.02], R_S)   # about s^2
+    assert share(out[0.02], R_two) > 0.3                                        # two-layer span is not enough
+
+
+def test_three_layer_hessian_terms_bad_inputs():
+    from tensornn.derivatives import three_layer_hessian_terms
+    A1, A2, a3 = torch.randn(3, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    X = torch.randn(5, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="A2"):
+        three_layer_hessian_terms(A1, A2, a3[:1], X)
+    with pytest.raises(ValueError, match="a3"):
+        three_layer_hessian_terms(A1, A2, a3[:, None], X)
+    with pytest.raises(TypeError, match="A1"):
+        three_layer_hessian_terms(A1.float(), A2, a3, X)
+    with pytest.raises(ValueError, match="sigma2"):
+        three_layer_hessian_terms(A1, A2, a3, X, sigma2="gelu?")
+    with pytest.raises(ValueError, match="points"):
+        three_layer_hessian_terms(A1, A2, a3, X[0])
