@@ -25,9 +25,10 @@ from .expressivity import _activation   # private: expressivity should export it
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
            'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
-           'relu_net_from_moments', 'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace',
-           'weights_from_spans', 'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2',
-           'three_layer_jacobian_factors', 'ThreeLayerHessian', 'three_layer_hessian_terms']
+           'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'fit_sum_of_cubes', 'DecoupledModel',
+           'jacobian_decoupling', 'active_subspace', 'weights_from_spans', 'subspace_distance',
+           'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors', 'ThreeLayerHessian',
+           'three_layer_hessian_terms']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -608,6 +609,53 @@ def relu_net_from_moments(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     c1 = torch.linalg.lstsq(W.mT, stein_moment(X, y, 1)[:, None]).solution[:, 0]           # 4. signs from T_1
     s = torch.where((c1 - a * Phi(b)).abs() <= (c1 + a * Phi(-b)).abs(), 1.0, -1.0).to(W)
     return TwoLayerNet((W * s[:, None]).contiguous(), b * s, a, 0.0, activation="relu")
+
+# %% ../nbs/04_derivatives.ipynb #8d13b608
+def _pure_neuron_null_space(X: torch.Tensor, Y: torch.Tensor, M: torch.Tensor, chunk_size: int) -> tuple:
+    "Basis `(k, k, k)` of the symmetric X with <X, T_phi> ~ 0 for phi in {1, x_a x_b}, and the singular values."
+    (N, d), k = X.shape, Y.shape[1]
+    iu, ik = torch.triu_indices(d, d, device=X.device), torch.triu_indices(k, k, device=X.device)
+    L = X.new_zeros(1 + iu.shape[1], ik.shape[1])
+    for s in range(0, N, chunk_size):                              # sum over samples of phi(x) (4 yy^T - 2 zz^T)
+        Xc, Yc = X[s:s + chunk_size], Y[s:s + chunk_size]
+        Zc = Xc @ M.mT
+        R = 4 * Yc[:, ik[0]] * Yc[:, ik[1]] - 2 * Zc[:, ik[0]] * Zc[:, ik[1]]
+        L += torch.cat([torch.ones_like(Xc[:, :1]), Xc[:, iu[0]] * Xc[:, iu[1]]], 1).mT @ R
+    L = L / N * torch.where(ik[0] == ik[1], 1.0, 2.0).to(L)         # <X, T> over the upper triangle of X
+    _, S, Vh = torch.linalg.svd(L, full_matrices=False)
+    B = X.new_zeros(k, k, k)
+    B[:, ik[0], ik[1]] = Vh[-k:]
+    B[:, ik[1], ik[0]] = Vh[-k:]
+    return B, S
+
+# %% ../nbs/04_derivatives.ipynb #b296c62c
+def relu_net_from_symmetric_moments(x: torch.Tensor,  # inputs `(N, d)` from a symmetric distribution, p(x) = p(-x)
+                                    y: torch.Tensor,  # outputs `(N, k)` of $A\,relu(Wx)$, $2 \le k \le d$, A invertible
+                                    *, n_init: int = 5,  # Jennrich starts (random slice mixtures), each refined by cp_als
+                                    chunk_size: int = 100_000,  # samples per block of the fourth moments
+                                    generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                                    ) -> tuple:  # `(W (k, d) with unit rows, A (k, k))`: y ~ A relu(W x)
+    "Both layers of $y = A\\,relu(Wx)$ from moments of symmetric inputs (after Ge, Kuditipudi, Li & Wang 2019)."
+    X = check_linalg_dtype(_check_points(x, "x"), "x")
+    Y = check_real(as_tensor(y, "y", ndim=2), "y")
+    check_same_device_dtype(x=X, y=Y)
+    (N, d), k = X.shape, Y.shape[1]
+    if Y.shape[0] != N or not 2 <= k <= d:
+        raise ValueError(f"y: expected shape ({N}, k) with 2 <= k <= d = {d} outputs (one per neuron), "
+                         f"got {tuple(Y.shape)}")
+    n_init, chunk_size = check_rank(n_init, "n_init"), check_rank(chunk_size, "chunk_size")
+    g = make_generator(seed, generator)
+    M = 2 * torch.linalg.solve(X.mT @ X / N, X.mT @ Y / N).mT       # A W from E[y x^T] = M E[x x^T] / 2
+    B, _ = _pure_neuron_null_space(X, Y, M, chunk_size)
+    T, best = B.permute(1, 2, 0), None
+    for _ in range(n_init):
+        with warnings.catch_warnings():                            # a noisy pencil may have complex eigenvalues
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cp, rec = cp_als(T, k, init=jennrich(T, k, generator=g), n_iter=200, tol=1e-12)
+        if best is None or rec.errors[-1] < best[1]: best = (cp, rec.errors[-1])
+    U = best[0].factors[0]                                         # columns u_i = A^{-T} e_i, up to scale
+    c = torch.sign((Y @ U).mean(0)) * (M.mT @ U).norm(dim=0)        # u_i^T M = c_i w_i^T, sign from the even part
+    return (M.mT @ U / c).mT, torch.linalg.solve(U.mT, torch.diag(c))
 
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
 def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

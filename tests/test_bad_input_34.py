@@ -176,6 +176,10 @@ ROWS = [
      "A2"),
     ("three_layer_hessian_terms", lambda: D.three_layer_hessian_terms(A3, A3, A3[0].float(), X), TypeError, "a3"),
     ("ThreeLayerHessian", lambda: D.three_layer_hessian_terms(A3, A3, A3[0], X[:, :2]), ValueError, "A2"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X[:, :1]), ValueError, "y:"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X.float()), TypeError, "dtype"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X, chunk_size=0), ValueError,
+     "chunk_size"),
 ]
 
 

@@ -716,3 +716,54 @@ def test_three_layer_hessian_terms_bad_inputs():
         three_layer_hessian_terms(A1, A2, a3, X, sigma2="gelu?")
     with pytest.raises(ValueError, match="points"):
         three_layer_hessian_terms(A1, A2, a3, X[0])
+
+
+# ---------------------------------------------------------------- symmetric inputs (after Ge, Kuditipudi, Li & Wang 2019)
+def _symmetric_teacher(seed, N, shift=0.0, k=3, d=5):
+    g = _gen(seed)
+    W = torch.nn.functional.normalize(torch.randn(k, d, generator=g, dtype=torch.float64), dim=1)
+    A = torch.eye(k, dtype=torch.float64) + 0.5 * torch.randn(k, k, generator=g, dtype=torch.float64)
+    X = (2 * torch.rand(N, d, generator=g, dtype=torch.float64) - 1) * math.sqrt(3) + shift     # uniform cube
+    return W, A, X, torch.relu(X @ W.mT) @ A.mT
+
+
+def test_relu_net_from_symmetric_moments_recovers_both_layers_on_non_gaussian_inputs():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    W, A, X, Y = _symmetric_teacher(8, 300_000)
+    W_hat, A_hat = relu_net_from_symmetric_moments(X, Y, seed=0)
+    _, perm = factor_match_score([W.mT], [W_hat.mT])
+    assert bool(((W * W_hat[perm]).sum(1) > 0.99).all())                         # signed: relu(-z) != relu(z)
+    assert float((A_hat[:, perm] - A).norm() / A.norm()) < 0.1
+    assert float((torch.relu(X @ W_hat.mT) @ A_hat.mT - Y).norm() / Y.norm()) < 0.05
+    # the pure-neuron combinations: the true u_i u_i^T (u_i = A^{-T} e_i) lie in the estimated null space
+    from tensornn.derivatives import _pure_neuron_null_space
+    M = 2 * torch.linalg.solve(X.mT @ X / len(X), X.mT @ Y / len(X)).mT
+    assert_close(M, A @ W, rtol=0, atol=0.05)                                     # E[y x^T] = A W E[x x^T] / 2
+    B, S = _pure_neuron_null_space(X, Y, M, 50_000)
+    P = torch.linalg.qr(B.reshape(3, -1).mT).Q
+    for u in torch.linalg.inv(A).mT.mT:
+        uu = torch.outer(u, u).reshape(-1)
+        assert float((uu - P @ (P.mT @ uu)).norm() / uu.norm()) < 0.1
+    assert float(S[-3]) < 0.1 * float(S[-4])                                      # a k-dimensional null space
+
+
+def test_relu_net_from_symmetric_moments_needs_symmetry():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    W, A, X, Y = _symmetric_teacher(8, 300_000, shift=0.5)                      # the same cube, shifted
+    W_hat, _ = relu_net_from_symmetric_moments(X, Y, seed=0)
+    assert float(matched_row_cosines(W_hat, W).min()) < 0.9
+
+
+def test_relu_net_from_symmetric_moments_bad_inputs():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    X, Y = torch.randn(100, 3, dtype=torch.float64), torch.randn(100, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, Y[:, :1])
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, torch.randn(100, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, Y[:50])
+    with pytest.raises(TypeError, match="dtype"):
+        relu_net_from_symmetric_moments(X, Y.float())
+    with pytest.raises(ValueError, match="n_init"):
+        relu_net_from_symmetric_moments(X, Y, n_init=0)
