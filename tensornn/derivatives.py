@@ -28,7 +28,7 @@ __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 
            'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'fit_sum_of_cubes', 'DecoupledModel',
            'jacobian_decoupling', 'active_subspace', 'weights_from_spans', 'subspace_distance',
            'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors', 'ThreeLayerHessian',
-           'three_layer_hessian_terms']
+           'three_layer_hessian_terms', 'hessian_misfit']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -1062,3 +1062,28 @@ def three_layer_hessian_terms(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     u = a3 * ds2(Z)                                              # (N, d_2): a_3 * sigma_2'(z)
     return ThreeLayerHessian(gamma=dds1(T) * (u @ A2), eta=a3 * dds2(Z),
                              V=(A2 * ds1(T)[:, None, :]) @ A1, A1=A1)
+
+# %% ../nbs/04_derivatives.ipynb #0a8ab29e
+def hessian_misfit(factors: tuple,  # Paratuck-2 factors of the Jacobians `(A3, DA (N, d_2), A2, DB (N, d_1), A1^T)`
+                   hessians: torch.Tensor,  # `(N, d_out, d_in, d_in)` at the same points, e.g. `derivative_tensor(f, x, 2)`
+                   ) -> float:  # relative residual in [0, 1]
+    "How well the Hessians fit the three-layer model sharing `factors`, second derivatives fitted per point (eq. 15)."
+    if not isinstance(factors, (tuple, list)) or len(factors) != 5:
+        raise TypeError(f"factors: expected the 5 Paratuck-2 factors (A, DA, H, DB, B), got {type(factors).__name__}")
+    A3, DA, A2, DB, B = (as_tensor(M, f"factors[{i}]", ndim=2) for i, M in enumerate(factors))
+    Hs = check_real(as_tensor(hessians, "hessians", ndim=4), "hessians")
+    check_same_device_dtype(hessians=Hs, A=A3, DA=DA, H=A2, DB=DB, B=B)
+    N, O, d, _ = Hs.shape
+    if (A3.shape[0], B.shape[0], DA.shape[0], DB.shape[0]) != (O, d, N, N) or Hs.shape[3] != d \
+            or A2.shape != (DA.shape[1], DB.shape[1]) or A3.shape[1] != DA.shape[1] or B.shape[1] != DB.shape[1]:
+        raise ValueError(f"hessians: expected shape (N, d_out, d_in, d_in) matching factors of shapes "
+                         f"{[tuple(M.shape) for M in (A3, DA, A2, DB, B)]}, got {tuple(Hs.shape)}")
+    A1 = B.mT
+    g1 = (A3[None] * DA[:, None, :]) @ A2                                # (N, O, d_1): multiplies sigma_1''(t_n)
+    V = (DB[:, None, :] * A2) @ A1                                       # (N, d_2, d_in): rows v_j(x_n)
+    F1 = g1[..., None, None] * (A1[:, :, None] * A1[:, None, :])         # (N, O, d_1, d_in, d_in)
+    F2 = A3[None, :, :, None, None] * (V[:, None, :, :, None] * V[:, None, :, None, :])   # multiplies sigma_2''(z_n)
+    F = torch.cat([F1, F2], 2).permute(0, 1, 3, 4, 2).reshape(N, O * d * d, -1)
+    rhs = Hs.reshape(N, O * d * d, 1)
+    fit = F @ torch.linalg.lstsq(F, rhs).solution
+    return float((fit - rhs).norm() / rhs.norm().clamp_min(torch.finfo(Hs.dtype).tiny))

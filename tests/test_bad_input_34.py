@@ -180,6 +180,8 @@ ROWS = [
     ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X.float()), TypeError, "dtype"),
     ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X, chunk_size=0), ValueError,
      "chunk_size"),
+    ("hessian_misfit", lambda: D.hessian_misfit((A3, A3), torch.zeros(2, 3, 3, 3, **f64)), TypeError, "factors"),
+    ("hessian_misfit", lambda: D.hessian_misfit((A3,) * 5, torch.zeros(2, 3, 3, **f64)), ValueError, "hessians"),
 ]
 
 

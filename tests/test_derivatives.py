@@ -13,7 +13,7 @@ from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tenso
                                   nnlift, population_loss_hermite, stein_moment, three_layer_jacobian_factors,
                                   weights_from_spans)
 from tensornn.testing import assert_close
-from tensornn.theory import factor_match_score
+from tensornn.theory import factor_match_score, paratuck2
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -767,3 +767,57 @@ def test_relu_net_from_symmetric_moments_bad_inputs():
         relu_net_from_symmetric_moments(X, Y.float())
     with pytest.raises(ValueError, match="n_init"):
         relu_net_from_symmetric_moments(X, Y, n_init=0)
+
+
+# ---------------------------------------------------------------- coupling Jacobians and Hessians of three layers
+def _three_layer_vector(seed, N):
+    g = _gen(seed)
+    A1, A2 = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    A3, X = torch.randn(2, 2, generator=g, dtype=torch.float64), torch.randn(N, 5, generator=g, dtype=torch.float64)
+    f = lambda v: A3 @ torch.tanh(A2 @ torch.tanh(A1 @ v))
+    return A1, A2, A3, X, derivative_tensor(f, X, 1).permute(1, 2, 0), derivative_tensor(f, X, 2), g
+
+
+def test_hessian_misfit_is_zero_for_true_factors_and_any_activation():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 12)
+    fac = three_layer_jacobian_factors(A1, A2, A3, X)
+    assert hessian_misfit(fac, H) < 1e-12
+    # a gauge change of the factors (scalings the Jacobians cannot see) keeps the misfit zero
+    s = torch.tensor([2.0, -0.5, 3.0], dtype=torch.float64)
+    fac_s = (fac[0], fac[1], fac[2], fac[3] / s, fac[4] * s)
+    assert_close(paratuck2(*fac_s), paratuck2(*fac))
+    assert hessian_misfit(fac_s, H) < 1e-12
+    # the second layer's activation is not needed: the same holds for a softplus network
+    f = lambda v: A3 @ torch.nn.functional.softplus(A2 @ torch.tanh(A1 @ v))
+    fac_p = three_layer_jacobian_factors(A1, A2, A3, X, sigma2=torch.nn.functional.softplus)
+    assert hessian_misfit(fac_p, derivative_tensor(f, X, 2)) < 1e-12
+    # a wrong first layer with the rest unchanged is rejected
+    assert hessian_misfit((fac[0], fac[1], fac[2], fac[3], fac[4] + 0.1), H) > 1e-3
+
+
+def test_hessians_reject_exact_but_wrong_jacobian_fits_with_few_points():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(2, 3)          # 3 points: the Jacobians do not fix the layers
+    wrong = 0
+    for _ in range(4):
+        fac, rec = fit_paratuck2(J, 2, 3, n_init=1, generator=g)
+        sin = float((1 - matched_row_cosines(fac[4].mT, A1) ** 2).clamp_min(0).sqrt().max())
+        if rec.errors[-1] < 1e-10 and sin > 1e-2:
+            wrong += 1
+            assert hessian_misfit(fac, H) > 1e-4
+    assert wrong >= 1
+
+
+def test_hessian_misfit_bad_inputs():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 4)
+    fac = three_layer_jacobian_factors(A1, A2, A3, X)
+    with pytest.raises(TypeError, match="factors"):
+        hessian_misfit(fac[:4], H)
+    with pytest.raises(ValueError, match="hessians"):
+        hessian_misfit(fac, H[:, :1])
+    with pytest.raises(ValueError, match="hessians"):
+        hessian_misfit(fac, H[0])
+    with pytest.raises(TypeError, match="dtype"):
+        hessian_misfit(fac, H.float())
