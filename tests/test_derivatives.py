@@ -821,3 +821,19 @@ def test_hessian_misfit_bad_inputs():
         hessian_misfit(fac, H[0])
     with pytest.raises(TypeError, match="dtype"):
         hessian_misfit(fac, H.float())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_symmetric_moments_hessian_terms_and_misfit():
+    from tensornn.derivatives import hessian_misfit, relu_net_from_symmetric_moments, three_layer_hessian_terms
+    W, A, X, Y = _symmetric_teacher(8, 200_000)
+    W_g, A_g = relu_net_from_symmetric_moments(X.cuda(), Y.cuda(), seed=0)
+    assert W_g.device.type == "cuda" and A_g.device.type == "cuda"
+    assert float(matched_row_cosines(W_g.cpu(), W).min()) > 0.99
+    A1, A2, A3, Xv, J, H, g = _three_layer_vector(0, 12)
+    terms = three_layer_hessian_terms(A1.cuda(), A2.cuda(), A3[0].cuda(), Xv.cuda())
+    assert terms.hessians().device.type == "cuda"
+    assert_close(terms.hessians().cpu(), three_layer_hessian_terms(A1, A2, A3[0], Xv).hessians())
+    fac = three_layer_jacobian_factors(A1.cuda(), A2.cuda(), A3.cuda(), Xv.cuda())
+    assert hessian_misfit(fac, H.cuda()) < 1e-10
