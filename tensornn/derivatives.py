@@ -5,6 +5,7 @@
 # %% ../nbs/04_derivatives.ipynb #4e7d82bf
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from .expressivity import _activation   # private: expressivity should export it
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
            'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
-           'relu_net_from_moments', 'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace',
-           'weights_from_spans', 'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2',
-           'three_layer_jacobian_factors']
+           'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'fit_sum_of_cubes', 'DecoupledModel',
+           'jacobian_decoupling', 'active_subspace', 'weights_from_spans', 'subspace_distance',
+           'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors', 'ThreeLayerHessian',
+           'three_layer_hessian_terms', 'hessian_misfit']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -608,6 +610,53 @@ def relu_net_from_moments(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     s = torch.where((c1 - a * Phi(b)).abs() <= (c1 + a * Phi(-b)).abs(), 1.0, -1.0).to(W)
     return TwoLayerNet((W * s[:, None]).contiguous(), b * s, a, 0.0, activation="relu")
 
+# %% ../nbs/04_derivatives.ipynb #8d13b608
+def _pure_neuron_null_space(X: torch.Tensor, Y: torch.Tensor, M: torch.Tensor, chunk_size: int) -> tuple:
+    "Basis `(k, k, k)` of the symmetric X with <X, T_phi> ~ 0 for phi in {1, x_a x_b}, and the singular values."
+    (N, d), k = X.shape, Y.shape[1]
+    iu, ik = torch.triu_indices(d, d, device=X.device), torch.triu_indices(k, k, device=X.device)
+    L = X.new_zeros(1 + iu.shape[1], ik.shape[1])
+    for s in range(0, N, chunk_size):                              # sum over samples of phi(x) (4 yy^T - 2 zz^T)
+        Xc, Yc = X[s:s + chunk_size], Y[s:s + chunk_size]
+        Zc = Xc @ M.mT
+        R = 4 * Yc[:, ik[0]] * Yc[:, ik[1]] - 2 * Zc[:, ik[0]] * Zc[:, ik[1]]
+        L += torch.cat([torch.ones_like(Xc[:, :1]), Xc[:, iu[0]] * Xc[:, iu[1]]], 1).mT @ R
+    L = L / N * torch.where(ik[0] == ik[1], 1.0, 2.0).to(L)         # <X, T> over the upper triangle of X
+    _, S, Vh = torch.linalg.svd(L, full_matrices=False)
+    B = X.new_zeros(k, k, k)
+    B[:, ik[0], ik[1]] = Vh[-k:]
+    B[:, ik[1], ik[0]] = Vh[-k:]
+    return B, S
+
+# %% ../nbs/04_derivatives.ipynb #b296c62c
+def relu_net_from_symmetric_moments(x: torch.Tensor,  # inputs `(N, d)` from a symmetric distribution, p(x) = p(-x)
+                                    y: torch.Tensor,  # outputs `(N, k)` of $A\,relu(Wx)$, $2 \le k \le d$, A invertible
+                                    *, n_init: int = 5,  # Jennrich starts (random slice mixtures), each refined by cp_als
+                                    chunk_size: int = 100_000,  # samples per block of the fourth moments
+                                    generator: torch.Generator | None = None, seed: int | None = None,  # randomness
+                                    ) -> tuple:  # `(W (k, d) with unit rows, A (k, k))`: y ~ A relu(W x)
+    "Both layers of $y = A\\,relu(Wx)$ from moments of symmetric inputs (after Ge, Kuditipudi, Li & Wang 2019)."
+    X = check_linalg_dtype(_check_points(x, "x"), "x")
+    Y = check_real(as_tensor(y, "y", ndim=2), "y")
+    check_same_device_dtype(x=X, y=Y)
+    (N, d), k = X.shape, Y.shape[1]
+    if Y.shape[0] != N or not 2 <= k <= d:
+        raise ValueError(f"y: expected shape ({N}, k) with 2 <= k <= d = {d} outputs (one per neuron), "
+                         f"got {tuple(Y.shape)}")
+    n_init, chunk_size = check_rank(n_init, "n_init"), check_rank(chunk_size, "chunk_size")
+    g = make_generator(seed, generator)
+    M = 2 * torch.linalg.solve(X.mT @ X / N, X.mT @ Y / N).mT       # A W from E[y x^T] = M E[x x^T] / 2
+    B, _ = _pure_neuron_null_space(X, Y, M, chunk_size)
+    T, best = B.permute(1, 2, 0), None
+    for _ in range(n_init):
+        with warnings.catch_warnings():                            # a noisy pencil may have complex eigenvalues
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cp, rec = cp_als(T, k, init=jennrich(T, k, generator=g), n_iter=200, tol=1e-12)
+        if best is None or rec.errors[-1] < best[1]: best = (cp, rec.errors[-1])
+    U = best[0].factors[0]                                         # columns u_i = A^{-T} e_i, up to scale
+    c = torch.sign((Y @ U).mean(0)) * (M.mT @ U).norm(dim=0)        # u_i^T M = c_i w_i^T, sign from the even part
+    return (M.mT @ U / c).mT, torch.linalg.solve(U.mT, torch.diag(c))
+
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
 def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     "$\\|\\sum_i a_i^{\\otimes3} - \\sum_j \\lambda_j b_j^{\\otimes3}\\|^2 / \\|\\sum_i a_i^{\\otimes3}\\|^2$ from Gram matrices."
@@ -971,3 +1020,70 @@ def three_layer_jacobian_factors(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     Tn = X @ A1.mT
     Zn = s1(Tn) @ A2.mT
     return A3, d2(Zn), A2, d1(Tn), A1.mT
+
+# %% ../nbs/04_derivatives.ipynb #b3989364
+def _with_derivatives(s: Callable) -> tuple:
+    "An elementwise activation with its first and second derivatives, each applied entrywise to a batch `(N, k)`."
+    d1 = torch.func.grad(s)
+    return s, vmap(vmap(d1)), vmap(vmap(torch.func.grad(d1)))
+
+# %% ../nbs/04_derivatives.ipynb #588003a5
+@dataclasses.dataclass
+class ThreeLayerHessian:
+    "Terms of review eq. (15) at N points: $\\nabla^2 f(x_n)=\\sum_i\\gamma_{ni}a_1^{(i)}a_1^{(i)T}+\\sum_j\\eta_{nj}v_{nj}v_{nj}^T$."
+    gamma: torch.Tensor  # `(N, d_1)`: coefficients of the fixed rank-one terms $a_1^{(i)} \otimes a_1^{(i)}$
+    eta: torch.Tensor  # `(N, d_2)`: coefficients of the moving rank-one terms
+    V: torch.Tensor  # `(N, d_2, d_in)`: $v^{(j)}(x_n) = A_1^T \mathrm{diag}(\sigma_1'(A_1 x_n))\, a_2^{(j)}$
+    A1: torch.Tensor  # `(d_1, d_in)`: the first layer; its rows give the fixed terms
+
+    def hessians(self) -> torch.Tensor:  # `(N, d_in, d_in)`
+        "The Hessians assembled from the terms."
+        return (torch.einsum("ni,ia,ib->nab", self.gamma, self.A1, self.A1)
+                + torch.einsum("nj,nja,njb->nab", self.eta, self.V, self.V))
+
+# %% ../nbs/04_derivatives.ipynb #136c8591
+def three_layer_hessian_terms(A1: torch.Tensor,  # first layer `(d_1, d_in)`
+                              A2: torch.Tensor,  # second layer `(d_2, d_1)`
+                              a3: torch.Tensor,  # output weights `(d_2,)`: the output is a scalar
+                              points: torch.Tensor,  # `(N, d_in)`
+                              *, sigma1="tanh", sigma2="tanh",  # activations: names in the table or callables
+                              ) -> ThreeLayerHessian:
+    "The terms of the Hessian of $f(x) = a_3^T\\sigma_2(A_2\\sigma_1(A_1 x))$ at `points` (review eq. 15)."
+    X = _check_points(points, "points")
+    A1, A2, a3 = as_tensor(A1, "A1", ndim=2), as_tensor(A2, "A2", ndim=2), as_tensor(a3, "a3", ndim=1)
+    check_same_device_dtype(points=X, A1=A1, A2=A2, a3=a3)
+    if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or a3.shape[0] != A2.shape[0]:
+        raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "
+                         f"a3 {tuple(a3.shape)} for points of dimension {X.shape[1]}")
+    (s1, ds1, dds1), (s2, ds2, dds2) = (_with_derivatives(_activation(s, n)) for s, n in ((sigma1, "sigma1"),
+                                                                                          (sigma2, "sigma2")))
+    T = X @ A1.mT
+    Z = s1(T) @ A2.mT
+    u = a3 * ds2(Z)                                              # (N, d_2): a_3 * sigma_2'(z)
+    return ThreeLayerHessian(gamma=dds1(T) * (u @ A2), eta=a3 * dds2(Z),
+                             V=(A2 * ds1(T)[:, None, :]) @ A1, A1=A1)
+
+# %% ../nbs/04_derivatives.ipynb #0a8ab29e
+def hessian_misfit(factors: tuple,  # Paratuck-2 factors of the Jacobians `(A3, DA (N, d_2), A2, DB (N, d_1), A1^T)`
+                   hessians: torch.Tensor,  # `(N, d_out, d_in, d_in)` at the same points, e.g. `derivative_tensor(f, x, 2)`
+                   ) -> float:  # relative residual in [0, 1]
+    "How well the Hessians fit the three-layer model sharing `factors`, second derivatives fitted per point (eq. 15)."
+    if not isinstance(factors, (tuple, list)) or len(factors) != 5:
+        raise TypeError(f"factors: expected the 5 Paratuck-2 factors (A, DA, H, DB, B), got {type(factors).__name__}")
+    A3, DA, A2, DB, B = (as_tensor(M, f"factors[{i}]", ndim=2) for i, M in enumerate(factors))
+    Hs = check_real(as_tensor(hessians, "hessians", ndim=4), "hessians")
+    check_same_device_dtype(hessians=Hs, A=A3, DA=DA, H=A2, DB=DB, B=B)
+    N, O, d, _ = Hs.shape
+    if (A3.shape[0], B.shape[0], DA.shape[0], DB.shape[0]) != (O, d, N, N) or Hs.shape[3] != d \
+            or A2.shape != (DA.shape[1], DB.shape[1]) or A3.shape[1] != DA.shape[1] or B.shape[1] != DB.shape[1]:
+        raise ValueError(f"hessians: expected shape (N, d_out, d_in, d_in) matching factors of shapes "
+                         f"{[tuple(M.shape) for M in (A3, DA, A2, DB, B)]}, got {tuple(Hs.shape)}")
+    A1 = B.mT
+    g1 = (A3[None] * DA[:, None, :]) @ A2                                # (N, O, d_1): multiplies sigma_1''(t_n)
+    V = (DB[:, None, :] * A2) @ A1                                       # (N, d_2, d_in): rows v_j(x_n)
+    F1 = g1[..., None, None] * (A1[:, :, None] * A1[:, None, :])         # (N, O, d_1, d_in, d_in)
+    F2 = A3[None, :, :, None, None] * (V[:, None, :, :, None] * V[:, None, :, None, :])   # multiplies sigma_2''(z_n)
+    F = torch.cat([F1, F2], 2).permute(0, 1, 3, 4, 2).reshape(N, O * d * d, -1)
+    rhs = Hs.reshape(N, O * d * d, 1)
+    fit = F @ torch.linalg.lstsq(F, rhs).solution
+    return float((fit - rhs).norm() / rhs.norm().clamp_min(torch.finfo(Hs.dtype).tiny))

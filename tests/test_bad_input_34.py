@@ -179,6 +179,16 @@ ROWS = [
                                                                             torch.randn(3, 2), X), TypeError, "A1"),
     ("three_layer_jacobian_factors", lambda: D.three_layer_jacobian_factors(A3, A3, A3, X, sigma1="nope"),
      ValueError, "sigma1"),
+    ("three_layer_hessian_terms", lambda: D.three_layer_hessian_terms(A3, A3[:2], torch.ones(3, **f64), X), ValueError,
+     "A2"),
+    ("three_layer_hessian_terms", lambda: D.three_layer_hessian_terms(A3, A3, A3[0].float(), X), TypeError, "a3"),
+    ("ThreeLayerHessian", lambda: D.three_layer_hessian_terms(A3, A3, A3[0], X[:, :2]), ValueError, "A2"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X[:, :1]), ValueError, "y:"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X.float()), TypeError, "dtype"),
+    ("relu_net_from_symmetric_moments", lambda: D.relu_net_from_symmetric_moments(X, X, chunk_size=0), ValueError,
+     "chunk_size"),
+    ("hessian_misfit", lambda: D.hessian_misfit((A3, A3), torch.zeros(2, 3, 3, 3, **f64)), TypeError, "factors"),
+    ("hessian_misfit", lambda: D.hessian_misfit((A3,) * 5, torch.zeros(2, 3, 3, **f64)), ValueError, "hessians"),
 ]
 
 

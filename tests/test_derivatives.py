@@ -13,7 +13,7 @@ from tensornn.derivatives import (TwoLayerNet, active_subspace, derivative_tenso
                                   nnlift, population_loss_hermite, stein_moment, three_layer_jacobian_factors,
                                   weights_from_spans)
 from tensornn.testing import assert_close
-from tensornn.theory import factor_match_score
+from tensornn.theory import factor_match_score, paratuck2
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -630,3 +630,210 @@ def test_relu_net_from_moments_bad_inputs():
         relu_net_from_moments(X, y[:5], 2)
     with pytest.raises(TypeError, match="dtype"):
         relu_net_from_moments(X, y.float(), 2)
+
+
+# ---------------------------------------------------------------- Ge-Lee-Ma: the landscape claim for our constants
+def _closed_form_G_ends(sign, n_starts, seed=21, d=5, mu=0.1, lam=10.0):
+    from tensornn.derivatives import _lbfgs
+    g = _gen(seed)
+    Bs = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64)).Q.mT
+    a = 0.5 + torch.rand(d, generator=g, dtype=torch.float64)
+    t2 = lam / (lam - mu * a)
+    G_min = float((-mu * a * t2 ** 2 + lam * (t2 - 1) ** 2).sum())
+    ends = []
+    for _ in range(n_starts):
+        B = torch.randn(d, d, generator=g, dtype=torch.float64).requires_grad_(True)
+        def G():
+            C = (Bs @ B.mT) ** 2
+            return (sign * (a * (C.sum(1) ** 2 - (C ** 2).sum(1))).sum() - mu * (a * (C ** 2).sum(1)).sum()
+                    + lam * ((B * B).sum(1) - 1).pow(2).sum())
+        vals = _lbfgs([B], G, 500)
+        ends.append((vals[-1] - G_min, float(matched_row_cosines(B.detach(), Bs).min()),
+                     B.detach().norm(dim=1)))
+    return ends, t2
+
+
+def test_designed_objective_local_minima_are_global_for_our_constants():
+    ends, t2 = _closed_form_G_ends(1.0, 12)
+    for gap, cos, norms in ends:
+        assert gap < 1e-9 and cos > 1 - 1e-9                     # the global minimum, rows on B*'s rows
+        # row norms are the predicted t_i = sqrt(lam / (lam - mu a_i)), in some order
+        assert_close(norms.sort().values, t2.sqrt().sort().values, rtol=1e-6, atol=1e-8)
+    # the control: rewarding shared components (cross terms flipped) is NOT benign, and the check sees it
+    bad, _ = _closed_form_G_ends(-1.0, 4)
+    assert all(cos < 0.99 for _, cos, _ in bad)
+
+
+# ---------------------------------------------------------------- three layers, scalar output: review eq. (15)
+@pytest.mark.parametrize("s1,s2", [("tanh", "tanh"), ("sigmoid", torch.nn.functional.softplus), ("cube", "tanh")])
+def test_three_layer_hessian_terms_match_torch_func(s1, s2):
+    from tensornn.derivatives import three_layer_hessian_terms
+    from tensornn.expressivity import _activation
+    g = _gen(3)
+    A1, A2 = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    a3, X = torch.randn(2, generator=g, dtype=torch.float64), 0.5 * torch.randn(20, 5, generator=g, dtype=torch.float64)
+    S1, S2 = _activation(s1), _activation(s2)
+    terms = three_layer_hessian_terms(A1, A2, a3, X, sigma1=s1, sigma2=s2)
+    H = derivative_tensor(lambda v: a3 @ S2(A2 @ S1(A1 @ v)), X, 2)
+    assert_close(terms.hessians(), H)
+    assert terms.gamma.shape == (20, 3) and terms.eta.shape == (20, 2) and terms.V.shape == (20, 2, 5)
+    # the moving vectors lie in the row space of A1, and v_j(x) = A1^T diag(sigma1'(A1 x)) a2_j
+    P = A1.mT @ torch.linalg.pinv(A1.mT)
+    assert_close(terms.V @ P, terms.V)
+    # leaving out the moving terms is wrong: they are a large part of the Hessian
+    fixed = torch.einsum("ni,ia,ib->nab", terms.gamma, A1, A1)
+    assert float((fixed - H).norm()) > 0.05 * float(H.norm())
+
+
+def test_three_layer_hessians_concentrate_on_the_fixed_subspace_near_zero():
+    from tensornn.derivatives import three_layer_hessian_terms
+    g = _gen(15)
+    A1 = torch.nn.functional.normalize(torch.randn(4, 6, generator=g, dtype=torch.float64), dim=1)
+    A2, a3 = torch.randn(2, 4, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64)
+    f = lambda v: a3 @ torch.tanh(A2 @ torch.tanh(A1 @ v))
+    V0 = three_layer_hessian_terms(A1, A2, a3, torch.zeros(1, 6, dtype=torch.float64)).V[0]
+    R_two = torch.stack([torch.outer(a, a).reshape(-1) for a in A1], 1)
+    R_S = torch.cat([R_two, torch.stack([torch.outer(v, v).reshape(-1) for v in V0], 1)], 1)
+    def share(H, R):
+        Q, Hv = torch.linalg.qr(R).Q, H.reshape(H.shape[0], -1)
+        return float(((Hv - Hv @ Q @ Q.mT).norm(dim=1) / Hv.norm(dim=1)).median())
+    out = {s: derivative_tensor(f, s * torch.randn(60, 6, generator=g, dtype=torch.float64), 2) for s in (0.02, 0.2)}
+    assert share(out[0.02], R_S) < 1e-3 and share(out[0.2], R_S) > 10 * share(out[0.02], R_S)   # about s^2
+    assert share(out[0.02], R_two) > 0.3                                        # two-layer span is not enough
+
+
+def test_three_layer_hessian_terms_bad_inputs():
+    from tensornn.derivatives import three_layer_hessian_terms
+    A1, A2, a3 = torch.randn(3, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+    X = torch.randn(5, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="A2"):
+        three_layer_hessian_terms(A1, A2, a3[:1], X)
+    with pytest.raises(ValueError, match="a3"):
+        three_layer_hessian_terms(A1, A2, a3[:, None], X)
+    with pytest.raises(TypeError, match="A1"):
+        three_layer_hessian_terms(A1.float(), A2, a3, X)
+    with pytest.raises(ValueError, match="sigma2"):
+        three_layer_hessian_terms(A1, A2, a3, X, sigma2="gelu?")
+    with pytest.raises(ValueError, match="points"):
+        three_layer_hessian_terms(A1, A2, a3, X[0])
+
+
+# ---------------------------------------------------------------- symmetric inputs (after Ge, Kuditipudi, Li & Wang 2019)
+def _symmetric_teacher(seed, N, shift=0.0, k=3, d=5):
+    g = _gen(seed)
+    W = torch.nn.functional.normalize(torch.randn(k, d, generator=g, dtype=torch.float64), dim=1)
+    A = torch.eye(k, dtype=torch.float64) + 0.5 * torch.randn(k, k, generator=g, dtype=torch.float64)
+    X = (2 * torch.rand(N, d, generator=g, dtype=torch.float64) - 1) * math.sqrt(3) + shift     # uniform cube
+    return W, A, X, torch.relu(X @ W.mT) @ A.mT
+
+
+def test_relu_net_from_symmetric_moments_recovers_both_layers_on_non_gaussian_inputs():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    W, A, X, Y = _symmetric_teacher(8, 300_000)
+    W_hat, A_hat = relu_net_from_symmetric_moments(X, Y, seed=0)
+    _, perm = factor_match_score([W.mT], [W_hat.mT])
+    assert bool(((W * W_hat[perm]).sum(1) > 0.99).all())                         # signed: relu(-z) != relu(z)
+    assert float((A_hat[:, perm] - A).norm() / A.norm()) < 0.1
+    assert float((torch.relu(X @ W_hat.mT) @ A_hat.mT - Y).norm() / Y.norm()) < 0.05
+    # the pure-neuron combinations: the true u_i u_i^T (u_i = A^{-T} e_i) lie in the estimated null space
+    from tensornn.derivatives import _pure_neuron_null_space
+    M = 2 * torch.linalg.solve(X.mT @ X / len(X), X.mT @ Y / len(X)).mT
+    assert_close(M, A @ W, rtol=0, atol=0.05)                                     # E[y x^T] = A W E[x x^T] / 2
+    B, S = _pure_neuron_null_space(X, Y, M, 50_000)
+    P = torch.linalg.qr(B.reshape(3, -1).mT).Q
+    for u in torch.linalg.inv(A).mT.mT:
+        uu = torch.outer(u, u).reshape(-1)
+        assert float((uu - P @ (P.mT @ uu)).norm() / uu.norm()) < 0.1
+    assert float(S[-3]) < 0.1 * float(S[-4])                                      # a k-dimensional null space
+
+
+def test_relu_net_from_symmetric_moments_needs_symmetry():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    W, A, X, Y = _symmetric_teacher(8, 300_000, shift=0.5)                      # the same cube, shifted
+    W_hat, _ = relu_net_from_symmetric_moments(X, Y, seed=0)
+    assert float(matched_row_cosines(W_hat, W).min()) < 0.9
+
+
+def test_relu_net_from_symmetric_moments_bad_inputs():
+    from tensornn.derivatives import relu_net_from_symmetric_moments
+    X, Y = torch.randn(100, 3, dtype=torch.float64), torch.randn(100, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, Y[:, :1])
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, torch.randn(100, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="y:"):
+        relu_net_from_symmetric_moments(X, Y[:50])
+    with pytest.raises(TypeError, match="dtype"):
+        relu_net_from_symmetric_moments(X, Y.float())
+    with pytest.raises(ValueError, match="n_init"):
+        relu_net_from_symmetric_moments(X, Y, n_init=0)
+
+
+# ---------------------------------------------------------------- coupling Jacobians and Hessians of three layers
+def _three_layer_vector(seed, N):
+    g = _gen(seed)
+    A1, A2 = torch.randn(3, 5, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    A3, X = torch.randn(2, 2, generator=g, dtype=torch.float64), torch.randn(N, 5, generator=g, dtype=torch.float64)
+    f = lambda v: A3 @ torch.tanh(A2 @ torch.tanh(A1 @ v))
+    return A1, A2, A3, X, derivative_tensor(f, X, 1).permute(1, 2, 0), derivative_tensor(f, X, 2), g
+
+
+def test_hessian_misfit_is_zero_for_true_factors_and_any_activation():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 12)
+    fac = three_layer_jacobian_factors(A1, A2, A3, X)
+    assert hessian_misfit(fac, H) < 1e-12
+    # a gauge change of the factors (scalings the Jacobians cannot see) keeps the misfit zero
+    s = torch.tensor([2.0, -0.5, 3.0], dtype=torch.float64)
+    fac_s = (fac[0], fac[1], fac[2], fac[3] / s, fac[4] * s)
+    assert_close(paratuck2(*fac_s), paratuck2(*fac))
+    assert hessian_misfit(fac_s, H) < 1e-12
+    # the second layer's activation is not needed: the same holds for a softplus network
+    f = lambda v: A3 @ torch.nn.functional.softplus(A2 @ torch.tanh(A1 @ v))
+    fac_p = three_layer_jacobian_factors(A1, A2, A3, X, sigma2=torch.nn.functional.softplus)
+    assert hessian_misfit(fac_p, derivative_tensor(f, X, 2)) < 1e-12
+    # a wrong first layer with the rest unchanged is rejected
+    assert hessian_misfit((fac[0], fac[1], fac[2], fac[3], fac[4] + 0.1), H) > 1e-3
+
+
+def test_hessians_reject_exact_but_wrong_jacobian_fits_with_few_points():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(2, 3)          # 3 points: the Jacobians do not fix the layers
+    wrong = 0
+    for _ in range(4):
+        fac, rec = fit_paratuck2(J, 2, 3, n_init=1, generator=g)
+        sin = float((1 - matched_row_cosines(fac[4].mT, A1) ** 2).clamp_min(0).sqrt().max())
+        if rec.errors[-1] < 1e-10 and sin > 1e-2:
+            wrong += 1
+            assert hessian_misfit(fac, H) > 1e-4
+    assert wrong >= 1
+
+
+def test_hessian_misfit_bad_inputs():
+    from tensornn.derivatives import hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 4)
+    fac = three_layer_jacobian_factors(A1, A2, A3, X)
+    with pytest.raises(TypeError, match="factors"):
+        hessian_misfit(fac[:4], H)
+    with pytest.raises(ValueError, match="hessians"):
+        hessian_misfit(fac, H[:, :1])
+    with pytest.raises(ValueError, match="hessians"):
+        hessian_misfit(fac, H[0])
+    with pytest.raises(TypeError, match="dtype"):
+        hessian_misfit(fac, H.float())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_symmetric_moments_hessian_terms_and_misfit():
+    from tensornn.derivatives import hessian_misfit, relu_net_from_symmetric_moments, three_layer_hessian_terms
+    W, A, X, Y = _symmetric_teacher(8, 200_000)
+    W_g, A_g = relu_net_from_symmetric_moments(X.cuda(), Y.cuda(), seed=0)
+    assert W_g.device.type == "cuda" and A_g.device.type == "cuda"
+    assert float(matched_row_cosines(W_g.cpu(), W).min()) > 0.99
+    A1, A2, A3, Xv, J, H, g = _three_layer_vector(0, 12)
+    terms = three_layer_hessian_terms(A1.cuda(), A2.cuda(), A3[0].cuda(), Xv.cuda())
+    assert terms.hessians().device.type == "cuda"
+    assert_close(terms.hessians().cpu(), three_layer_hessian_terms(A1, A2, A3[0], Xv).hessians())
+    fac = three_layer_jacobian_factors(A1.cuda(), A2.cuda(), A3.cuda(), Xv.cuda())
+    assert hessian_misfit(fac, H.cuda()) < 1e-10
