@@ -27,6 +27,7 @@ def _describe(x) -> str:
 # %% ../nbs/validation.ipynb #43c61b54
 def _all_finite(x: torch.Tensor) -> bool:
     "No NaN or inf in `x`, found by two reductions (NaN propagates through min and max) instead of a full-size mask."
+    x = x.detach()                                               # a value check, not part of any graph
     if x.is_complex() or not x.is_floating_point(): return bool(torch.isfinite(x).all())
     return math.isfinite(float(x.amax())) and math.isfinite(float(x.amin()))
 
