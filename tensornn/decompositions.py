@@ -17,7 +17,7 @@ with warnings.catch_warnings():                                   # no ipywidget
     warnings.simplefilter("ignore", TqdmWarning)
     from tqdm.auto import tqdm
 
-from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, _tt_orthogonalize_right, inner, norm
+from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, tt_orthogonalize_right, inner, norm
 from .kernels import (cp_full, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
@@ -758,7 +758,7 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_round")
     d = tt.ndim
     caps, tol = _rank_caps(rank, d - 1, rname), check_tol(tol, allow_none=True)
-    cores = _tt_orthogonalize_right(tt.cores)
+    cores = tt_orthogonalize_right(tt.cores)
     delta2 = _delta2(tol, float(cores[0].pow(2).sum()), d - 1)
     for k in range(d - 1):
         r0, n, r1 = cores[k].shape

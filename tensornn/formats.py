@@ -11,15 +11,15 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .kernels import (_check_ht, _check_sequence, _check_tt_cores, check_tucker, cp_entries,
+from .kernels import (check_ht, check_tt_cores, check_tucker, cp_entries,
                               cp_full, cp_inner, ht_full, ht_inner, ht_tree, make_generator, mttkrp, multi_mode_dot,
                               random_normal, tt_entries, tt_full, tt_inner, tucker_full)
-from .validation import (_describe, as_tensor, check_dtype, check_index, check_rank, check_real, check_same_device_dtype,
+from .validation import (describe, as_tensor, check_sequence, check_dtype, check_index, check_rank, check_real, check_same_device_dtype,
                                  check_shape, check_tensor)
 
 # %% auto #0
-__all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'HTTensor', 'tr_full', 'TRTensor', 'inner', 'norm', 'random_cp',
-           'random_tucker', 'random_tt', 'random_ht', 'random_tr', 'from_tensorly']
+__all__ = ['CPTensor', 'TuckerTensor', 'TTTensor', 'tt_orthogonalize_right', 'HTTensor', 'tr_full', 'TRTensor', 'inner', 'norm',
+           'random_cp', 'random_tucker', 'random_tt', 'random_ht', 'random_tr', 'from_tensorly']
 
 # %% ../nbs/01_background.ipynb #bb63f3f3
 def patch_method(cls):
@@ -82,7 +82,7 @@ class CPTensor(_Format):
     def __init__(self,
                  weights: torch.Tensor | None,  # (R,) weights of the terms; None means all ones
                  factors: Sequence[torch.Tensor]):  # one (I_k, R) matrix per mode
-        factors = _check_sequence(factors, "factors", "(I_k, R) matrices")
+        factors = check_sequence(factors, "factors", "(I_k, R) matrices")
         for k, A in enumerate(factors):
             check_real(check_tensor(A, f"factors[{k}]", ndim=2, finite=False), f"factors[{k}]")
             if A.shape[1] != factors[0].shape[1]:
@@ -170,7 +170,7 @@ class TuckerTensor(_Format):
                  core: torch.Tensor,  # (R_0, ..., R_{d-1}) core tensor
                  factors: Sequence[torch.Tensor]):  # one (I_k, R_k) matrix per mode
         check_real(check_tensor(core, "core", min_ndim=1, finite=False), "core")
-        factors = _check_sequence(factors, "factors", "(I_k, R_k) matrices")
+        factors = check_sequence(factors, "factors", "(I_k, R_k) matrices")
         self.core, self.factors = core, check_tucker(core, factors)
         for k, A in enumerate(self.factors): check_real(A, f"factors[{k}]")
 
@@ -242,7 +242,7 @@ class TTTensor(_CoreChain):
     "Tensor train with cores of shape `(r_k, I_k, r_{k+1})`, `r_0 = r_d = 1`."
     _order = 2
     def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores with r_0 = r_d = 1
-        self.cores = _check_tt_cores(cores, "cores", real=True)
+        self.cores = check_tt_cores(cores, "cores", real=True)
 
     @property
     def rank(self) -> tuple:
@@ -275,9 +275,10 @@ def _inner_same(self, other): return tt_inner(self.cores, other.cores)
 def _inner_simpler(self, other): return tt_inner(other._as_tt().cores, self.cores)
 
 # %% ../nbs/01_background.ipynb #f54030a0
-def _tt_orthogonalize_right(cores: list) -> list:
+def tt_orthogonalize_right(cores: list,  # tensor-train cores `(r_{k-1}, I_k, r_k)`
+                           ) -> list:
     "Right-to-left QR sweep: cores 1..d-1 become right-orthogonal, the norm collects in core 0 (same tensor)."
-    cores = list(cores)
+    cores = check_tt_cores(cores, "cores")
     for k in range(len(cores) - 1, 0, -1):
         r0, n, r1 = cores[k].shape
         Q, R = torch.linalg.qr(cores[k].reshape(r0, n * r1).mT)                   # (n r1, q), (q, r0)
@@ -285,10 +286,11 @@ def _tt_orthogonalize_right(cores: list) -> list:
         cores[k - 1] = cores[k - 1] @ R.mT                                        # (r, n, q): one GEMM
     return cores
 
+# %% ../nbs/01_background.ipynb #c59a2cb6
 @patch_method(TTTensor)
 def norm(self) -> torch.Tensor:
     "Frobenius norm from a QR sweep (accurate even when it is tiny)."
-    return _tt_orthogonalize_right(self.cores)[0].norm()
+    return tt_orthogonalize_right(self.cores)[0].norm()
 
 # %% ../nbs/01_background.ipynb #d4e35a2b
 class HTTensor(_Format):
@@ -297,7 +299,7 @@ class HTTensor(_Format):
     def __init__(self,
                  leaves: Sequence[torch.Tensor],  # one (I_k, r_k) matrix per mode
                  transfers: Mapping):  # node -> (r_left, r_right, r_node) tensor for every node of ht_tree(d)
-        self.leaves, self.transfers, self._rank = _check_ht(leaves, transfers, real=True)
+        self.leaves, self.transfers, self._rank = check_ht(leaves, transfers, real=True)
 
     def _tensors(self): return [*self.leaves, *self.transfers.values()]
     def _rebuild(self, ts):
@@ -355,7 +357,7 @@ def _inner_simpler(self, other):
 def tr_full(cores: Sequence[torch.Tensor],  # (r_k, I_k, r_{k+1}) cores with r_d = r_0
             ) -> torch.Tensor:
     "Dense tensor of a tensor ring: entry `(i_0, ..., i_{d-1})` is `tr(cores[0][:, i_0, :] @ ... @ cores[-1][:, i_{d-1}, :])`."
-    cores = _check_tt_cores(cores, "cores", ring=True)
+    cores = check_tt_cores(cores, "cores", ring=True)
     r0 = cores[0].shape[0]
     out = cores[0].reshape(-1, cores[0].shape[2])                               # (r_0 I_0, r_1)
     for G in cores[1:]:
@@ -368,7 +370,7 @@ class TRTensor(_CoreChain):
     "Tensor ring with cores of shape `(r_k, I_k, r_{k+1})` and `r_d = r_0`: entries are traces of products of core slices."
     _order = 4
     def __init__(self, cores: Sequence[torch.Tensor]):  # (r_k, I_k, r_{k+1}) cores, the last right rank equal to the first left rank
-        self.cores = _check_tt_cores(cores, "cores", real=True, ring=True)
+        self.cores = check_tt_cores(cores, "cores", real=True, ring=True)
 
     @property
     def rank(self) -> tuple:
@@ -422,7 +424,7 @@ def _check_operand(x, name: str):
     if type(x).__module__.split(".")[0] == "tensorly":
         raise TypeError(f"{name}: expected a torch.Tensor or a tensornn format, got TensorLy's {type(x).__name__}; "
                         f"convert it with tensornn.formats.from_tensorly({name})")
-    raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor, HTTensor or TRTensor, got {_describe(x)}")
+    raise TypeError(f"{name}: expected a torch.Tensor, CPTensor, TuckerTensor, TTTensor, HTTensor or TRTensor, got {describe(x)}")
 
 
 def inner(a, b) -> torch.Tensor:
@@ -544,4 +546,4 @@ def from_tensorly(x):  # TensorLy's CPTensor, TuckerTensor, TTTensor or TRTensor
         return TTTensor([_from_tl_array(G, f"x[{k}]") for k, G in enumerate(x)])
     if kind == "TRTensor":
         return TRTensor([_from_tl_array(G, f"x[{k}]") for k, G in enumerate(x)])
-    raise TypeError(f"x: expected TensorLy's CPTensor, TuckerTensor, TTTensor or TRTensor, got {_describe(x)}")
+    raise TypeError(f"x: expected TensorLy's CPTensor, TuckerTensor, TTTensor or TRTensor, got {describe(x)}")

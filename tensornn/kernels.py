@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 import opt_einsum
 import torch
 
-from .validation import (_describe, check_choice, check_index, check_int, check_rank, check_real, check_same_device_dtype,
+from .validation import (describe, check_sequence, check_choice, check_index, check_int, check_rank, check_real, check_same_device_dtype,
                                  check_shape, check_tensor, check_tol)
 
 # %% auto #0
 __all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp',
-           'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'tt_full', 'tt_inner', 'tt_entries',
-           'tt_contract_vectors', 'ht_tree', 'ht_full', 'ht_inner', 'ht_contract_vectors', 'numerical_rank']
+           'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'check_tt_cores', 'tt_full', 'tt_inner',
+           'tt_entries', 'tt_contract_vectors', 'ht_tree', 'check_ht', 'ht_full', 'ht_inner', 'ht_contract_vectors',
+           'numerical_rank']
 
 # %% ../nbs/00_kernels.ipynb #8573d4a6
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
@@ -215,17 +216,13 @@ def tucker_full(core: torch.Tensor, factors) -> torch.Tensor:
     return multi_mode_dot(core, check_tucker(core, factors))
 
 # %% ../nbs/00_kernels.ipynb #83afcaf0
-def _check_sequence(x, name: str, what: str) -> list:
-    "`x` as a non-empty list (a tuple or list, never a lone tensor)."
-    if isinstance(x, (torch.Tensor, str)) or not isinstance(x, Sequence):
-        raise TypeError(f"{name}: expected a non-empty list of {what}, got {_describe(x)}")
-    if len(x) == 0: raise ValueError(f"{name}: expected a non-empty list of {what}, got an empty one")
-    return list(x)
-
-
-def _check_tt_cores(cores, name: str = "cores", *, real: bool = False, ring: bool = False) -> list:
+def check_tt_cores(cores,  # a list of `(r_k, I_k, r_{k+1})` tensors
+                   name: str = "cores",  # the argument's name, for messages
+                   *, real: bool = False,  # refuse complex cores too
+                   ring: bool = False,  # a tensor ring: `r_d = r_0` instead of `r_0 = r_d = 1`
+                   ) -> list:
     "The one validation of tensor-train cores (kernels, `TTTensor`, `TRTensor`): shapes `(r_k, I_k, r_{k+1})` that chain, `r_0 = r_d = 1` (a ring: `r_d = r_0`)."
-    cores = _check_sequence(cores, name, "(r_k, I_k, r_k+1) cores")
+    cores = check_sequence(cores, name, "(r_k, I_k, r_k+1) cores")
     for k, G in enumerate(cores):
         check_tensor(G, f"{name}[{k}]", ndim=3, finite=False)
         if real: check_real(G, f"{name}[{k}]")
@@ -242,7 +239,7 @@ def _check_tt_cores(cores, name: str = "cores", *, real: bool = False, ring: boo
 # %% ../nbs/00_kernels.ipynb #f1efcca2
 def tt_full(cores) -> torch.Tensor:
     "Dense tensor of a tensor train with cores of shape `(r_{k-1}, n_k, r_k)`."
-    cores = _check_tt_cores(cores)
+    cores = check_tt_cores(cores)
     out = cores[0].reshape(-1, cores[0].shape[2])
     for G in cores[1:]:
         out = (out @ G.reshape(G.shape[0], -1)).reshape(-1, G.shape[2])
@@ -251,7 +248,7 @@ def tt_full(cores) -> torch.Tensor:
 
 def tt_inner(cores_a, cores_b) -> torch.Tensor:
     "Inner product of two tensor trains of the same shape, by a left-to-right sweep."
-    cores_a, cores_b = _check_tt_cores(cores_a, "cores_a"), _check_tt_cores(cores_b, "cores_b")
+    cores_a, cores_b = check_tt_cores(cores_a, "cores_a"), check_tt_cores(cores_b, "cores_b")
     if [G.shape[1] for G in cores_a] != [G.shape[1] for G in cores_b]:
         raise ValueError("cores_b: expected the same mode sizes as cores_a")
     M = torch.ones(1, 1, dtype=cores_a[0].dtype, device=cores_a[0].device)
@@ -263,7 +260,7 @@ def tt_inner(cores_a, cores_b) -> torch.Tensor:
 # %% ../nbs/00_kernels.ipynb #80c0d566
 def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
     "Entries of a tensor train at a batch of multi-indices `index` of shape `(B, d)`."
-    cores = _check_tt_cores(cores)
+    cores = check_tt_cores(cores)
     index = check_index(index, [G.shape[1] for G in cores])
     v = cores[0][0, index[:, 0], :]                                     # (B, r_1)
     for k, G in enumerate(cores[1:], 1):
@@ -273,7 +270,7 @@ def tt_entries(cores, index: torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_kernels.ipynb #71e5fa98
 def _check_vectors(vectors, sizes: list, what: str) -> list:
     "One `(B, sizes[k])` batch of vectors per mode, all with the same batch size `B`."
-    vectors = _check_sequence(vectors, "vectors", "(B, n_k) batches of vectors")
+    vectors = check_sequence(vectors, "vectors", "(B, n_k) batches of vectors")
     if len(vectors) != len(sizes):
         raise ValueError(f"vectors: expected {len(sizes)} batches of vectors (one per {what}), got {len(vectors)}")
     for k, (n, V) in enumerate(zip(sizes, vectors)):
@@ -285,7 +282,7 @@ def _check_vectors(vectors, sizes: list, what: str) -> list:
 # %% ../nbs/00_kernels.ipynb #19c1efb7
 def tt_contract_vectors(cores, vectors) -> torch.Tensor:
     "`<TT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
-    cores = _check_tt_cores(cores)
+    cores = check_tt_cores(cores)
     vectors = _check_vectors(vectors, [G.shape[1] for G in cores], "core")
     state = vectors[0] @ cores[0][0]                                       # (B, r_1)
     for G, V in zip(cores[1:], vectors[1:]):
@@ -310,11 +307,15 @@ def ht_tree(d: int) -> dict:
     return dict(sorted(tree.items(), key=lambda kv: (kv[0][1] - kv[0][0], kv[0][0])))  # children before parents
 
 # %% ../nbs/00_kernels.ipynb #0e6bdfdf
-def _check_ht(leaves, transfers, name: str = "", *, real: bool = False) -> tuple[list, dict, dict]:
+def check_ht(leaves,  # a list of `(I_k, r_k)` leaf matrices
+             transfers,  # a dict node -> `(r_left, r_right, r_node)` transfer tensor, nodes as in `ht_tree`
+             name: str = "",  # a prefix for the argument names in messages
+             *, real: bool = False,  # refuse complex data too
+             ) -> tuple[list, dict, dict]:
     "The one validation of HT data, used by the kernels and by `HTTensor`; returns leaves, transfers (tree order) and the rank of every node."
-    leaves = _check_sequence(leaves, f"{name}leaves", "(I_k, r_k) leaf matrices")
+    leaves = check_sequence(leaves, f"{name}leaves", "(I_k, r_k) leaf matrices")
     if not isinstance(transfers, Mapping):
-        raise TypeError(f"{name}transfers: expected a dict node -> (r_l, r_r, r_node) tensor, got {_describe(transfers)}")
+        raise TypeError(f"{name}transfers: expected a dict node -> (r_l, r_r, r_node) tensor, got {describe(transfers)}")
     d, tree = len(leaves), ht_tree(len(leaves))
     if set(transfers) != set(tree):
         raise ValueError(f"{name}transfers: expected the nodes {sorted(tree)} of ht_tree({d}), got {sorted(transfers)}")
@@ -339,7 +340,7 @@ def _check_ht(leaves, transfers, name: str = "", *, real: bool = False) -> tuple
 # %% ../nbs/00_kernels.ipynb #d2ab1ec9
 def ht_full(leaves, transfers) -> torch.Tensor:
     "Dense tensor of a hierarchical Tucker tensor on the balanced tree `ht_tree(len(leaves))`."
-    leaves, transfers, _ = _check_ht(leaves, transfers)
+    leaves, transfers, _ = check_ht(leaves, transfers)
     d = len(leaves)
     if d == 1: return leaves[0][:, 0]
     U = {(k, k + 1): leaves[k] for k in range(d)}
@@ -351,8 +352,8 @@ def ht_full(leaves, transfers) -> torch.Tensor:
 
 def ht_inner(leaves_a, transfers_a, leaves_b, transfers_b) -> torch.Tensor:
     "Inner product of two hierarchical Tucker tensors on the same tree, from Gram matrices bottom-up."
-    leaves_a, transfers_a, _ = _check_ht(leaves_a, transfers_a, "a.")
-    leaves_b, transfers_b, _ = _check_ht(leaves_b, transfers_b, "b.")
+    leaves_a, transfers_a, _ = check_ht(leaves_a, transfers_a, "a.")
+    leaves_b, transfers_b, _ = check_ht(leaves_b, transfers_b, "b.")
     if [U.shape[0] for U in leaves_a] != [U.shape[0] for U in leaves_b]:
         raise ValueError("leaves_b: expected the same mode sizes as leaves_a")
     d = len(leaves_a)
@@ -365,7 +366,7 @@ def ht_inner(leaves_a, transfers_a, leaves_b, transfers_b) -> torch.Tensor:
 # %% ../nbs/00_kernels.ipynb #8ddefc76
 def ht_contract_vectors(leaves, transfers, vectors) -> torch.Tensor:
     "`<HT, v_0 (x) ... (x) v_{d-1}>` for each row of a batch: `vectors[k]` has shape `(B, n_k)`; returns `(B,)`."
-    leaves, transfers, _ = _check_ht(leaves, transfers)
+    leaves, transfers, _ = check_ht(leaves, transfers)
     vectors = _check_vectors(vectors, [U.shape[0] for U in leaves], "leaf")
     d = len(leaves)
     h = {(k, k + 1): V @ U for k, (U, V) in enumerate(zip(leaves, vectors))}   # (B, r_k)

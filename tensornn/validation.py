@@ -14,15 +14,28 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['check_tensor', 'is_tracing', 'as_tensor', 'check_real', 'check_linalg_dtype', 'check_same_device_dtype', 'check_int',
-           'check_rank', 'check_shape', 'check_index', 'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
+__all__ = ['describe', 'check_sequence', 'check_tensor', 'is_tracing', 'as_tensor', 'check_real', 'check_linalg_dtype',
+           'check_same_device_dtype', 'check_int', 'check_rank', 'check_shape', 'check_index', 'check_tol',
+           'check_choice', 'check_dtype', 'renamed_argument']
 
 # %% ../nbs/validation.ipynb #13e0a400
-def _describe(x) -> str:
+def describe(x,  # any value
+             ) -> str:
     "A short description of `x` for error messages."
     if isinstance(x, torch.Tensor):
         return f"tensor of shape {tuple(x.shape)}, dtype {x.dtype}, device {x.device}"
     return f"{type(x).__name__}"
+
+# %% ../nbs/validation.ipynb #d995fd26
+def check_sequence(x,  # the argument: a list or tuple
+                   name: str,  # its name, for messages
+                   what: str,  # what its items are, for messages
+                   ) -> list:
+    "`x` as a non-empty list (a tuple or list, never a lone tensor)."
+    if isinstance(x, (torch.Tensor, str)) or not isinstance(x, Sequence):
+        raise TypeError(f"{name}: expected a non-empty list of {what}, got {describe(x)}")
+    if len(x) == 0: raise ValueError(f"{name}: expected a non-empty list of {what}, got an empty one")
+    return list(x)
 
 # %% ../nbs/validation.ipynb #43c61b54
 def _all_finite(x: torch.Tensor) -> bool:
@@ -36,7 +49,7 @@ def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None 
                  finite: bool = True, allow_empty: bool = False, floating: bool = True) -> torch.Tensor:
     "Validate that `x` is a tensor fit for numerical work, raising an error that names `name`."
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {_describe(x)}")
+        raise TypeError(f"{name}: expected a torch.Tensor, got {describe(x)}")
     if floating and not (x.is_floating_point() or x.is_complex()):
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if ndim is not None and x.ndim != ndim:
@@ -53,7 +66,7 @@ def check_tensor(x, name: str, *, ndim: int | None = None, min_ndim: int | None 
 def is_tracing(x: torch.Tensor,  # any tensor the caller is about to inspect
                ) -> bool:
     "Whether `x`'s values cannot steer Python control flow: inside a `torch.func` transform or `torch.compile` tracing."
-    if not isinstance(x, torch.Tensor): raise TypeError(f"x: expected a torch.Tensor, got {_describe(x)}")
+    if not isinstance(x, torch.Tensor): raise TypeError(f"x: expected a torch.Tensor, got {describe(x)}")
     if torch.compiler.is_compiling(): return True
     wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)       # private, so guarded
     return bool(wrapped is not None and wrapped(x))
@@ -136,7 +149,7 @@ def check_index(index: torch.Tensor,  # integer tensor (int32 or int64) of multi
                 ) -> torch.Tensor:
     "Validate a batch of multi-indices of shape `(B, d)` into a tensor of `shape`; returns it as int64."
     if not isinstance(index, torch.Tensor) or index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {_describe(index)}")
+        raise TypeError(f"{name}: expected an integer tensor of shape (B, {len(shape)}), got {describe(index)}")
     if index.ndim != 2 or index.shape[1] != len(shape):
         raise ValueError(f"{name}: expected shape (B, {len(shape)}), got {tuple(index.shape)}")
     if index.numel():

@@ -46,6 +46,8 @@ ROWS = [
     ("check_index", lambda: V.check_index(torch.tensor([[0, 1]]), (2, 2, 2)), ValueError, "index"),
     ("renamed_argument", lambda: V.renamed_argument(2, 3, "rank", "max_rank", "tt_svd"), TypeError, "tt_svd"),
     ("is_tracing", lambda: V.is_tracing([1.0, 2.0]), TypeError, "x"),
+    ("check_sequence", lambda: V.check_sequence(M, "factors", "matrices"), TypeError, "factors"),
+    ("check_sequence", lambda: V.check_sequence((), "factors", "matrices"), ValueError, "factors"),
     # ---------------------------------------------------------------- kernels
     ("make_generator", lambda: K.make_generator(generator=3), TypeError, "generator"),
     ("random_normal", lambda: K.random_normal((2, 2), generator="g"), TypeError, "generator"),
@@ -60,6 +62,13 @@ ROWS = [
     ("cp_inner", lambda: K.cp_inner(CP.weights, CP.factors, CP.weights, CP.factors[:2]), ValueError, "factors_b"),
     ("cp_entries", lambda: K.cp_entries(CP.weights, CP.factors, IDX_OUT), ValueError, "index"),
     ("check_tucker", lambda: K.check_tucker(TK.core, TK.factors[:2]), ValueError, "factors"),
+    ("check_tt_cores", lambda: K.check_tt_cores(TT.cores[:2]), ValueError, "cores"),
+    ("check_tt_cores", lambda: K.check_tt_cores(TT.cores[0]), TypeError, "cores"),
+    ("check_tt_cores", lambda: K.check_tt_cores([TT.cores[0], TT.cores[1].float(), TT.cores[2]]), TypeError, "cores"),
+    ("check_ht", lambda: K.check_ht(HT.leaves, {}), ValueError, "transfers"),
+    ("check_ht", lambda: K.check_ht(HT.leaves, list(HT.transfers.values())), TypeError, "transfers"),
+    ("tt_orthogonalize_right", lambda: Fmt.tt_orthogonalize_right(TT.cores[1:]), ValueError, "cores"),
+    ("tt_orthogonalize_right", lambda: Fmt.tt_orthogonalize_right(TT), TypeError, "cores"),
     ("tucker_full", lambda: K.tucker_full(TK.core, [TK.factors[0].mT, *TK.factors[1:]]), ValueError, r"factors\[0\]"),
     ("tt_full", lambda: K.tt_full([TT.cores[1]]), ValueError, "cores"),
     ("tt_inner", lambda: K.tt_inner(TT.cores, TT.cores[:2]), ValueError, "cores_b"),
@@ -153,6 +162,7 @@ ROWS = [
 ]
 #: public names with no input to get wrong, and why
 EXEMPT = {"FitRecord": "a plain record of results (a dataclass the algorithms fill in)",
+          "describe": "a formatter for error messages: it describes any value, so no input is bad",
           "Identifiability": "a plain report (a dataclass cp_identifiability fills in)",
           "ProportionEstimate": "a plain report (a dataclass rank2_probability_222 fills in)",
           "LL1Tensor": "a plain container of block-term factors (a dataclass ll1_als fills in)"}
