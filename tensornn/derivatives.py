@@ -20,7 +20,7 @@ from .kernels import make_generator, numerical_rank, random_normal
 from .formats import CPTensor
 from .decompositions import FitRecord, cp_als
 from .theory import factor_match_score, jennrich, paratuck2, symmetric_cp
-from .expressivity import _activation   # private: expressivity should export it (reported)
+from .expressivity import get_activation
 
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
@@ -197,7 +197,7 @@ class TwoLayerNet(torch.nn.Module):
         b2 = torch.as_tensor(b2, dtype=A1.dtype, device=A1.device).reshape(())
         check_same_device_dtype(A1=A1, b1=b1, a2=a2, b2=b2)
         self.act_name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
-        self.sigma = _activation(activation)
+        self.sigma = get_activation(activation)
         self.A1, self.b1 = torch.nn.Parameter(A1.clone()), torch.nn.Parameter(b1.clone())
         self.a2, self.b2 = torch.nn.Parameter(a2.clone()), torch.nn.Parameter(b2.clone())
 
@@ -303,7 +303,7 @@ def nnlift(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
                          f"(the rows of A1 must be linearly independent), got {k}")
     check_choice(method, _NNLIFT_METHODS, "method")
     n_slices = d if n_slices is None else min(check_rank(n_slices, "n_slices"), d)
-    sigma, g, fit_iter = _activation(activation), make_generator(seed, generator), check_rank(fit_iter, "fit_iter")
+    sigma, g, fit_iter = get_activation(activation), make_generator(seed, generator), check_rank(fit_iter, "fit_iter")
     U = _moment_span(X, y, k, n_slices, g, chunk_size)                  # 1. span of the rows of A1
     Tk = stein_moment(X, y, 3, project=U, chunk_size=chunk_size)        #    and the compressed third moment
     with warnings.catch_warnings(record=True) as caught:                # 2. symmetric CP; diagnostics -> record
@@ -440,7 +440,7 @@ def hermite_coefficients(sigma,  # an activation name (chapter 03's table, or 's
     degree, dtype = check_int(degree, "degree", minimum=0), check_dtype(dtype)
     n_quad = check_rank(n_quad, "n_quad")
     if isinstance(sigma, str) and sigma in _HERMITE_EXACT: return _HERMITE_EXACT[sigma](degree, dtype, device)
-    sigma = _activation(sigma, "sigma")
+    sigma = get_activation(sigma, "sigma")
     off = torch.arange(1, n_quad, dtype=dtype, device=device).sqrt()
     nodes, vecs = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))   # Jacobi matrix of He_k
     w = vecs[0] ** 2                                                             # weights for N(0, 1)
@@ -571,7 +571,7 @@ def fit_landscape(x: torch.Tensor,  # inputs `(N, d)`, assumed $N(0, I)$
     "Local search from one start on the designed objective of Ge, Lee & Ma (2018) or on the plain squared loss."
     X, y, k = _check_width_fit(x, y, n_hidden, "orthonormal rows")
     objective = check_choice(objective, _LANDSCAPE_OBJECTIVES, "objective")
-    sigma, n_iter, g = _activation(activation), check_rank(n_iter, "n_iter"), make_generator(seed, generator)
+    sigma, n_iter, g = get_activation(activation), check_rank(n_iter, "n_iter"), make_generator(seed, generator)
     B = _landscape_start(init, k, X, g).requires_grad_(True)
     if objective == "designed":
         yc = _remove_low_orders(X, y) if control_variate else y
@@ -1014,7 +1014,7 @@ def three_layer_jacobian_factors(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or A3.shape[1] != A2.shape[0]:
         raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "
                          f"A3 {tuple(A3.shape)} for points of dimension {X.shape[1]}")
-    s1, s2 = _activation(sigma1, "sigma1"), _activation(sigma2, "sigma2")
+    s1, s2 = get_activation(sigma1, "sigma1"), get_activation(sigma2, "sigma2")
     d1 = vmap(vmap(torch.func.grad(s1)))
     d2 = vmap(vmap(torch.func.grad(s2)))
     Tn = X @ A1.mT
@@ -1055,7 +1055,7 @@ def three_layer_hessian_terms(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     if A1.shape[1] != X.shape[1] or A2.shape[1] != A1.shape[0] or a3.shape[0] != A2.shape[0]:
         raise ValueError(f"A2: incompatible layer shapes A1 {tuple(A1.shape)}, A2 {tuple(A2.shape)}, "
                          f"a3 {tuple(a3.shape)} for points of dimension {X.shape[1]}")
-    (s1, ds1, dds1), (s2, ds2, dds2) = (_with_derivatives(_activation(s, n)) for s, n in ((sigma1, "sigma1"),
+    (s1, ds1, dds1), (s2, ds2, dds2) = (_with_derivatives(get_activation(s, n)) for s, n in ((sigma1, "sigma1"),
                                                                                           (sigma2, "sigma2")))
     T = X @ A1.mT
     Z = s1(T) @ A2.mT

@@ -26,9 +26,9 @@ from .theory import kruskal_rank
 # %% auto #0
 __all__ = ['FEATURE_MAPS', 'feature_map', 'SumProductNetwork', 'CPSumProduct', 'HTSumProduct', 'TTSumProduct', 'grid_tensor',
            'matricize', 'matricization_rank', 'balanced_partition', 'interleaved_partition', 'separation_rank_bound',
-           'SecondOrderRNN', 'rnn_function_dimension', 'circulant_basis', 'sparse_basis', 'structured_product',
-           'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability', 'LiftingStability',
-           'lifting_stability', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
+           'get_activation', 'SecondOrderRNN', 'rnn_function_dimension', 'circulant_basis', 'sparse_basis',
+           'structured_product', 'lifting_operator', 'LiftingIdentifiability', 'lifting_identifiability',
+           'LiftingStability', 'lifting_stability', 'PolynomialNetwork', 'PNNCounts', 'pnn_counts', 'PNNDimension',
            'polynomial_network_dimension', 'PNNBlock', 'PNNIdentifiability', 'pnn_identifiability',
            'TrainableActivationNetwork', 'ActivationDimension', 'activation_network_dimension', 'ActivationUniqueness',
            'activation_uniqueness', 'elementary_symmetric', 'FactorizationMachine', 'dyadic_tensor',
@@ -385,7 +385,9 @@ _ACTIVATIONS = {"identity": lambda t: t, "tanh": torch.tanh, "sigmoid": torch.si
                 "cube": lambda t: t ** 3}
 
 
-def _activation(act, name: str = "activation") -> Callable:
+def get_activation(act,  # a name in the table (e.g. 'relu', 'tanh', 'cube') or a callable
+                   name: str = "activation",  # the argument's name, for messages
+                   ) -> Callable:
     "A callable `act` as it is, or the entry of the one activation table of the book (chapters 03 and 04)."
     return act if callable(act) else check_choice(act, _ACTIVATIONS, name)
 
@@ -401,7 +403,7 @@ class SecondOrderRNN(nn.Module):
         super().__init__()
         self.hidden, self.input_dim = check_rank(hidden, "hidden"), check_rank(input_dim, "input_dim")
         self.rank = None if rank is None else check_rank(rank, "rank")
-        self._sigma = _activation(activation)
+        self._sigma = get_activation(activation)
         self.activation = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
         kw = _init_kw(dtype, device, generator, seed)
         n, d = self.hidden, self.input_dim

@@ -216,14 +216,18 @@ def _inner_simpler(self, other: CPTensor):
 # %% ../nbs/01_background.ipynb #e1ecb113
 @patch_method(TuckerTensor)
 def _as_tt(self) -> TTTensor:
-    from tensornn.decompositions import _tt_svd                               # the algorithms build on the formats
-    core_tt = _tt_svd(self.core, [None] * (self.ndim - 1), None)
+    from tensornn.decompositions import tt_svd                                # the algorithms build on the formats
+    with warnings.catch_warnings():                                          # exact on purpose: the core is small
+        warnings.simplefilter("ignore", UserWarning)
+        core_tt = tt_svd(self.core)
     return TTTensor([torch.einsum("aib,ni->anb", G, U) for G, U in zip(core_tt.cores, self.factors)])
 
 @patch_method(TuckerTensor)
 def _as_ht(self) -> HTTensor:
-    from tensornn.decompositions import _ht_svd
-    core_ht = _ht_svd(self.core, {}, None)
+    from tensornn.decompositions import ht_svd
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        core_ht = ht_svd(self.core)
     return HTTensor([U @ L for U, L in zip(self.factors, core_ht.leaves)], core_ht.transfers)
 
 # %% ../nbs/01_background.ipynb #0358a48d

@@ -20,6 +20,8 @@ A3 = torch.randn(3, 3, **f64)
 # (name covered, callable that must raise, exception type(s), text the message must contain)
 ROWS = [
     # ------------------------------------------------------------------ expressivity
+    ("get_activation", lambda: E.get_activation("relu6"), ValueError, "activation"),
+    ("get_activation", lambda: E.get_activation(3, "sigma"), ValueError, "sigma"),
     ("feature_map", lambda: E.feature_map(torch.zeros(3), 2, "rbf"), ValueError, "basis"),
     ("feature_map", lambda: E.feature_map("abc", 2), TypeError, "x"),
     ("feature_map", lambda: E.feature_map(torch.zeros(3), 0), ValueError, "K"),

@@ -29,3 +29,16 @@ def test_exports_have_docstrings_rendered_by_show_doc(path, module_name, code):
     not_shown = [n for n, _ in _documented_objects(module) if n not in shown]
     assert not undocumented, f"{path.name}: exported without a docstring: {undocumented}"
     assert not not_shown, f"{path.name}: exported but never rendered with show_doc: {not_shown}"
+
+
+def test_no_module_imports_another_modules_private_names():
+    "The conventions: a helper another module needs is public in its home module (issue 15/16 clean-up)."
+    import ast
+    pkg = Path(__file__).resolve().parents[1] / "tensornn"
+    bad = []
+    for path in sorted(pkg.glob("*.py")):
+        if path.name == "_modidx.py": continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("tensornn")):
+                bad += [(path.name, node.module, a.name) for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+    assert not bad, bad
