@@ -125,6 +125,18 @@ def khatri_rao(matrices, *, skip: int | None = None) -> torch.Tensor:
     return out
 
 # %% ../nbs/00_kernels.ipynb #62de5a0d
+def _mttkrp_blocks(T3: torch.Tensor, KL: torch.Tensor, KR: torch.Tensor) -> torch.Tensor:
+    "`sum_p (T3[p] @ KR) * KL[p]` for `T3` `(P, I, Q)`: on the CPU in slabs of about 1.3M entries of `T3`, so each slab's product stays in cache."
+    P, I, Q = T3.shape
+    step = P if T3.device.type != "cpu" else max(1, 1_300_000 // (I * Q))
+    out = None
+    for p in range(0, P, step):
+        Y = (T3[p:p + step].reshape(-1, Q) @ KR).reshape(-1, I, KR.shape[1])
+        part = (Y * KL[p:p + step, None, :]).sum(0)
+        out = part if out is None else out + part
+    return out
+
+
 def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     "Matricised tensor times Khatri-Rao product `unfold(T, mode) @ khatri_rao(factors, skip=mode)`, shape `(I_mode, R)`."
     check_tensor(T, "T", min_ndim=2, finite=False)
@@ -146,8 +158,7 @@ def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     if not left:                                    # first mode: one GEMM with the right product
         return T.reshape(I_n, P_R) @ khatri_rao(right)
     if P_R >= P_L:
-        Y = (T.reshape(P_L * I_n, P_R) @ khatri_rao(right)).reshape(P_L, I_n, R)
-        return torch.einsum("pir,pr->ir", Y, khatri_rao(left))
+        return _mttkrp_blocks(T.reshape(P_L, I_n, P_R), khatri_rao(left), khatri_rao(right))
     Y = (khatri_rao(left).T @ T.reshape(P_L, I_n * P_R)).reshape(R, I_n, P_R)
     return torch.einsum("rip,pr->ir", Y, khatri_rao(right))
 

@@ -517,3 +517,18 @@ def test_assert_close_tolerances():
     assert_close(x, x + 1e-3, atol=1e-2)
     with pytest.raises(AssertionError):
         assert_close(x, x + 1e-1, atol=1e-2)
+
+
+@pytest.mark.parametrize("shape", [(45, 30, 1000), (7, 40, 5, 1000), (3, 200, 2200)])
+def test_mttkrp_middle_modes_in_slabs_match_the_unfolding(shape):
+    "Middle modes run in slabs of the leading modes (several slabs here); the result and its gradient are unchanged."
+    g = torch.Generator().manual_seed(9)
+    T = torch.randn(shape, generator=g, dtype=torch.float64)
+    F = [torch.randn(n, 6, generator=g, dtype=torch.float64, requires_grad=True) for n in shape]
+    for mode in range(1, len(shape) - 1):
+        ref = K.unfold(T, mode) @ K.khatri_rao(F, skip=mode)
+        out = K.mttkrp(T, F, mode)
+        assert_close(out, ref)
+        gr = torch.autograd.grad(ref.square().sum(), F[0])[0]
+        go = torch.autograd.grad(out.square().sum(), F[0])[0]
+        assert_close(go, gr)
