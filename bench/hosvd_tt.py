@@ -15,8 +15,8 @@ one process (round-robin in every repeat, so load changes hit all alike; the med
   TensorLy's `tucker`, as time per sweep;
 * tensornn `tt_svd(T, rank=r)` against TensorLy's `tensor_train(T, r)`, tntorch's `Tensor(T, ranks_tt=r)`, teneva's
   `svd` (NumPy, where installed), and the SVD-route TT-SVD;
-* TT rounding of a train of rank 2r (two rank-r trains added) to rank r: tensornn `tt_round`, tntorch `round_tt`,
-  teneva `truncate` (TensorLy has no TT rounding).
+* TT rounding of a train of rank 2r (a rank-r train plus 1% of another) to rank r: tensornn `tt_round`, tntorch
+  `round_tt`, teneva `truncate` (TensorLy has no TT rounding).
 
 Beside every time: the peak memory of one call above what was resident before it (bench/common.py).
 
@@ -77,7 +77,12 @@ def main(argv=None):
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-teneva", action="store_true",
+                   help="leave out teneva: its NumPy BLAS threads and torch's OpenMP threads slow each other down "
+                        "when interleaved on a machine with few cores")
     args = p.parse_args(argv)
+    global teneva
+    if args.no_teneva: teneva = None
     if args.threads: torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     tl.set_backend("pytorch")
@@ -93,6 +98,7 @@ def main(argv=None):
     if tn is not None: fns["tntorch Tensor(ranks_tucker=r)"] = lambda: tn.Tensor(T, ranks_tucker=r)
     table("HOSVD", fns, T, device, args.repeats)
     hooi_table(T, r, args.sweeps, device, args.repeats)
+    rounding_table(r, device, dtype, args.repeats)      # before the NumPy TT-SVD, whose BLAS threads linger
     T_np = T.cpu().numpy()
     fns = {"tensornn tt_svd (Gram where accurate)": lambda: D.tt_svd(T, rank=r),
            "tt_svd by full SVDs": lambda: tt_by_svd(T, r),
@@ -100,7 +106,6 @@ def main(argv=None):
     if tn is not None: fns["tntorch Tensor(ranks_tt=r)"] = lambda: tn.Tensor(T, ranks_tt=r)
     if teneva is not None and device.type == "cpu": fns["teneva svd (NumPy)"] = lambda: teneva.svd(T_np, 1e-12, r)
     table("TT-SVD", fns, T, device, args.repeats)
-    rounding_table(r, device, dtype, args.repeats)
 
 
 def noisy_tucker(n, d, r, noise):
@@ -174,8 +179,9 @@ def tn_round(cores, r):
 
 
 def rounding_table(r, device, dtype, repeats, n_modes=12, n=16):
-    "Round a train of rank 2r (two rank-r trains added) to rank r; the error is measured exactly from the trains."
+    "Round a train of rank 2r (a rank-r train plus 1% of another) to rank r; the error is measured exactly from the trains."
     x, y = (random_tt((n,) * n_modes, r, seed=s, dtype=torch.float64) for s in (1, 2))
+    y.cores[0] = 1e-2 * y.cores[0] * float(x.norm() / y.norm())               # a rank-r train plus 1% of another
     cores = [c.to(device=device, dtype=dtype) for c in tt_sum(x.cores, y.cores)]
     big = TTTensor(cores)
     fns = {"tensornn tt_round": lambda: D.tt_round(big, rank=r)}
@@ -188,7 +194,8 @@ def rounding_table(r, device, dtype, repeats, n_modes=12, n=16):
     base = t[next(iter(fns))]
     big64 = TTTensor([c.to(torch.float64) for c in cores])
     norm2 = float(inner(big64, big64))
-    print(f"\nTT rounding, {n_modes} modes of size {n}, TT rank {2 * r} (two rank-{r} trains added) to rank {r}")
+    print(f"\nTT rounding, {n_modes} modes of size {n}: a rank-{r} train plus 1% of another (TT rank {2 * r}) rounded "
+          f"to rank {r}")
     print(f"{'':44s} {'ms':>9s} {'peak MiB':>9s} {'rel. error':>11s} {'time / tensornn':>16s}")
     for name, X in out.items():
         Y = TTTensor([torch.as_tensor(c).to(device=device, dtype=torch.float64) for c in getattr(X, "cores", X)])
