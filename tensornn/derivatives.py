@@ -25,10 +25,10 @@ from .expressivity import get_activation
 # %% auto #0
 __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 'matched_row_cosines', 'nnlift', 'fit_sgd',
            'nnlift_then_sgd', 'hermite_coefficients', 'population_loss_hermite', 'landscape_objective', 'fit_landscape',
-           'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'fit_sum_of_cubes', 'DecoupledModel',
-           'jacobian_decoupling', 'active_subspace', 'weights_from_spans', 'subspace_distance',
-           'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors', 'ThreeLayerHessian',
-           'three_layer_hessian_terms', 'hessian_misfit']
+           'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'NonOverlappingCNN', 'cnn_kernels_from_moments',
+           'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace', 'weights_from_spans',
+           'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors',
+           'ThreeLayerHessian', 'three_layer_hessian_terms', 'hessian_misfit']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -656,6 +656,95 @@ def relu_net_from_symmetric_moments(x: torch.Tensor,  # inputs `(N, d)` from a s
     U = best[0].factors[0]                                         # columns u_i = A^{-T} e_i, up to scale
     c = torch.sign((Y @ U).mean(0)) * (M.mT @ U).norm(dim=0)        # u_i^T M = c_i w_i^T, sign from the even part
     return (M.mT @ U / c).mT, torch.linalg.solve(U.mT, torch.diag(c))
+
+# %% ../nbs/04_derivatives.ipynb #eb76acc1
+from .validation import check_sequence
+
+
+class NonOverlappingCNN(torch.nn.Module):
+    "Deep CNN with one kernel per layer over non-overlapping patches (stride = kernel size), $\\sigma$ after every layer, one output."
+    def __init__(self, kernels: list,  # D 1-D kernels `(k_l,)`, layer 1 first; inputs have length $p = k_1 \\cdots k_D$
+                 *, activation="relu"):  # a name in the book's activation table (chapter 03) or a callable
+        super().__init__()
+        ks = [as_tensor(k, f"kernels[{l}]", ndim=1) for l, k in enumerate(check_sequence(kernels, "kernels", "1-D tensors"))]
+        check_same_device_dtype(**{f"kernels[{l}]": k for l, k in enumerate(ks)})
+        self.sigma = get_activation(activation)
+        self.act_name = activation if isinstance(activation, str) else getattr(activation, "__name__", "custom")
+        self.kernels = torch.nn.ParameterList([torch.nn.Parameter(k.clone()) for k in ks])
+        self.kernel_sizes = tuple(k.shape[0] for k in ks)
+        self.p = math.prod(self.kernel_sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # `(N, p)` -> `(N,)`
+        if x.ndim != 2 or x.shape[1] != self.p:
+            raise ValueError(f"x: expected shape (N, {self.p}) (p = product of the kernel sizes), got {tuple(x.shape)}")
+        h = x
+        for k in self.kernels:
+            h = self.sigma(h.reshape(h.shape[0], -1, k.shape[0]) @ k)    # every patch of the layer against one kernel
+        return h.reshape(h.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"kernel_sizes={self.kernel_sizes}, activation={self.act_name}"
+
+# %% ../nbs/04_derivatives.ipynb #c786dc9e
+def _random_cnn(cls, kernel_sizes,  # D kernel sizes, layer 1 first
+                *, activation="relu",  # as in the constructor
+                generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the kernels
+                dtype=None, device=None) -> NonOverlappingCNN:  # of the kernels (float32 by default)
+    "Unit-norm Gaussian kernels of the given sizes; those of layers 2 to D signed so that their entries sum to more than 0."
+    sizes = check_rank(check_sequence(kernel_sizes, "kernel_sizes", "kernel sizes"), "kernel_sizes")
+    kw = dict(generator=make_generator(seed, generator), dtype=check_dtype(dtype), device=device)
+    ks = [random_normal((k,), **kw) for k in sizes]
+    ks = [k / k.norm() * (1 if l == 0 or k.sum() >= 0 else -1) for l, k in enumerate(ks)]
+    return cls(ks, activation=activation)
+
+_random_cnn.__name__, _random_cnn.__qualname__ = "random", "NonOverlappingCNN.random"
+NonOverlappingCNN.random = classmethod(_random_cnn)
+
+# %% ../nbs/04_derivatives.ipynb #3dc67d19
+def _rank_one_hopm(T: torch.Tensor, n_iter: int, tol: float) -> tuple:
+    "Best rank-one `lambda u_0 (x) ... (x) u_last` of `T` by the higher-order power method from the HOSVD; `(us, lambda, errors)`."
+    D, nT = T.ndim, T.norm()
+    us = [torch.linalg.svd(T.movedim(a, 0).reshape(T.shape[a], -1), full_matrices=False)[0][:, 0] for a in range(D)]
+    errors, lam = [], T.new_zeros(())
+    for _ in range(n_iter):
+        for a in range(D):
+            v = T
+            for b in reversed(range(D)):
+                if b != a: v = torch.tensordot(v, us[b], dims=([b], [0]))   # contract every mode but a
+            lam = v.norm()
+            us[a] = v / lam.clamp_min(torch.finfo(T.dtype).tiny)
+        errors.append(float((1 - (lam / nT) ** 2).clamp_min(0).sqrt()))  # ||T - lambda u_0 (x) ...|| / ||T||
+        if len(errors) > 1 and abs(errors[-2] - errors[-1]) <= tol: break
+    return us, lam, errors
+
+# %% ../nbs/04_derivatives.ipynb #0e2d4a6a
+def cnn_kernels_from_moments(x: torch.Tensor,  # inputs `(N, p)`, assumed $N(0, I)$
+                             y: torch.Tensor,  # outputs `(N,)` of a `NonOverlappingCNN`
+                             kernel_sizes,  # D kernel sizes, layer 1 first, with $k_1 \\cdots k_D = p$
+                             *, center: bool = True,  # subtract the mean of `y` (the same moment, less variance)
+                             n_iter: int = 100,  # power-method sweeps over the D factors
+                             tol: float = 1e-12,  # stop when the relative error changes by less
+                             ) -> tuple[list, FitRecord]:  # unit kernels, layer 1 first (sign: largest entry > 0)
+    "Every kernel of a non-overlapping CNN from the best rank-one approximation of $E[y\\,x]$ reshaped to $k_D \\times \\cdots \\times k_1$."
+    X, y = _check_regression_data(x, y)
+    check_same_device_dtype(x=X, y=y); check_linalg_dtype(X, "x")
+    sizes = check_rank(check_sequence(kernel_sizes, "kernel_sizes", "kernel sizes"), "kernel_sizes")
+    if math.prod(sizes) != X.shape[1]:
+        raise ValueError(f"kernel_sizes: expected sizes whose product is p = {X.shape[1]} (the input length), "
+                         f"got {sizes} (product {math.prod(sizes)})")
+    n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
+    T = stein_moment(X, y - y.mean() if center else y, 1).reshape(sizes[::-1])
+    if not bool(T.norm() > 0):
+        raise ValueError("y: the first moment E[y x] vanishes (an even network or constant labels): no kernel to find")
+    us, lam, errors = _rank_one_hopm(T, n_iter, tol)
+    kernels = []
+    for u in reversed(us):                                            # mode a of T is layer D - a
+        s = torch.where(u[u.abs().argmax()] < 0, -1.0, 1.0).to(u)
+        kernels.append(u * s); lam = lam * s
+    converged = len(errors) < n_iter or len(errors) == 1
+    return kernels, FitRecord(errors=errors, n_iter=len(errors), converged=converged,
+                              message="converged" if converged else f"stopped after n_iter={n_iter}",
+                              info={"weight": float(lam), "moment_norm": float(T.norm())})
 
 # %% ../nbs/04_derivatives.ipynb #d4ffadbf
 def _sum_of_cubes_loss(A: torch.Tensor, B: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

@@ -191,6 +191,14 @@ ROWS = [
      "chunk_size"),
     ("hessian_misfit", lambda: D.hessian_misfit((A3, A3), torch.zeros(2, 3, 3, 3, **f64)), TypeError, "factors"),
     ("hessian_misfit", lambda: D.hessian_misfit((A3,) * 5, torch.zeros(2, 3, 3, **f64)), ValueError, "hessians"),
+    # ---- convolutional networks by moments (issue 16)
+    ("NonOverlappingCNN", lambda: D.NonOverlappingCNN(torch.ones(3, **f64)), TypeError, "kernels"),
+    ("NonOverlappingCNN", lambda: D.NonOverlappingCNN([torch.ones(2, **f64), torch.ones(2)]), TypeError, "kernels[1]"),
+    ("NonOverlappingCNN", lambda: D.NonOverlappingCNN.random((2, 0)), ValueError, "kernel_sizes"),
+    ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y, (2, 2)), ValueError, "kernel_sizes"),
+    ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y[:5], (3,)), ValueError, "y:"),
+    ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y, (3,), n_iter=0), ValueError, "n_iter"),
+    ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y.float(), (3,)), TypeError, "y"),
 ]
 
 

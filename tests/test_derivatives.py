@@ -837,3 +837,123 @@ def test_cuda_symmetric_moments_hessian_terms_and_misfit():
     assert_close(terms.hessians().cpu(), three_layer_hessian_terms(A1, A2, A3[0], Xv).hessians())
     fac = three_layer_jacobian_factors(A1.cuda(), A2.cuda(), A3.cuda(), Xv.cuda())
     assert hessian_misfit(fac, H.cuda()) < 1e-10
+
+
+# ---------------------------------------------------------------- convolutional networks by moments (issue 16)
+from hypothesis import given, settings, strategies as st
+
+from tensornn.derivatives import NonOverlappingCNN, cnn_kernels_from_moments
+
+
+def _leaky(a):
+    return lambda z: torch.nn.functional.leaky_relu(z, a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cnn_forward_is_conv1d_and_rank_one_when_linear(dtype):
+    net = NonOverlappingCNN.random((3, 2, 4), activation="identity", seed=0, dtype=dtype)
+    k1, k2, k3 = [k.detach() for k in net.kernels]
+    x = torch.randn(7, 24, generator=_gen(1), dtype=torch.float64).to(dtype)
+    with torch.no_grad():
+        assert_close(net(x), torch.einsum("nabc,a,b,c->n", x.reshape(7, 4, 2, 3), k3, k2, k1))
+        relu = NonOverlappingCNN([k1, k2, k3], activation="relu")
+        h = x[:, None]
+        for k in (k1, k2, k3):
+            h = torch.relu(torch.nn.functional.conv1d(h, k[None, None], stride=k.shape[0]))
+        assert_close(relu(x), h[:, 0, 0])
+    assert all(float(k.sum()) > 0 for k in (k2, k3))          # later kernels signed so a ReLU net is not silent
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(2, 4), min_size=1, max_size=4), seed=st.integers(0, 10_000), center=st.booleans())
+def test_cnn_kernels_exact_from_the_population_moment_of_a_linear_network(sizes, seed, center):
+    # +-sqrt(p) e_i has mean 0 and second moment I: the empirical E[y x] of a linear f is the population one
+    net = NonOverlappingCNN.random(sizes, activation="identity", seed=seed, dtype=torch.float64)
+    p = net.p
+    E = math.sqrt(p) * torch.cat([torch.eye(p, dtype=torch.float64), -torch.eye(p, dtype=torch.float64)])
+    with torch.no_grad():
+        y = net(E)
+    ks, rec = cnn_kernels_from_moments(E, y, sizes, center=center)
+    assert len(ks) == len(sizes) and [k.shape[0] for k in ks] == list(sizes)
+    for u, k in zip(ks, net.kernels):
+        assert abs(float(u @ k.detach())) > 1 - 1e-10
+        assert abs(float(u.norm()) - 1) < 1e-12 and float(u[u.abs().argmax()]) > 0
+    assert rec.final_error < 1e-6                              # exactly rank one
+    assert abs(abs(rec.info["weight"]) - 1) < 1e-10            # unit kernels: lambda = +-1
+
+
+def test_cnn_moment_order_matters():
+    # the kernels are read from x.reshape(k_D, ..., k_1): the reversed order must not fit a (4, 3) network
+    net = NonOverlappingCNN.random((4, 3), activation="identity", seed=3, dtype=torch.float64)
+    E = math.sqrt(12) * torch.cat([torch.eye(12, dtype=torch.float64), -torch.eye(12, dtype=torch.float64)])
+    with torch.no_grad():
+        y = net(E)
+    wrong, rec = cnn_kernels_from_moments(E, y, (3, 4))
+    assert rec.final_error > 0.1
+
+
+def _cnn_sines(sizes, slope, Ns, seeds):
+    out = {N: [] for N in Ns}
+    for s in seeds:
+        net = NonOverlappingCNN.random(sizes, activation=_leaky(slope), seed=100 + s, dtype=torch.float64)
+        X = torch.randn(max(Ns), net.p, generator=_gen(200 + s), dtype=torch.float64)
+        with torch.no_grad():
+            y = net(X)
+        for N in Ns:
+            ks, _ = cnn_kernels_from_moments(X[:N], y[:N], sizes)
+            out[N].append([math.sqrt(max(1 - float(u @ k.detach()) ** 2, 0)) for u, k in zip(ks, net.kernels)])
+    return {N: torch.tensor(v).mean(0) for N, v in out.items()}     # mean sine per layer
+
+
+def test_cnn_kernels_improve_with_N_for_a_mildly_nonlinear_activation():
+    sin = _cnn_sines((4, 4, 4), 0.9, [2_000, 200_000], range(3))
+    assert bool((sin[200_000] < sin[2_000] / 4).all()) and float(sin[200_000].max()) < 0.01
+
+
+def test_cnn_relu_first_kernel_consistent_deeper_kernels_biased():
+    sin = _cnn_sines((4, 4, 4), 0.0, [20_000, 200_000], range(3))
+    assert float(sin[200_000][0]) < 0.01 and float(sin[200_000][0]) < float(sin[20_000][0]) / 2   # layer 1: exact in population
+    assert float(sin[200_000][2]) > 0.03 and float(sin[200_000][2]) > 0.7 * float(sin[20_000][2])  # last layer: a bias
+
+
+def test_cnn_kernels_from_moments_bad_inputs():
+    X, y = torch.randn(30, 6, dtype=torch.float64), torch.randn(30, dtype=torch.float64)
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        cnn_kernels_from_moments(X, y, (2, 2))
+    with pytest.raises(TypeError, match="kernel_sizes"):
+        cnn_kernels_from_moments(X, y, 6)
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        cnn_kernels_from_moments(X, y, (6, 0))
+    with pytest.raises(ValueError, match="y:"):
+        cnn_kernels_from_moments(X, y[:5], (2, 3))
+    with pytest.raises(TypeError, match="y"):
+        cnn_kernels_from_moments(X, y.float(), (2, 3))
+    with pytest.raises(ValueError, match="x"):
+        cnn_kernels_from_moments(X[:, 0], y, (1,))
+    with pytest.raises(ValueError, match="n_iter"):
+        cnn_kernels_from_moments(X, y, (2, 3), n_iter=0)
+    with pytest.raises(ValueError, match="vanishes"):
+        cnn_kernels_from_moments(X, torch.ones(30, dtype=torch.float64), (2, 3))
+    bad = X.clone(); bad[0, 0] = float("nan")
+    with pytest.raises(ValueError):
+        cnn_kernels_from_moments(bad, y, (2, 3))
+    with pytest.raises(TypeError, match="kernels"):
+        NonOverlappingCNN(torch.ones(3))
+    with pytest.raises(TypeError, match=r"kernels\[1\]"):
+        NonOverlappingCNN([torch.ones(2, dtype=torch.float64), torch.ones(3)])
+    with pytest.raises(ValueError, match="x:"):
+        NonOverlappingCNN([torch.ones(2), torch.ones(3)])(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="activation"):
+        NonOverlappingCNN([torch.ones(2)], activation="swish?")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_cnn_kernels_from_moments():
+    net = NonOverlappingCNN.random((4, 4, 4), activation="identity", seed=0, dtype=torch.float64, device="cuda")
+    X = torch.randn(100_000, 64, dtype=torch.float64, device="cuda")
+    with torch.no_grad():
+        y = net(X)
+    ks, rec = cnn_kernels_from_moments(X, y, (4, 4, 4))
+    assert all(u.device.type == "cuda" for u in ks)
+    assert all(abs(float(u @ k.detach())) > 0.99 for u, k in zip(ks, net.kernels))
