@@ -15,7 +15,7 @@ from torch.func import jacfwd, jacrev, vmap
 from tqdm.auto import tqdm
 
 from .validation import (as_tensor, check_choice, check_dtype, check_int, check_linalg_dtype, check_rank,
-                                 check_real, check_same_device_dtype, check_tensor, check_tol)
+                                 check_real, check_same_device_dtype, check_sequence, check_tensor, check_tol)
 from .kernels import make_generator, numerical_rank, random_normal
 from .formats import CPTensor
 from .decompositions import FitRecord, cp_als
@@ -658,9 +658,6 @@ def relu_net_from_symmetric_moments(x: torch.Tensor,  # inputs `(N, d)` from a s
     return (M.mT @ U / c).mT, torch.linalg.solve(U.mT, torch.diag(c))
 
 # %% ../nbs/04_derivatives.ipynb #eb76acc1
-from .validation import check_sequence
-
-
 class NonOverlappingCNN(torch.nn.Module):
     "Deep CNN with one kernel per layer over non-overlapping patches (stride = kernel size), $\\sigma$ after every layer, one output."
     def __init__(self, kernels: list,  # D 1-D kernels `(k_l,)`, layer 1 first; inputs have length $p = k_1 \\cdots k_D$
