@@ -7,8 +7,10 @@ Both libraries start from the same initial factors (leading left singular vector
 exactly `--iters` ALS sweeps (tol=0, so neither stops early); the time per iteration is the best of `--repeats`
 runs, total / iterations. Rows: TensorLy without and with per-iteration errors; tensornn with the same cheap
 error formula (`residual="gram"`), with and without extrapolation, and with its defaults (which switch to the exact
-residual below 10 sqrt(eps), an extra pass over the data that TensorLy never pays and where its errors are noise). MTTKRP is timed for each mode and its rate is compared with this machine's measured
-matmul peak in the same dtype.
+residual below 10 sqrt(eps), an extra pass over the data that TensorLy never pays and where its errors are noise). MTTKRP is timed for each mode at
+rank 10 and at `--rank`, and its rate is compared with this machine's measured matrix-multiply peaks in the same
+dtype: torch.matmul's (the BLAS) and tensornn.kernels.gemm's (oneDNN for large float32 CPU products, where the
+build has it; chapter 00 explains the route).
 """
 from __future__ import annotations
 
@@ -51,12 +53,12 @@ def best_times(fns: dict, device, repeats, warmups: dict | None = None):
     return best, out
 
 
-def matmul_peak(n, dtype, device, repeats):
-    "Measured GEMM rate (GFLOP/s) of an n x n by n x n product."
+def matmul_peak(n, dtype, device, repeats, fn=torch.matmul):
+    "Measured GEMM rate (GFLOP/s) of an n x n by n x n product by `fn` (torch.matmul, or tensornn's gemm)."
     g = torch.Generator(device="cpu").manual_seed(0)
     A = torch.randn(n, n, generator=g, dtype=dtype).to(device)
     B = torch.randn(n, n, generator=g, dtype=dtype).to(device)
-    t, _ = best_times({"mm": lambda: A @ B}, device, repeats)
+    t, _ = best_times({"mm": lambda: fn(A, B)}, device, repeats)
     return 2 * n**3 / t["mm"] / 1e9
 
 
@@ -167,23 +169,31 @@ def main(argv=None):
     peak_n = 2048
     peak_rounds = max(5, args.repeats)
     peaks = {name: matmul_peak(peak_n, getattr(torch, name), device, peak_rounds) for name in ("float32", "float64")}
+    gemm_peak = matmul_peak(peak_n, dtype, device, peak_rounds, fn=K.gemm)
     peak = peaks[args.dtype]
-    flops = 2 * I * J * Kk * R
-    w = torch.ones(R, dtype=dtype, device=device)
-    print(f"\nmatmul peak ({peak_n}x{peak_n} torch.matmul, best of {peak_rounds}): "
-          + ", ".join(f"{name} {p:.1f} GFLOP/s" for name, p in peaks.items()))
-    print(f"MTTKRP, {args.dtype} ({flops / 1e9:.3f} GFLOP per mode = 2*I*J*K*R for the dominant GEMM)")
-    print(f"  mode   tensornn ms   GFLOP/s   of peak   TensorLy ms   TensorLy / tensornn   (best of {3 * args.repeats})")
-    for mode in range(3):
-        t, out = best_times({"ours": lambda m=mode: K.mttkrp(T, F0, m),
-                             "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F0), m)},
-                            device, 3 * args.repeats)                       # cheap: more rounds, steadier minimum
-        t_k, t_t = t["ours"], t["tl"]
-        diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
-        rate = flops / t_k / 1e9
-        print(f"  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / peak:7.1%}   {1e3 * t_t:11.2f}   "
-              f"{t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
-
+    best = max(peak, gemm_peak)
+    print(f"\nmatmul peak ({peak_n}x{peak_n}, best of {peak_rounds}): torch.matmul "
+          + ", ".join(f"{name} {p:.1f}" for name, p in peaks.items())
+          + f" GFLOP/s; tensornn.kernels.gemm {args.dtype} {gemm_peak:.1f} GFLOP/s"
+          + (" (oneDNN route)" if K._wants_onednn(torch.ones(256, 256, dtype=dtype), torch.ones(256, 256, dtype=dtype))
+             and device.type == "cpu" else " (torch.matmul route)"))
+    print(f"MTTKRP, {args.dtype}: 2*I*J*K*R flops for the dominant GEMM; 'of matmul' is against torch.matmul's peak, "
+          f"'of best' against the faster of the two peaks")
+    print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   TensorLy ms   TensorLy / tensornn   (best of {3 * args.repeats})")
+    g = torch.Generator(device="cpu").manual_seed(args.seed)
+    for r in sorted({10, R}):
+        F = [torch.randn(args.size, r, generator=g, dtype=dtype).to(device) for _ in range(3)]
+        w = torch.ones(r, dtype=dtype, device=device)
+        flops = 2 * I * J * Kk * r
+        for mode in range(3):
+            t, out = best_times({"ours": lambda m=mode: K.mttkrp(T, F, m),
+                                 "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F), m)},
+                                device, 3 * args.repeats)                   # cheap: more rounds, steadier minimum
+            t_k, t_t = t["ours"], t["tl"]
+            diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
+            rate = flops / t_k / 1e9
+            print(f"  {r:4d}  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / peak:9.1%}   {rate / best:7.1%}   "
+                  f"{1e3 * t_t:11.2f}   {t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
 
 if __name__ == "__main__":
     main()

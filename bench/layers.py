@@ -7,8 +7,10 @@ For each layer shape and TT rank, and batch sizes 1..1024, prints the best-of-N 
 ratios tltorch/ours and dense/ours (> 1 means ours is faster), with the FLOP ratio dense/TT per row that says
 where a factorized layer *can* beat the dense one, the contraction ours chose for that batch (sweep, einsum order,
 or rebuilding the weight: chapter 02's cost model), and the peak memory of one forward+backward pass of each
-layer (bench/common.py). Both TT layers hold the same cores (copied from ours), and
-their outputs are checked to agree before timing.
+layer (bench/common.py). "ours" is TTLinear with its default plan="model" (the FLOP model); "ours-meas" is the same
+layer with plan="measure", which times the candidate contractions once per batch size and grad mode and keeps the
+fastest. All TT layers hold the same cores (copied from ours), and their outputs are checked to agree before timing.
+The summary counts the rows where a TT layer of ours is slower than both the dense layer and the faster tltorch mode.
 """
 import argparse
 import statistics
@@ -44,6 +46,11 @@ def timeit(fn, device, *, min_time=0.15, min_reps=5, max_reps=200):
 def make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device):
     ours = TTLinear(n_in, n_out, rank, in_modes=in_modes, out_modes=out_modes, dtype=dtype, device=device, seed=0)
     dense = nn.Linear(n_in, n_out, dtype=dtype, device=device)
+    measured = TTLinear(n_in, n_out, rank, in_modes=in_modes, out_modes=out_modes, dtype=dtype, device=device, seed=0,
+                        plan="measure")
+    with torch.no_grad():
+        for G, H in zip(measured.cores, ours.cores): G.copy_(H)
+        measured.bias.copy_(ours.bias)
     peers = {}
     if tltorch is not None:
         for impl in ("factorized", "reconstructed"):
@@ -54,11 +61,16 @@ def make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device):
                 for f, G in zip(tl.weight.factors, ours.cores): f.copy_(G)
                 tl.bias.copy_(ours.bias)
             peers[f"tltorch-{impl[:5]}"] = tl
-    return ours, dense, peers
+    return ours, measured, dense, peers
+
+
+def _plan_name(layer, B, grad):
+    plan = layer._plans.get((B, grad), "?")
+    return "sweep" if plan is None else plan if isinstance(plan, str) else "einsum"
 
 
 def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device):
-    ours, dense, peers = make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device)
+    ours, measured, dense, peers = make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device)
     x_check = torch.randn(5, n_in, dtype=dtype, device=device)
     with torch.no_grad():
         for name, tl in peers.items():
@@ -66,17 +78,18 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
     flop_ratio = ours.dense_flops / ours.flops
     print(f"\n== {n_in}x{n_out}, in_modes={in_modes}, out_modes={out_modes}, TT ranks {ours.rank}: "
           f"{ours.n_params} params (dense {dense.weight.numel() + n_out}), FLOPs/row dense/TT = {flop_ratio:.2f}")
-    names = ["ours", "dense"] + list(peers)
+    names = ["ours", "ours-meas", "dense"] + list(peers)
+    layers = [("ours", ours), ("ours-meas", measured), ("dense", dense)] + list(peers.items())
     head = f"{'batch':>5} {'pass':>8} " + " ".join(f"{n + ' ms':>17}" for n in names) + \
-        "   " + " ".join(f"{n + '/ours':>20}" for n in names[1:]) + f" {'ours plan':>10}   peak MiB (fwd+bwd): " + \
-        " ".join(names)
+        "   " + " ".join(f"{n + '/ours':>20}" for n in names[1:]) + f" {'ours plan':>10} {'meas plan':>10}" + \
+        "   peak MiB (fwd+bwd): " + " ".join(names)
     print(head)
     rows = []
     for B in batches:
         x = torch.randn(B, n_in, dtype=dtype, device=device)
         for kind in ("fwd", "fwd+bwd"):
             res = {}
-            for name, layer in [("ours", ours), ("dense", dense)] + list(peers.items()):
+            for name, layer in layers:
                 if kind == "fwd":
                     def fn(layer=layer):
                         with torch.no_grad(): layer(x)
@@ -85,14 +98,13 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
                         layer.zero_grad(set_to_none=True); layer(x).sum().backward()
                 res[name] = timeit(fn, device)
             rows.append((B, kind, res))
-            plan = ours._plan(B)
-            plan = "sweep" if plan is None else plan if isinstance(plan, str) else "einsum"
+            plans = f"{_plan_name(ours, B, kind != 'fwd'):>10} {_plan_name(measured, B, kind != 'fwd'):>10}"
             mem = ""
             if kind == "fwd+bwd":
                 mem = " ".join(f"{peak_mib(lambda l=layer: l(x).sum().backward(), device):.1f}"
-                               for _, layer in [("ours", ours), ("dense", dense)] + list(peers.items()))
+                               for _, layer in layers)
             print(f"{B:>5} {kind:>8} " + " ".join(f"{res[n] * 1e3:>17.4f}" for n in names) + "   " +
-                  " ".join(f"{res[n] / res['ours']:>20.2f}" for n in names[1:]) + f" {plan:>10}   {mem}", flush=True)
+                  " ".join(f"{res[n] / res['ours']:>20.2f}" for n in names[1:]) + f" {plans}   {mem}", flush=True)
     return rows
 
 
@@ -131,6 +143,13 @@ def main():
             ratios = [res[name] / res["ours"] for _, _, res in rows]
             print(f"  {n_in}x{n_out} rank {r:>2}: {name:>17}/ours  min {min(ratios):6.2f}  median "
                   f"{statistics.median(ratios):6.2f}  max {max(ratios):6.2f}")
+    if tltorch is not None:
+        print("\nRows where a TT layer of ours is slower than both dense and the faster tltorch mode (goal: none):")
+        for who in ("ours", "ours-meas"):
+            bad = [f"{n_in}x{n_out} r{r} B={B} {kind} ({res[who] / max(res['dense'], min(res[p] for p in res if p.startswith('tltorch'))):.2f}x)"
+                   for (n_in, n_out, im, om, r), rows in summary for B, kind, res in rows
+                   if res[who] > res["dense"] and res[who] > min(res[p] for p in res if p.startswith("tltorch"))]
+            print(f"  {who:>9}: {len(bad)} of {sum(len(rows) for _, rows in summary)}" + (": " + "; ".join(bad) if bad else ""))
 
 
 if __name__ == "__main__":

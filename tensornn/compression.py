@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import statistics
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -524,6 +526,9 @@ def _keeps_weight_factored(path, d: int) -> bool:
     return True
 
 # %% ../nbs/02_compression.ipynb #7807d29d
+_TT_PLANS = {k: k for k in ("model", "measure", "sweep", "einsum", "dense")}
+
+
 class TTLinear(FactorizedLinear):
     "TT-matrix linear layer (Novikov et al. 2015): cores (r_{k-1}, m_k, n_k, r_k), forward by a sweep of GEMMs."
     def __init__(self, in_features: int,  # input size N
@@ -536,8 +541,10 @@ class TTLinear(FactorizedLinear):
                  dtype=None,  # parameter dtype (a name such as 'float32' is accepted)
                  device=None,  # parameter device
                  generator=None,  # torch.Generator of the initialisation
-                 seed=None):  # seed of a fresh generator (when `generator` is None)
+                 seed=None,  # seed of a fresh generator (when `generator` is None)
+                 plan: str = "model"):  # contraction per batch size: 'model' (FLOP model), 'measure' (time them once), or 'sweep', 'einsum', 'dense'
         g, dtype, device = _factory_args(seed, generator, dtype, device)
+        self.plan = check_choice(plan, _TT_PLANS, "plan")
         in_modes, out_modes = _paired_modes(in_features, out_features, in_modes, out_modes, n_modes)
         if len(in_modes) != len(out_modes):
             raise ValueError(f"out_modes: expected {len(in_modes)} modes like in_modes {in_modes}, got {out_modes}")
@@ -547,7 +554,7 @@ class TTLinear(FactorizedLinear):
         self.cores = nn.ParameterList([_normal((r[k], m, n, r[k + 1]), std, g, dtype, device)
                                        for k, (m, n) in enumerate(zip(out_modes, in_modes))])
         self._reverse = _tt_sweep_flops(out_modes[::-1], in_modes[::-1], r[::-1]) < _tt_sweep_flops(out_modes, in_modes, r)
-        self._plans = {}                                 # batch size -> None (sweep) or a cached opt_einsum expression
+        self._plans = {}                 # (batch size, grad mode) -> None (sweep), 'dense' or a cached opt_einsum expression
 
     def to_format(self) -> TTTensor:
         "The weight permuted to modes `(m_1 n_1, ..., m_d n_d)` as a `TTTensor` on the layer's parameters."
@@ -589,22 +596,40 @@ def _tt_plan_costs(self, B: int) -> dict:
     return costs
 
 
-def _tt_plan(self, B: int):
-    "Contraction plan for batch size `B`: the sweep (None), 'dense', or an opt_einsum expression; an alternative needs a 25% saving."
-    if B in self._plans: return self._plans[B]
-    costs, plan = self._plan_costs(B), None
+def _tt_einsum_plan(self, B: int, path):
+    "The cached opt_einsum expression of the whole contraction for batch `B` along `path`."
+    return opt_einsum.contract_expression(_tt_einsum_eq(len(self.cores)), (B,) + self.in_modes,
+                                          *[tuple(G.shape) for G in self.cores], optimize=path)
+
+
+def _tt_model_plan(self, B: int):
+    "The FLOP model's choice: the cheapest contraction, if it saves a quarter on the sweep, else the sweep (None)."
+    costs = self._plan_costs(B)
     cost = lambda k: costs[k][0] if isinstance(costs[k], tuple) else costs[k]
     best = min(costs, key=cost)
-    if B > 0 and best != "sweep" and cost(best) < 0.75 * costs["sweep"]:
-        plan = "dense" if best == "dense" else opt_einsum.contract_expression(
-            _tt_einsum_eq(len(self.cores)), (B,) + self.in_modes, *[tuple(G.shape) for G in self.cores], optimize=costs["einsum"][1])
-    self._plans[B] = plan
-    return plan
+    if B == 0 or best == "sweep" or cost(best) >= 0.75 * costs["sweep"]: return None
+    return "dense" if best == "dense" else self._einsum_plan(B, costs["einsum"][1])
+
+
+def _tt_plan(self, B: int):
+    "Contraction plan for batch size `B` (cached per batch size and grad mode): the sweep (None), 'dense', or an opt_einsum expression."
+    key = (B, torch.is_grad_enabled())
+    if key not in self._plans:
+        if self.plan == "model" or B == 0: plan = self._model_plan(B)
+        elif self.plan == "measure": plan = self._measured_plan(B)
+        elif self.plan == "einsum": plan = self._einsum_plan(B, self._plan_costs(B).get("einsum", (0, None))[1] or "greedy")
+        else: plan = None if self.plan == "sweep" else "dense"
+        self._plans[key] = plan
+    return self._plans[key]
 
 
 def _tt_matvec(self, x):
+    return self._apply_plan(self._plan(x.shape[0]), x)
+
+
+def _tt_apply_plan(self, plan, x):
+    "`x @ W^T` by `plan`: the sweep (None), 'dense' (rebuild the weight, one GEMM) or an opt_einsum expression."
     cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
-    plan = self._plan(B)
     if plan == "dense": return x @ self.full_weight().mT
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
@@ -616,8 +641,35 @@ def _tt_matvec(self, x):
 
 
 _attach(TTLinear, "_plan_costs", _tt_plan_costs)
+_attach(TTLinear, "_einsum_plan", _tt_einsum_plan)
+_attach(TTLinear, "_model_plan", _tt_model_plan)
 _attach(TTLinear, "_plan", _tt_plan)
 _attach(TTLinear, "_matvec", _tt_matvec)
+_attach(TTLinear, "_apply_plan", _tt_apply_plan)
+
+# %% ../nbs/02_compression.ipynb #9daa708c
+def _tt_measured_plan(self, B: int, repeats: int = 3):
+    "The fastest of the sweep, the rebuild and the factored opt_einsum order (where there is one) on this machine, timed."
+    costs = self._plan_costs(B)
+    candidates = {"sweep": None, "dense": "dense"}
+    if "einsum" in costs: candidates["einsum"] = self._einsum_plan(B, costs["einsum"][1])
+    p = self.cores[0]
+    x = torch.full((B, self.in_features), 0.5, dtype=p.dtype, device=p.device, requires_grad=torch.is_grad_enabled())
+    params = [G for G in self.cores if G.requires_grad]
+    def run(plan):
+        y = self._apply_plan(plan, x)
+        if y.requires_grad: torch.autograd.grad(y.sum(), [x, *params])
+    sync = (lambda: torch.cuda.synchronize(p.device)) if p.device.type == "cuda" else (lambda: None)
+    times = {k: [] for k in candidates}
+    for rep in range(repeats + 1):                        # round 0 warms up; the rounds interleave the candidates
+        for k, plan in candidates.items():
+            sync(); t0 = time.perf_counter(); run(plan); sync()
+            if rep: times[k].append(time.perf_counter() - t0)
+    return candidates[min(times, key=lambda k: statistics.median(times[k]))]
+
+
+_attach(TTLinear, "_measured_plan", _tt_measured_plan)
+
 
 # %% ../nbs/02_compression.ipynb #44887dc7
 def _tt_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer

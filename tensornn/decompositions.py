@@ -18,7 +18,7 @@ with warnings.catch_warnings():                                   # no ipywidget
     from tqdm.auto import tqdm
 
 from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, tt_orthogonalize_right, inner, norm
-from .kernels import (cp_full, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
+from .kernels import (cp_full, gemm, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
                                  check_same_device_dtype, check_tensor, check_tol, is_tracing)
@@ -103,9 +103,9 @@ def _hadamard_grams(grams: list, skip: int | None = None) -> torch.Tensor:
 def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]:
     "Solve `A V = M` for symmetric PSD `V` by Cholesky; fall back to a pseudo-inverse when `V` is (near) singular."
     L, info = torch.linalg.cholesky_ex(V)
-    lo, hi = torch.aminmax(L.diagonal().abs())
+    lo, hi = torch.aminmax(L.diagonal())                  # positive where the factorisation succeeded
     eps = torch.finfo(V.dtype).eps
-    if bool((info > 0) | ~(lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5))):       # NaN counts as bad
+    if info.item() > 0 or not (lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5)).item():   # NaN counts as bad
         return M @ torch.linalg.pinv(V, hermitian=True, rtol=eps * V.shape[0]), True
     return torch.cholesky_solve(M.mT, L).mT, False
 
@@ -140,7 +140,7 @@ def _left_subspace(M: torch.Tensor,  # m x n matrix
     "`U[:, :r], S[:r]` of `M` with r = keep(S): by the Gram eigendecomposition when `M` is wide and that is accurate, else by the SVD."
     m, n = M.shape
     if gram and n >= 4 * m and not is_tracing(M):               # the accuracy test reads values: not while tracing
-        out = _gram_subspace(M @ M.mT, keep, torch.finfo(M.dtype).eps, budget2)
+        out = _gram_subspace(gemm(M, M.mT), keep, torch.finfo(M.dtype).eps, budget2)
         if out is not None: return out
     U, S, _ = torch.linalg.svd(M, full_matrices=False)
     r = keep(S)
@@ -150,12 +150,12 @@ def _left_subspace(M: torch.Tensor,  # m x n matrix
 def _mode_gram(T: torch.Tensor, k: int, block: int = 1 << 20) -> torch.Tensor:
     "`unfold(T, k) @ unfold(T, k).T` without the unfolding: one GEMM for an end mode, else blocks of the leading modes."
     A, I, B = math.prod(T.shape[:k]), T.shape[k], math.prod(T.shape[k + 1:])
-    if A == 1: return T.reshape(I, B) @ T.reshape(I, B).mT
-    if B == 1: return T.reshape(A, I).mT @ T.reshape(A, I)
+    if A == 1: return gemm(T.reshape(I, B), T.reshape(I, B).mT)
+    if B == 1 and T.device.type != "cpu": return T.reshape(A, I).mT @ T.reshape(A, I)   # on the CPU: blocks, as below
     Y, step, G = T.reshape(A, I, B), max(1, block // (I * B)), None
     for s in range(0, A, step):
         Z = Y[s:s + step].transpose(0, 1).reshape(I, -1)                         # a copy of this block only
-        G = Z @ Z.mT if G is None else G.addmm_(Z, Z.mT)
+        G = gemm(Z, Z.mT) if G is None else G.add_(gemm(Z, Z.mT))
     return G
 
 
@@ -214,7 +214,7 @@ def _cp_init(T: torch.Tensor, rank: int, init, generator, *, nonneg: bool = Fals
 # %% ../nbs/01b_decompositions.ipynb #3b48c619
 def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
     "Make the columns of factors[n] unit-norm, moving the scales into the last factor (in place); returns the scales."
-    nrm = factors[n].norm(dim=0)
+    nrm = grams[n].diagonal().sqrt()                    # the column norms, from the Gram matrix already at hand
     safe = torch.where(nrm > 0, nrm, 1.0)
     outer = safe.outer(safe)
     factors[n], grams[n] = factors[n] / safe, grams[n] / outer
@@ -238,7 +238,8 @@ def _term_stats(H: torch.Tensor) -> torch.Tensor:
     R = H.shape[0]
     if R == 1: return torch.stack([big, torch.ones_like(big)])
     s = torch.where(dH > 0, dH.sqrt(), 1.0)
-    C = H / s.outer(s) + 3 * torch.eye(R, dtype=H.dtype, device=H.device)      # congruences; mask the diagonal
+    C = H / s.outer(s)                                  # congruences
+    C.diagonal().fill_(3.0)                             # mask the diagonal (congruences lie in [-1, 1])
     return torch.stack([big, C.amin()])
 
 # %% ../nbs/01b_decompositions.ipynb #eb97231a
@@ -268,13 +269,15 @@ def _half_product(T_mat: torch.Tensor, factors: list, split: int, half: str) -> 
 
     `T_mat` is `T` reshaped to `(I_0...I_{split-1}, I_split...I_{d-1})`; `half` is "left" or "right"."""
     if half == "left":
-        return (T_mat @ khatri_rao(factors[split:])).reshape(*(A.shape[0] for A in factors[:split]), -1)
-    return (T_mat.mT @ khatri_rao(factors[:split])).reshape(*(A.shape[0] for A in factors[split:]), -1)
+        return gemm(T_mat, khatri_rao(factors[split:])).reshape(*(A.shape[0] for A in factors[:split]), -1)
+    return gemm(T_mat.mT, khatri_rao(factors[:split])).reshape(*(A.shape[0] for A in factors[split:]), -1)
 
 
 def _mttkrp_in_half(Y: torch.Tensor, half_factors: list, n: int) -> torch.Tensor:
     "The MTTKRP of mode `n` of a half, from that half's `_half_product` `Y`: cheap, it never touches `T`."
     if len(half_factors) == 1: return Y
+    if len(half_factors) == 2:                          # 3- and 4-way tensors: a product and a sum, no einsum planning
+        return (Y * half_factors[1 - n].unsqueeze(n)).sum(1 - n)
     idx = "abcdefghijklmnopqrstuvwxy"[:len(half_factors)]
     others = [j for j in range(len(half_factors)) if j != n]
     spec = f"{idx}z," + ",".join(f"{idx[j]}z" for j in others) + f"->{idx[n]}z"
@@ -303,7 +306,7 @@ def _cp_residual_norm(T: torch.Tensor, factors: list, block: int = 1 << 20) -> t
     else:
         M, L, Rt = T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT
     step = max(1, block // M.shape[1])
-    parts = [torch.linalg.vector_norm(torch.addmm(M[s:s + step], L[s:s + step], Rt, alpha=-1))
+    parts = [torch.linalg.vector_norm(gemm(L[s:s + step], Rt).sub_(M[s:s + step]))
              for s in range(0, M.shape[0], step)]
     return torch.linalg.vector_norm(torch.stack(parts))
 
@@ -418,17 +421,18 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
             Y = Y_next if Y_next is not None else _half_product(T_mat, factors, split, "left")
             M = _als_sweep(T_mat, factors, grams, split, Y, info)
             H = _hadamard_grams(grams)
-            stats = _term_stats(H)
-            err, ratio, congr = torch.stack([_gram_error(normT2, (M * factors[-1]).sum(), H, normT),
-                                             stats[0] / normT, stats[1]]).tolist()
-            if not (math.isfinite(err) and math.isfinite(ratio)):
+            big, congr = _term_stats(H).tolist()
+            ratio, floor = big / normT, math.inf if loop.exact else exact_below
+            # the cheap estimate, unless the exact residual is due anyway
+            cheap = None if floor == math.inf else float(_gram_error(normT2, (M * factors[-1]).sum(), H, normT))
+            if not math.isfinite(ratio) or (cheap is not None and not math.isfinite(cheap)):
                 factors = prev
                 loop.warn(f"numerical breakdown at iteration {it + 1}: non-finite values in the factors; "
                           "returned the previous iterate")
                 break
-            floor = math.inf if loop.exact else exact_below
+            use_exact = cheap is None or cheap < floor
+            err = float(_cp_residual_norm(T, factors) / normT) if use_exact else cheap
             extrapolate = line_search and it >= 2 and err >= precision_floor   # below the floor: rounding noise
-            if err < floor: err = float(_cp_residual_norm(T, factors) / normT)
             Y_next = None
             if extrapolate:
                 ls, ls_grams, Y_ls, ls_err = _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, floor)
@@ -440,7 +444,7 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
                     if acc_fail >= 4: acc_pow, acc_fail = acc_pow + 1, 0
             info["max_term_norm_ratio"].append(ratio)
             info["min_congruence"].append(congr)
-            if loop.step(err, exact=None if err < floor else exact_fn): break
+            if loop.step(err, exact=None if use_exact else exact_fn): break
     return _finish_cp(factors), _cp_als_report(loop, rank)
 
 # %% ../nbs/01b_decompositions.ipynb #8a1298d3
@@ -719,7 +723,7 @@ def _tt_svd(T: torch.Tensor, caps: list, delta2) -> TTTensor:
         U, _ = _left_subspace(M, _truncation_rule(delta2, caps[k], M), delta2)
         r = U.shape[1]
         cores.append(U.reshape(r_prev, shape[k], r))
-        C, r_prev = U.mT @ M, r
+        C, r_prev = gemm(U.mT, M), r
     cores.append(C.reshape(r_prev, shape[-1], 1))
     return TTTensor(cores)
 

@@ -5,20 +5,22 @@
 # %% ../nbs/00_kernels.ipynb #dd58fc89
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Mapping, Sequence
 
 import opt_einsum
 import torch
 
 from .validation import (describe, check_sequence, check_choice, check_index, check_int, check_rank, check_real, check_same_device_dtype,
-                                 check_shape, check_tensor, check_tol)
+                                 check_shape, check_tensor, check_tol, is_tracing)
 
 # %% auto #0
-__all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp', 'check_cp',
-           'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'check_tt_cores', 'tt_full', 'tt_inner',
-           'tt_entries', 'tt_contract_vectors', 'ht_tree', 'check_ht', 'ht_full', 'ht_inner', 'ht_contract_vectors',
-           'numerical_rank']
+__all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'gemm', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp',
+           'check_cp', 'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'check_tt_cores', 'tt_full',
+           'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree', 'check_ht', 'ht_full', 'ht_inner',
+           'ht_contract_vectors', 'numerical_rank']
 
 # %% ../nbs/00_kernels.ipynb #8573d4a6
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
@@ -65,13 +67,69 @@ def fold(M: torch.Tensor, mode: int, shape) -> torch.Tensor:
         raise ValueError(f"M: expected shape {(shape[mode], math.prod(rest))} to fold into {shape} along mode {mode}, got {tuple(M.shape)}")
     return M.reshape((shape[mode],) + rest).movedim(0, mode)
 
+# %% ../nbs/00_kernels.ipynb #fc80c92e
+_GEMM_MIN_MACS = 1 << 20                   # below this, oneDNN's fixed cost per call outweighs its speed
+
+
+@functools.cache
+def _onednn_linear():
+    "oneDNN's float32 `x @ w.T` from this PyTorch build, or None (not built in, switched off, or failing the probe)."
+    if os.environ.get("TENSORNN_CPU_GEMM", "auto").lower() == "blas" or not torch.backends.mkldnn.is_available():
+        return None
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)          # a private operator: probed before use
+    if op is None: return None
+    linear = lambda x, w: op(x, w, None, "none", [], "")
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(37, 53, generator=g), torch.randn(53, 11, generator=g)
+    ref = x.double() @ w.double()
+    try:
+        outs = [linear(x, w.mT), linear(x, w.contiguous().mT.contiguous())]   # transposed and contiguous weights
+    except (RuntimeError, TypeError): return None
+    good = all(o.shape == ref.shape and torch.allclose(o.double(), ref, rtol=1e-5, atol=1e-4) for o in outs)
+    return linear if good else None
+
+
+# %% ../nbs/00_kernels.ipynb #d9474927
+def _wants_onednn(A: torch.Tensor, B: torch.Tensor) -> bool:
+    "Whether `A @ B` goes to oneDNN: float32 CPU, large, nothing to differentiate or trace, and the probe passed."
+    if A.device.type != "cpu" or B.device.type != "cpu" or A.dtype != torch.float32 or B.dtype != torch.float32:
+        return False
+    if A.shape[0] * A.shape[1] * B.shape[1] < _GEMM_MIN_MACS: return False
+    if torch.is_grad_enabled() and (A.requires_grad or B.requires_grad): return False
+    return not (is_tracing(A) or is_tracing(B)) and _onednn_linear() is not None
+
+
+def _gemm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    "`gemm` without the input checks (for the kernels' inner loops)."
+    if not _wants_onednn(A, B): return A @ B
+    linear = _onednn_linear()
+    if A.is_contiguous(): return linear(A, B.mT)
+    if B.mT.is_contiguous(): return linear(B.mT, A).mT                   # (B^T A^T)^T: no copy either
+    if 4 * A.numel() <= B.numel(): return linear(A.contiguous(), B.mT)   # copy the small operand only
+    if 4 * B.numel() <= A.numel(): return linear(B.mT.contiguous(), A).mT
+    return A @ B
+
+
+# %% ../nbs/00_kernels.ipynb #2c1d2e79
+def gemm(A: torch.Tensor,  # a matrix `(m, k)`
+         B: torch.Tensor,  # a matrix `(k, n)` on A's device, in A's dtype
+         ) -> torch.Tensor:  # `A @ B`, `(m, n)`; possibly a transposed view
+    "`A @ B` for two matrices: by oneDNN for large float32 CPU products with nothing to differentiate or trace, else `torch.matmul`."
+    check_tensor(A, "A", ndim=2, finite=False)
+    check_tensor(B, "B", ndim=2, finite=False)
+    check_same_device_dtype(A=A, B=B)
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"B: expected {A.shape[1]} rows (the columns of A), got shape {tuple(B.shape)}")
+    return _gemm(A, B)
+
+
 # %% ../nbs/00_kernels.ipynb #76c4e5d2
 def _mode_matmul(T: torch.Tensor, M: torch.Tensor, mode: int) -> torch.Tensor:
     "`T x_mode M^T` for `M` of shape `(I_mode, J)`: one GEMM (first or last mode) or one batched GEMM, no transposed copy of `T`."
     shape = T.shape
     A, I, B = math.prod(shape[:mode]), shape[mode], math.prod(shape[mode + 1:])
-    if A == 1: out = M.mT @ T.reshape(I, B)
-    elif B == 1: out = T.reshape(A, I) @ M
+    if A == 1: out = _gemm(M.mT, T.reshape(I, B))
+    elif B == 1: out = _gemm(T.reshape(A, I), M)
     else: out = torch.matmul(M.mT, T.reshape(A, I, B))
     return out.reshape(shape[:mode] + (M.shape[1],) + shape[mode + 1:])
 
@@ -131,7 +189,7 @@ def _mttkrp_blocks(T3: torch.Tensor, KL: torch.Tensor, KR: torch.Tensor) -> torc
     step = P if T3.device.type != "cpu" else max(1, 1_300_000 // (I * Q))
     out = None
     for p in range(0, P, step):
-        Y = (T3[p:p + step].reshape(-1, Q) @ KR).reshape(-1, I, KR.shape[1])
+        Y = _gemm(T3[p:p + step].reshape(-1, Q), KR).reshape(-1, I, KR.shape[1])
         part = (Y * KL[p:p + step, None, :]).sum(0)
         out = part if out is None else out + part
     return out
@@ -154,12 +212,12 @@ def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     I_n = T.shape[mode]
     P_L, P_R = math.prod(T.shape[:mode]), math.prod(T.shape[mode + 1:])
     if not right:                                   # last mode: one GEMM with the left product
-        return T.reshape(P_L, I_n).T @ khatri_rao(left)
+        return _gemm(T.reshape(P_L, I_n).mT, khatri_rao(left))
     if not left:                                    # first mode: one GEMM with the right product
-        return T.reshape(I_n, P_R) @ khatri_rao(right)
+        return _gemm(T.reshape(I_n, P_R), khatri_rao(right))
     if P_R >= P_L:
         return _mttkrp_blocks(T.reshape(P_L, I_n, P_R), khatri_rao(left), khatri_rao(right))
-    Y = (khatri_rao(left).T @ T.reshape(P_L, I_n * P_R)).reshape(R, I_n, P_R)
+    Y = _gemm(khatri_rao(left).mT, T.reshape(P_L, I_n * P_R)).reshape(R, I_n, P_R)
     return torch.einsum("rip,pr->ir", Y, khatri_rao(right))
 
 # %% ../nbs/00_kernels.ipynb #b1887cfd

@@ -53,6 +53,7 @@ ROWS = [  # (public name, call, exception, regex on the message)
     ("TTLinear", lambda: C.TTLinear(24, 12, (2, 2, 2, 2)), ValueError, r"^rank\b"),
     ("TTLinear", lambda: C.TTLinear(24, 12, 2, in_modes=(4, 6), out_modes=(2, 2, 3)), ValueError, r"^out_modes\b"),
     ("TTLinear", lambda: C.TTLinear(24, 12, 2, dtype="float33"), TypeError, r"^dtype\b"),
+    ("TTLinear", lambda: C.TTLinear(24, 12, 2, plan="fastest"), ValueError, r"^plan\b"),
     ("TTLinear", lambda: C.TTLinear(24, 12, 2)(torch.randn(3, 24, dtype=torch.float64)), TypeError, r"^x: expected dtype"),
     ("TTLinear", lambda: C.TTLinear.from_dense(LIN(), 0), ValueError, r"^rank\b"),
     ("TTLinear", lambda: C.TTLinear.from_dense(LIN(), n_modes=0), ValueError, r"^n_modes\b"),

@@ -297,7 +297,7 @@ def test_tt_linear_plans_follow_the_cost_model():
     assert layer.weight_flops == 2 * 64 * 16 * 64 * 16 + 2 * 4096 * 16 * 256
     x = _x((16, 1024), torch.float64, "cpu")
     y = layer(x)
-    assert layer._plans[16] not in (None, "dense")                         # this shape uses an opt_einsum path
+    assert layer._plans[(16, True)] not in (None, "dense")                 # this shape uses an opt_einsum path
     assert_close(y, x @ layer.full_weight().T + layer.bias, rtol=1e-9, atol=1e-10)
     assert layer._plan(1) is None                                          # batch 1: the sweep
     for B in (256, 1024):      # opt_einsum's best order joins all three cores: refused; the explicit rebuild wins
@@ -772,3 +772,35 @@ def test_geometry_aware_and_stable_cp_on_cuda():
     assert net[0].core.device.type == "cuda" and all(U.device.type == "cuda" for U in net[0].in_factors)
     cp, rec = stable_cp_als(torch.randn(5, 4, 3, 3, dtype=torch.float64, device="cuda"), 3, penalty=1e-3)
     assert cp.weights.device.type == "cuda" and rec.n_iter >= 1
+
+
+def test_tt_linear_forced_plans_agree_in_value_and_gradient():
+    x = _x((32, 1024), torch.float64, "cpu")
+    ref = None
+    for plan in ("sweep", "einsum", "dense", "model", "measure"):
+        layer = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), dtype=torch.float64, seed=0, plan=plan)
+        y = layer(x)
+        grads = torch.autograd.grad(y.square().sum(), list(layer.cores))
+        if ref is None: ref = (y.detach(), grads)
+        assert_close(y, ref[0], rtol=1e-10, atol=1e-12)
+        for g, g0 in zip(grads, ref[1]): assert_close(g, g0, rtol=1e-9, atol=1e-10)
+    assert TTLinear(24, 12, 2, plan="sweep")._plan(64) is None
+    assert TTLinear(24, 12, 2, plan="dense")._plan(1) == "dense"
+
+
+def test_tt_linear_measured_plan_takes_the_fastest_candidate(monkeypatch):
+    "With one candidate made artificially slow or fast, the measurement must follow; no parameter gradient is left behind."
+    import time as _time
+    for fast in ("sweep", "dense"):
+        layer = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0, plan="measure")
+        apply = layer._apply_plan
+        def slowed(plan, x, fast=fast, apply=apply):
+            if ("sweep" if plan is None else "dense" if plan == "dense" else "einsum") != fast: _time.sleep(0.02)
+            return apply(plan, x)
+        monkeypatch.setattr(layer, "_apply_plan", slowed)
+        x = _x((64, 1024), torch.float32, "cpu")
+        layer(x)
+        assert layer._plans[(64, True)] == (None if fast == "sweep" else "dense")
+        assert all(G.grad is None for G in layer.cores)
+        with torch.no_grad(): layer(x)
+        assert (64, False) in layer._plans                                # measured again, forward only

@@ -136,3 +136,16 @@ def test_batched_hosvd_tt_svd_and_tree_hooi_on_cuda(dtype, gen):
     gpu, _ = D.hooi(T.to(DEV), 2, n_iter=3, tol=0.0, init=start.to(DEV))
     for U, V in zip(cpu.factors, gpu.factors):
         assert_close((V @ V.mT).cpu(), U @ U.mT, **GTOL[dtype])
+
+
+@needs_cuda
+def test_gemm_on_cuda_takes_the_torch_route_and_measured_tt_plans_run_there(gen):
+    A, B = torch.randn(300, 500, generator=gen), torch.randn(500, 40, generator=gen)
+    assert not K._wants_onednn(A.to(DEV), B.to(DEV))
+    assert_close(K.gemm(A.to(DEV), B.to(DEV)).cpu(), A @ B, **GTOL[torch.float32])
+    from tensornn.compression import TTLinear
+    layer = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0, plan="measure").to(DEV)
+    x = torch.randn(64, 1024, generator=gen).to(DEV)
+    y = layer(x)
+    assert (64, True) in layer._plans and all(G.grad is None for G in layer.cores)
+    assert_close(y, x @ layer.full_weight().T + layer.bias, **GTOL[torch.float32])

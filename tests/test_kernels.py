@@ -532,3 +532,71 @@ def test_mttkrp_middle_modes_in_slabs_match_the_unfolding(shape):
         gr = torch.autograd.grad(ref.square().sum(), F[0])[0]
         go = torch.autograd.grad(out.square().sum(), F[0])[0]
         assert_close(go, gr)
+
+
+# ---------------------------------------------------------------- gemm: the oneDNN route for large float32 CPU products
+def _layouts(A):
+    "The same matrix stored contiguously, transposed (column-major) and as a strided slice of a larger one."
+    wide = torch.zeros(A.shape[0], 3 * A.shape[1], dtype=A.dtype)
+    wide[:, ::3] = A
+    return {"contiguous": A.contiguous(), "transposed": A.mT.contiguous().mT, "strided": wide[:, ::3]}
+
+
+@pytest.mark.parametrize("m, k, n", [(300, 4000, 10), (4000, 300, 16), (200, 200, 200), (16, 50000, 12)])
+def test_gemm_matches_the_float64_product_in_every_layout(m, k, n):
+    g = torch.Generator().manual_seed(m + n)
+    A, B = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    ref = A.double() @ B.double()
+    for (la, A_), (lb, B_) in itertools.product(_layouts(A).items(), _layouts(B).items()):
+        out = K.gemm(A_, B_)
+        assert out.shape == (m, n) and out.dtype == torch.float32, (la, lb)
+        assert float((out.double() - ref).norm() / ref.norm()) < 1e-5, (la, lb)
+
+
+def test_gemm_routes():
+    "oneDNN only for large float32 CPU products with no gradient to record and nothing tracing; else torch.matmul."
+    g = torch.Generator().manual_seed(0)
+    A, B = torch.randn(256, 256, generator=g), torch.randn(256, 64, generator=g)
+    available = K._onednn_linear() is not None
+    assert K._wants_onednn(A, B) == available
+    assert not K._wants_onednn(A.double(), B.double())
+    assert not K._wants_onednn(A[:8], B[:, :8])                                  # too small to pay oneDNN's fixed cost
+    Ag = A.clone().requires_grad_()
+    assert not K._wants_onednn(Ag, B)
+    with torch.no_grad():
+        assert K._wants_onednn(Ag, B) == available                               # no gradient recorded: fine
+    seen = []
+    torch.func.vmap(lambda a: seen.append(K._wants_onednn(a, B)) or K.gemm(a, B))(A[None])
+    assert seen == [False]                                                       # traced: the autograd/vmap-aware route
+
+
+def test_gemm_gradient_through_the_autograd_route():
+    g = torch.Generator().manual_seed(1)
+    A = torch.randn(300, 400, generator=g, requires_grad=True)
+    B = torch.randn(400, 50, generator=g, requires_grad=True)
+    K.gemm(A, B).square().sum().backward()
+    C = (A @ B).detach()
+    assert_close(A.grad, 2 * C @ B.detach().mT, rtol=1e-4, atol=1e-3)
+    assert_close(B.grad, 2 * A.detach().mT @ C, rtol=1e-4, atol=1e-3)
+
+
+def test_gemm_can_be_switched_off_by_the_environment():
+    import os, subprocess, sys
+    code = "import tensornn.kernels as K; print(K._onednn_linear() is None)"
+    env = dict(os.environ, TENSORNN_CPU_GEMM="blas")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("shape", [(60, 70, 300), (300, 70, 60), (20, 30, 40, 50), (4, 500, 1000)])
+def test_float32_mttkrp_and_mode_dot_on_the_gemm_route_match_float64(shape):
+    "Large float32 products take oneDNN (where available) in every MTTKRP branch; they agree with float64 to rounding."
+    g = torch.Generator().manual_seed(len(shape))
+    T = torch.randn(shape, generator=g)
+    F = [torch.randn(n, 12, generator=g) for n in shape]
+    for mode in range(len(shape)):
+        ref = K.mttkrp(T.double(), [A.double() for A in F], mode)
+        assert float((K.mttkrp(T, F, mode).double() - ref).norm() / ref.norm()) < 1e-5
+        M = torch.randn(9, shape[mode], generator=g)
+        ref = K.mode_dot(T.double(), M.double(), mode)
+        assert float((K.mode_dot(T, M, mode).double() - ref).norm() / ref.norm()) < 1e-5
