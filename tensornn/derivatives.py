@@ -1225,7 +1225,7 @@ def _coupled_record(best: tuple, parts: tuple, weight: float) -> FitRecord:
 def fit_coupled_derivatives(jacobians: torch.Tensor,  # `(N, d_out, d_in)`, e.g. `derivative_tensor(f, x, 1)`
                             hessians: torch.Tensor,  # `(N, d_out, d_in, d_in)` at the same points, `derivative_tensor(f, x, 2)`
                             d1: int, d2: int,  # widths of the first and the second hidden layer
-                            *, weight: float = 1.0,  # weight w of the Hessian term; 0 fits the Jacobians alone
+                            *, weight: float = 0.3,  # weight w of the Hessian term; 0 fits the Jacobians alone
                             n_iter: int = 50,  # Levenberg-Marquardt iterations per start
                             n_polish: int = 500,  # further iterations for the best start, unless it is already exact
                             tol: float = 1e-12,  # target relative residual
