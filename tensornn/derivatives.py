@@ -28,7 +28,7 @@ __all__ = ['derivative_tensor', 'hermite_score', 'stein_moment', 'TwoLayerNet', 
            'relu_net_from_moments', 'relu_net_from_symmetric_moments', 'NonOverlappingCNN', 'cnn_kernels_from_moments',
            'fit_sum_of_cubes', 'DecoupledModel', 'jacobian_decoupling', 'active_subspace', 'weights_from_spans',
            'subspace_distance', 'weights_from_third_derivative', 'fit_paratuck2', 'three_layer_jacobian_factors',
-           'ThreeLayerHessian', 'three_layer_hessian_terms', 'hessian_misfit']
+           'ThreeLayerHessian', 'three_layer_hessian_terms', 'hessian_misfit', 'fit_coupled_derivatives']
 
 # %% ../nbs/04_derivatives.ipynb #b6d7d753
 _MAX_ORDER = 6
@@ -1050,6 +1050,18 @@ def _levenberg_marquardt(residual: Callable, jacobian: Callable, theta: torch.Te
             converged = errors[-1] < math.sqrt(tol) or mu <= 1e12; break
     return theta, errors, converged
 
+# %% ../nbs/04_derivatives.ipynb #75988d5a
+def _paratuck2_starts(T: torch.Tensor, P: int, Q: int, g: torch.Generator) -> Callable:
+    "A function drawing Paratuck-2 starts for `T` (flat parameter vectors), shared by every fit of the model."
+    (I, J, K), kw = T.shape, dict(generator=g, dtype=T.dtype, device=T.device)
+    UA = torch.linalg.svd(T.reshape(I, -1), full_matrices=False).U[:, :P]
+    UB = torch.linalg.svd(T.permute(1, 0, 2).reshape(J, -1), full_matrices=False).U[:, :Q]
+    def draw() -> torch.Tensor:
+        parts = [UA @ random_normal((P, P), **kw), 1 + 0.1 * random_normal((K, P), **kw),
+                 random_normal((P, Q), **kw), 1 + 0.1 * random_normal((K, Q), **kw), UB @ random_normal((Q, Q), **kw)]
+        return torch.cat([p.reshape(-1) for p in parts])
+    return draw
+
 # %% ../nbs/04_derivatives.ipynb #83b9a915
 def fit_paratuck2(T: torch.Tensor,  # the `(I, J, K)` tensor
                   P: int, Q: int,  # inner sizes: A is `(I, P)`, B `(J, Q)`
@@ -1071,15 +1083,10 @@ def fit_paratuck2(T: torch.Tensor,  # the `(I, J, K)` tensor
     unpack = lambda theta: [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes)]
     residual = lambda theta: (paratuck2(*unpack(theta)) - T).reshape(-1)
     jacobian = lambda theta: _paratuck2_jacobian(*unpack(theta))
-    nT, kw = float(T.norm()), dict(generator=g, dtype=T.dtype, device=T.device)
-    UA = torch.linalg.svd(T.reshape(I, -1), full_matrices=False).U[:, :P]
-    UB = torch.linalg.svd(T.permute(1, 0, 2).reshape(J, -1), full_matrices=False).U[:, :Q]
+    nT, draw = float(T.norm()), _paratuck2_starts(T, P, Q, g)
     best = None
     for _ in tqdm(range(n_init), disable=not progress, leave=False, desc="Paratuck-2 restarts"):
-        parts = [UA @ random_normal((P, P), **kw), 1 + 0.1 * random_normal((K, P), **kw),
-                 random_normal((P, Q), **kw), 1 + 0.1 * random_normal((K, Q), **kw), UB @ random_normal((Q, Q), **kw)]
-        theta, errors, converged = _levenberg_marquardt(residual, jacobian, torch.cat([p.reshape(-1) for p in parts]),
-                                                        n_iter, tol, nT)
+        theta, errors, converged = _levenberg_marquardt(residual, jacobian, draw(), n_iter, tol, nT)
         if best is None or errors[-1] < best[1].errors[-1]:
             best = (theta, FitRecord(errors=errors, converged=converged, n_iter=len(errors),
                                      message=f"Paratuck-2 by Levenberg-Marquardt, relative error {errors[-1]:.2e}"))
@@ -1149,6 +1156,16 @@ def three_layer_hessian_terms(A1: torch.Tensor,  # first layer `(d_1, d_in)`
     return ThreeLayerHessian(gamma=dds1(T) * (u @ A2), eta=a3 * dds2(Z),
                              V=(A2 * ds1(T)[:, None, :]) @ A1, A1=A1)
 
+# %% ../nbs/04_derivatives.ipynb #7b0c39c1
+def _hessian_columns(A3, DA, A2, DB, B) -> torch.Tensor:
+    "Per point, the Hessians' model as columns multiplying $(\\sigma_1''(t_n), \\sigma_2''(z_n))$: `(N, d_out d_in^2, d_1 + d_2)`."
+    A1, (N, O, d) = B.mT, (DA.shape[0], A3.shape[0], B.shape[0])
+    g1 = (A3[None] * DA[:, None, :]) @ A2                                # (N, O, d_1): multiplies sigma_1''(t_n)
+    V = (DB[:, None, :] * A2) @ A1                                       # (N, d_2, d_in): rows v_j(x_n)
+    F1 = g1[..., None, None] * (A1[:, :, None] * A1[:, None, :])         # (N, O, d_1, d_in, d_in)
+    F2 = A3[None, :, :, None, None] * (V[:, None, :, :, None] * V[:, None, :, None, :])   # multiplies sigma_2''(z_n)
+    return torch.cat([F1, F2], 2).permute(0, 1, 3, 4, 2).reshape(N, O * d * d, -1)
+
 # %% ../nbs/04_derivatives.ipynb #0a8ab29e
 def hessian_misfit(factors: tuple,  # Paratuck-2 factors of the Jacobians `(A3, DA (N, d_2), A2, DB (N, d_1), A1^T)`
                    hessians: torch.Tensor,  # `(N, d_out, d_in, d_in)` at the same points, e.g. `derivative_tensor(f, x, 2)`
@@ -1164,12 +1181,75 @@ def hessian_misfit(factors: tuple,  # Paratuck-2 factors of the Jacobians `(A3, 
             or A2.shape != (DA.shape[1], DB.shape[1]) or A3.shape[1] != DA.shape[1] or B.shape[1] != DB.shape[1]:
         raise ValueError(f"hessians: expected shape (N, d_out, d_in, d_in) matching factors of shapes "
                          f"{[tuple(M.shape) for M in (A3, DA, A2, DB, B)]}, got {tuple(Hs.shape)}")
-    A1 = B.mT
-    g1 = (A3[None] * DA[:, None, :]) @ A2                                # (N, O, d_1): multiplies sigma_1''(t_n)
-    V = (DB[:, None, :] * A2) @ A1                                       # (N, d_2, d_in): rows v_j(x_n)
-    F1 = g1[..., None, None] * (A1[:, :, None] * A1[:, None, :])         # (N, O, d_1, d_in, d_in)
-    F2 = A3[None, :, :, None, None] * (V[:, None, :, :, None] * V[:, None, :, None, :])   # multiplies sigma_2''(z_n)
-    F = torch.cat([F1, F2], 2).permute(0, 1, 3, 4, 2).reshape(N, O * d * d, -1)
+    F = _hessian_columns(A3, DA, A2, DB, B)
     rhs = Hs.reshape(N, O * d * d, 1)
     fit = F @ torch.linalg.lstsq(F, rhs).solution
     return float((fit - rhs).norm() / rhs.norm().clamp_min(torch.finfo(Hs.dtype).tiny))
+
+# %% ../nbs/04_derivatives.ipynb #5d5fd2c9
+def _projected_residual(F: torch.Tensor,  # `(N, M, p)`: per point, the columns of a linear model
+                        h: torch.Tensor,  # `(N, M)`: per point, the data
+                        ridge: float = 1e-13) -> torch.Tensor:  # `(N, M)`: h_n minus its projection on range(F_n)
+    "`(I - F_n F_n^+) h_n`, smooth also where F_n is rank-deficient: unit columns, ridge-regularised normal equations."
+    Fn = F / F.norm(dim=1, keepdim=True).clamp_min(torch.finfo(F.dtype).tiny)
+    G = Fn.mT @ Fn + ridge * torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
+    r = h[..., None]
+    for _ in range(2):                                    # one step of refinement squares the ridge's bias
+        r = r - Fn @ torch.linalg.solve(G, Fn.mT @ r)
+    return r[..., 0]
+
+# %% ../nbs/04_derivatives.ipynb #92e6fd7e
+def _coupled_problem(jacobians, hessians, d1, d2) -> tuple:
+    "Checked inputs of `fit_coupled_derivatives`: `(J, T = J as (d_out, d_in, N), Hs, h (N, d_out d_in^2), (d2, d1))`."
+    J = check_linalg_dtype(as_tensor(jacobians, "jacobians", ndim=3), "jacobians")
+    Hs = check_linalg_dtype(as_tensor(hessians, "hessians", ndim=4), "hessians")
+    check_same_device_dtype(jacobians=J, hessians=Hs)
+    (N, O, d), d1, d2 = J.shape, check_rank(d1, "d1"), check_rank(d2, "d2")
+    if Hs.shape != (N, O, d, d):
+        raise ValueError(f"hessians: expected shape {(N, O, d, d)} to match jacobians {tuple(J.shape)}, got {tuple(Hs.shape)}")
+    if d1 > d or d2 > O:
+        raise ValueError(f"d1: expected d1 <= d_in = {d} and d2 <= d_out = {O}, got d1={d1}, d2={d2}")
+    return J, J.permute(1, 2, 0), Hs, Hs.reshape(N, -1), (d2, d1)
+
+# %% ../nbs/04_derivatives.ipynb #e1d0d02e
+def _coupled_record(best: tuple, parts: tuple, weight: float) -> FitRecord:
+    "The FitRecord of the best start `(theta, converged, errors)`; warns when it did not converge."
+    (_, converged, errors), (rJ, rH) = best, (float(p.norm()) for p in parts)
+    if not converged:
+        warnings.warn(f"fit_coupled_derivatives: no start converged in n_iter iterations (best relative residual "
+                      f"{errors[-1]:.2e}); raise n_init or n_iter", RuntimeWarning, stacklevel=3)
+    return FitRecord(errors=errors, converged=converged, n_iter=len(errors), info=dict(jacobian_error=rJ, hessian_misfit=rH),
+                     message=f"coupled Jacobian-Hessian fit (weight {weight:g}): Jacobian error {rJ:.2e}, Hessian misfit {rH:.2e}")
+
+# %% ../nbs/04_derivatives.ipynb #a78b5241
+def fit_coupled_derivatives(jacobians: torch.Tensor,  # `(N, d_out, d_in)`, e.g. `derivative_tensor(f, x, 1)`
+                            hessians: torch.Tensor,  # `(N, d_out, d_in, d_in)` at the same points, `derivative_tensor(f, x, 2)`
+                            d1: int, d2: int,  # widths of the first and the second hidden layer
+                            *, weight: float = 0.3,  # weight w of the Hessian term; 0 fits the Jacobians alone
+                            n_iter: int = 50,  # Levenberg-Marquardt iterations per start
+                            n_polish: int = 500,  # further iterations for the best start, unless it is already exact
+                            tol: float = 1e-12,  # target relative residual
+                            n_init: int = 20,  # starts (those of `fit_paratuck2` for the same generator); the best is kept
+                            generator: torch.Generator | None = None, seed: int | None = None,  # randomness of the starts
+                            progress: bool = False,  # progress bar over the starts
+                            ) -> tuple:  # `((A3, DA, A2, DB, A1^T), FitRecord)` as `fit_paratuck2`
+    "Fit a three-layer network to its Jacobians and Hessians jointly: Paratuck-2 factors, second derivatives projected out."
+    J, T, Hs, h, (P, Q) = _coupled_problem(jacobians, hessians, d1, d2)
+    weight, tol = check_tol(weight, "weight"), check_tol(tol, "tol")
+    n_iter, n_init, g = check_rank(n_iter, "n_iter"), check_rank(n_init, "n_init"), make_generator(seed, generator)
+    n_polish = check_int(n_polish, "n_polish", minimum=0)
+    (I, Jd, K), nJ, nH = T.shape, T.norm(), Hs.norm().clamp_min(torch.finfo(Hs.dtype).tiny)
+    sizes, shapes = [I * P, K * P, P * Q, K * Q, Jd * Q], [(I, P), (K, P), (P, Q), (K, Q), (Jd, Q)]
+    unpack = lambda theta: [c.reshape(s) for c, s in zip(torch.split(theta, sizes), shapes)]
+    parts = lambda f: ((paratuck2(*f) - T).reshape(-1) / nJ, _projected_residual(_hessian_columns(*f), h).reshape(-1) / nH)
+    residual = lambda theta: torch.cat([(r := parts(unpack(theta)))[0], weight * r[1]])
+    draw, best, exact = _paratuck2_starts(T, P, Q, g), None, 100 * torch.finfo(T.dtype).eps ** 0.75
+    lm = lambda theta, n: _levenberg_marquardt(residual, jacfwd(residual), theta, n, tol, math.sqrt(1 + weight ** 2))
+    for _ in tqdm(range(n_init), disable=not progress, leave=False, desc="coupled restarts"):
+        theta, errors, converged = lm(draw(), n_iter)
+        if best is None or errors[-1] < best[2][-1]: best = (theta, converged, errors)
+        if best[2][-1] < exact: break                                     # an exact fit: stop restarting
+    if best[2][-1] >= exact and n_polish:                                 # polish the best start
+        theta, errors, converged = lm(best[0], n_polish)
+        best = (theta, converged, best[2] + errors)
+    return tuple(unpack(best[0])), _coupled_record(best, parts(unpack(best[0])), weight)

@@ -199,6 +199,14 @@ ROWS = [
     ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y[:5], (3,)), ValueError, "y:"),
     ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y, (3,), n_iter=0), ValueError, "n_iter"),
     ("cnn_kernels_from_moments", lambda: D.cnn_kernels_from_moments(X, Y.float(), (3,)), TypeError, "y"),
+    ("fit_coupled_derivatives", lambda: D.fit_coupled_derivatives(torch.ones(2, 3, 3, **f64), torch.ones(2, 3, 3, **f64),
+                                                                  2, 2), ValueError, "hessians"),
+    ("fit_coupled_derivatives", lambda: D.fit_coupled_derivatives(torch.ones(2, 3, 3, **f64), torch.ones(2, 3, 3, 3, **f64),
+                                                                  4, 2), ValueError, "d1"),
+    ("fit_coupled_derivatives", lambda: D.fit_coupled_derivatives(torch.ones(2, 3, 3), torch.ones(2, 3, 3, 3, **f64), 2, 2),
+     TypeError, "dtype"),
+    ("fit_coupled_derivatives", lambda: D.fit_coupled_derivatives(torch.ones(2, 3, 3, **f64), torch.ones(2, 3, 3, 3, **f64),
+                                                                  2, 2, weight=float("inf")), ValueError, "weight"),
 ]
 
 

@@ -823,6 +823,90 @@ def test_hessian_misfit_bad_inputs():
         hessian_misfit(fac, H.float())
 
 
+
+# ---------------------------------------------------------------- the coupled search (variable projection)
+def _max_sin(B, A1):
+    return float((1 - matched_row_cosines(B.mT, A1) ** 2).clamp_min(0).sqrt().max())
+
+
+def test_coupled_fit_recovers_the_first_layer_where_the_jacobians_cannot():
+    from tensornn.derivatives import fit_coupled_derivatives, hessian_misfit
+    A1, A2, A3, X, J, H, g = _three_layer_vector(2, 3)          # 3 points: exact Jacobian fits with wrong layers exist
+    Jn = J.permute(2, 0, 1)                                      # (N, d_out, d_in)
+    fac_j, rec_j = fit_paratuck2(J, 2, 3, n_init=20, n_iter=50, seed=2)
+    assert rec_j.errors[-1] < 1e-9 and _max_sin(fac_j[4], A1) > 1e-2          # Jacobians alone: fitted, but wrong
+    fac_c, rec_c = fit_coupled_derivatives(Jn, H, 3, 2, n_init=20, seed=2)     # the same starts, with the Hessians
+    assert rec_c.converged and _max_sin(fac_c[4], A1) < 1e-6
+    assert rec_c.info["jacobian_error"] < 1e-9 and hessian_misfit(fac_c, H) < 1e-9
+    assert_close(paratuck2(*fac_c), J)
+    # the Hessian term is what identifies the layer: with weight 0 the same search stops at a wrong exact Jacobian fit
+    fac_0, rec_0 = fit_coupled_derivatives(Jn, H, 3, 2, weight=0.0, n_init=20, seed=2)
+    assert rec_0.errors[-1] < 1e-9 and _max_sin(fac_0[4], A1) > 1e-2 and hessian_misfit(fac_0, H) > 1e-4
+
+
+def test_coupled_residual_vanishes_at_the_truth_only():
+    from tensornn.derivatives import _hessian_columns, _projected_residual
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 4)
+    h = H.reshape(4, -1)
+    true = three_layer_jacobian_factors(A1, A2, A3, X)
+    assert float(_projected_residual(_hessian_columns(*true), h).norm() / h.norm()) < 1e-12
+    s = torch.tensor([2.0, -0.5, 3.0], dtype=torch.float64)                    # a gauge change: still zero
+    gauged = (true[0], true[1], true[2], true[3] / s, true[4] * s)
+    assert float(_projected_residual(_hessian_columns(*gauged), h).norm() / h.norm()) < 1e-12
+    wrong = (true[0], true[1], true[2], true[3], true[4] + 0.05 * torch.randn(5, 3, generator=g, dtype=torch.float64))
+    assert float(_projected_residual(_hessian_columns(*wrong), h).norm() / h.norm()) > 1e-3
+
+
+def test_projected_residual_matches_lstsq_and_finite_differences():
+    from tensornn.derivatives import _hessian_columns, _projected_residual
+    g = _gen(7)
+    F, h = torch.randn(3, 10, 4, generator=g, dtype=torch.float64), torch.randn(3, 10, generator=g, dtype=torch.float64)
+    Fd = torch.cat([F[..., :2], 2 * F[..., :1], torch.zeros_like(F[..., :1])], -1)       # rank-deficient columns
+    for M in (F, Fd):
+        ref = h - (M @ torch.linalg.lstsq(M, h[..., None], driver="gelsd").solution)[..., 0]
+        assert_close(_projected_residual(M, h), ref, atol=1e-10, rtol=0)
+    Fn = Fd[..., :3] + 1e-3 * torch.randn(3, 10, 3, generator=g, dtype=torch.float64)   # nearly rank-deficient
+    for M in (F, Fn):
+        assert torch.autograd.gradcheck(_projected_residual, (M.clone().requires_grad_(), h.clone().requires_grad_()))
+    # through the Hessian columns: jacfwd (what the fit uses) against central differences in the Paratuck-2 parameters
+    A1, A2, A3, X, J, H, _ = _three_layer_vector(1, 3)
+    fac = three_layer_jacobian_factors(A1, A2, A3, X)
+    shapes = [tuple(f.shape) for f in fac]
+    theta = torch.cat([f.reshape(-1) for f in fac]) + 0.1 * torch.randn(sum(f.numel() for f in fac), generator=g,
+                                                                          dtype=torch.float64)
+    unpack = lambda t: [c.reshape(s) for c, s in zip(torch.split(t, [math.prod(s) for s in shapes]), shapes)]
+    r = lambda t: _projected_residual(_hessian_columns(*unpack(t)), H.reshape(3, -1)).reshape(-1)
+    Jr, eps = torch.func.jacfwd(r)(theta), 1e-6
+    E = torch.eye(len(theta), dtype=torch.float64)
+    fd = torch.stack([(r(theta + eps * e) - r(theta - eps * e)) / (2 * eps) for e in E], 1)
+    assert_close(Jr, fd, atol=1e-6 * float(Jr.abs().max()), rtol=0)
+
+
+def test_fit_coupled_derivatives_bad_inputs_and_warning():
+    from tensornn.derivatives import fit_coupled_derivatives
+    A1, A2, A3, X, J, H, g = _three_layer_vector(0, 3)
+    Jn = J.permute(2, 0, 1)
+    with pytest.raises(ValueError, match="hessians"):
+        fit_coupled_derivatives(Jn, H[:, :1], 3, 2)
+    with pytest.raises(ValueError, match="jacobians"):
+        fit_coupled_derivatives(Jn[0], H, 3, 2)
+    with pytest.raises(ValueError, match="d1"):
+        fit_coupled_derivatives(Jn, H, 6, 2)
+    with pytest.raises(ValueError, match="d2"):
+        fit_coupled_derivatives(Jn, H, 3, 0)
+    with pytest.raises(TypeError, match="dtype"):
+        fit_coupled_derivatives(Jn, H.float(), 3, 2)
+    with pytest.raises(ValueError, match="weight"):
+        fit_coupled_derivatives(Jn, H, 3, 2, weight=-1.0)
+    with pytest.raises(ValueError, match="hessians"):
+        fit_coupled_derivatives(Jn, H * float("nan"), 3, 2)
+    with pytest.raises(ValueError, match="n_init"):
+        fit_coupled_derivatives(Jn, H, 3, 2, n_init=0)
+    with pytest.warns(RuntimeWarning, match="no start converged"):
+        (fac, rec) = fit_coupled_derivatives(Jn, H, 3, 2, n_init=1, n_iter=2, n_polish=0, seed=0)
+    assert not rec.converged and len(fac) == 5 and rec.n_iter == len(rec.errors)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_symmetric_moments_hessian_terms_and_misfit():
