@@ -3,7 +3,8 @@ and against a dense nn.Linear of the same shape, side by side in one process.
 
 Usage: python bench/layers.py [--device cpu|cuda] [--threads N] [--dtype float32|float64] [--quick]
 
-For each layer shape and TT rank, and batch sizes 1..1024, prints the best-of-N time of each layer and the
+For each layer shape and TT rank, and batch sizes 1..1024, prints the median time of each layer (the layers
+interleaved round by round) and the
 ratios tltorch/ours and dense/ours (> 1 means ours is faster), with the FLOP ratio dense/TT per row that says
 where a factorized layer *can* beat the dense one, the contraction ours chose for that batch (sweep, einsum order,
 or rebuilding the weight: chapter 02's cost model), and the peak memory of one forward+backward pass of each
@@ -21,7 +22,7 @@ import torch.nn as nn
 
 from tensornn.compression import TTLinear
 
-from common import peak_mib
+from common import median_times, peak_mib
 
 try:
     import tltorch
@@ -29,18 +30,16 @@ except Exception as e:                        # report, and compare with dense o
     tltorch, TLTORCH_ERROR = None, f"{type(e).__name__}: {e}"
 
 
-def timeit(fn, device, *, min_time=0.15, min_reps=5, max_reps=200):
-    """Best wall time of fn() over repeats (after a warm-up), synchronising CUDA; the minimum is the least
-    disturbed by other jobs on a shared machine."""
+def interleaved_medians(fns: dict, device) -> dict:
+    """Median wall time of each fns[name]() with the contenders interleaved round by round (bench/common.py), so a
+    change in machine load hits all alike; as many rounds as fit in about 0.6 s, between 7 and 60."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(2): fn()
-    sync()
-    times, total = [], 0.0
-    while (total < min_time or len(times) < min_reps) and len(times) < max_reps:
-        t = time.perf_counter(); fn(); sync()
-        dt = time.perf_counter() - t
-        times.append(dt); total += dt
-    return min(times)
+    for fn in fns.values(): fn(); fn()
+    sync(); t0 = time.perf_counter()
+    for fn in fns.values(): fn()
+    sync(); one_round = time.perf_counter() - t0
+    times, _ = median_times(fns, device, max(7, min(60, int(0.6 / max(one_round, 1e-9)))))
+    return times
 
 
 def make_layers(n_in, n_out, in_modes, out_modes, rank, dtype, device):
@@ -88,7 +87,7 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
     for B in batches:
         x = torch.randn(B, n_in, dtype=dtype, device=device)
         for kind in ("fwd", "fwd+bwd"):
-            res = {}
+            fns = {}
             for name, layer in layers:
                 if kind == "fwd":
                     def fn(layer=layer):
@@ -96,7 +95,8 @@ def bench_config(n_in, n_out, in_modes, out_modes, rank, batches, dtype, device)
                 else:
                     def fn(layer=layer):
                         layer.zero_grad(set_to_none=True); layer(x).sum().backward()
-                res[name] = timeit(fn, device)
+                fns[name] = fn
+            res = interleaved_medians(fns, device)
             rows.append((B, kind, res))
             plans = f"{_plan_name(ours, B, kind != 'fwd'):>10} {_plan_name(measured, B, kind != 'fwd'):>10}"
             mem = ""

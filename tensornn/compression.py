@@ -585,6 +585,17 @@ _attach(TTLinear, "flops", _tt_flops, property)
 _attach(TTLinear, "weight_flops", _tt_weight_flops, property)
 TTLinear.setup_flops = 0
 
+# %% ../nbs/02_compression.ipynb #67932cab
+def _tt_matrix(cores) -> torch.Tensor:
+    "The dense `(prod m_k, prod n_k)` weight of TT-matrix cores `(r_{k-1}, m_k, n_k, r_k)`: a chain of GEMMs, one permutation."
+    d, W = len(cores), cores[0].reshape(-1, cores[0].shape[-1])             # (m_1 n_1, r_1)
+    for G in cores[1:]:
+        W = (W @ G.reshape(G.shape[0], -1)).reshape(-1, G.shape[-1])           # (m_1 n_1 ... m_k n_k, r_k)
+    W = W.reshape([s for G in cores for s in G.shape[1:3]])
+    M, N = math.prod(G.shape[1] for G in cores), math.prod(G.shape[2] for G in cores)
+    return W.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2)).reshape(M, N)
+
+
 # %% ../nbs/02_compression.ipynb #66625349
 def _tt_plan_costs(self, B: int) -> dict:
     "Model FLOPs of each contraction for batch size `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
@@ -630,7 +641,7 @@ def _tt_matvec(self, x):
 def _tt_apply_plan(self, plan, x):
     "`x @ W^T` by `plan`: the sweep (None), 'dense' (rebuild the weight, one GEMM) or an opt_einsum expression."
     cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
-    if plan == "dense": return x @ self.full_weight().mT
+    if plan == "dense": return x @ _tt_matrix(cores).mT
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
     if not self._reverse:

@@ -804,3 +804,14 @@ def test_tt_linear_measured_plan_takes_the_fastest_candidate(monkeypatch):
         assert all(G.grad is None for G in layer.cores)
         with torch.no_grad(): layer(x)
         assert (64, False) in layer._plans                                # measured again, forward only
+
+
+@pytest.mark.parametrize("in_modes,out_modes,rank", [((2, 3, 4), (5, 3, 2), (1, 2, 3, 1)), ((4, 6), (3, 5), (1, 4, 1)),
+                                                     ((2, 2, 3, 2), (3, 2, 2, 1), (1, 2, 3, 2, 1))])
+def test_tt_linear_rebuilt_weight_matches_the_format_on_uneven_modes(in_modes, out_modes, rank):
+    kw = dict(in_modes=in_modes, out_modes=out_modes, dtype=torch.float64, seed=1)
+    n, m = math.prod(in_modes), math.prod(out_modes)
+    dense, sweep = TTLinear(n, m, rank, plan="dense", **kw), TTLinear(n, m, rank, plan="sweep", **kw)
+    x = _x((9, n), torch.float64, "cpu")
+    assert_close(dense(x), sweep(x), rtol=1e-10, atol=1e-12)
+    assert_close(dense(x), x @ dense.full_weight().T + dense.bias, rtol=1e-10, atol=1e-12)
