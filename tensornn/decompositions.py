@@ -212,6 +212,12 @@ def _cp_init(T: torch.Tensor, rank: int, init, generator, *, nonneg: bool = Fals
     return factors
 
 # %% ../nbs/01b_decompositions.ipynb #3b48c619
+def _unit_columns(A: torch.Tensor) -> torch.Tensor:
+    "`A` with unit-norm columns (zero columns stay zero)."
+    nrm = torch.linalg.vector_norm(A, dim=0)
+    return A / torch.where(nrm > 0, nrm, 1.0)
+
+
 def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
     "Make the columns of factors[n] unit-norm, moving the scales into the last factor (in place); returns the scales."
     nrm = grams[n].diagonal().sqrt()                    # the column norms, from the Gram matrix already at hand
@@ -356,10 +362,8 @@ def _als_sweep(T_mat, factors, grams, split: int, Y, info: dict):
         M = _mttkrp_in_half(Y, factors[:split] if left else factors[split:], n if left else n - split)
         A, singular = _solve_normal(M, _hadamard_grams(grams, skip=n))
         info["singular_solves"] += int(singular)
+        if n < d - 1: A = _unit_columns(A)               # the last factor, solved for at the end, takes the scale
         factors[n], grams[n] = A, A.mT @ A
-        if n < d - 1:
-            scales = _normalize_into_last(factors, grams, n)
-            if left: Y = Y * scales                     # the left half's product holds the last factor
     return M
 
 # %% ../nbs/01b_decompositions.ipynb #29f63673

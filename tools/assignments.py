@@ -212,14 +212,39 @@ def _graded_notebook(student, source):
     return nb
 
 
+_MUTATORS = {"setattr", "_attach"}          # calls that change their first argument in place
+
+
+def _root_name(node):
+    "The name at the root of `x.a[i].b`, or None."
+    import ast
+    while isinstance(node, (ast.Attribute, ast.Subscript)): node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
 class _Uses:
     """Names a cell binds, the names it reads before binding them (evaluation order: right side before target), and
-    the names function and class bodies read, which are looked up later, when they are called (`deferred`)."""
+    the names function and class bodies read, which are looked up later, when they are called (`deferred`). A cell
+    that changes an object in place (`C.attr = ...`, `x[i] = ...`, `setattr(C, ...)`, `_attach(C, ...)`) both reads and
+    binds its name: a later reader of that name needs the change."""
     def __init__(self): self.bound, self.read, self.deferred = set(), set(), set()
+
+    def _mutates(self, name):
+        if name is None: return
+        if name not in self.bound: self.read.add(name)
+        self.bound.add(name)
 
     def visit(self, node):
         import ast
-        if isinstance(node, ast.Name):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            for child in ast.iter_child_nodes(node):
+                if child is not node.value and not isinstance(child, ast.expr_context): self.visit(child)
+            if isinstance(node.value, (ast.Attribute, ast.Subscript)): self.visit(type(node.value)(**{**vars(node.value), "ctx": ast.Load()}))
+            self._mutates(_root_name(node))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _MUTATORS and node.args:
+            for child in ast.iter_child_nodes(node): self.visit(child)
+            self._mutates(_root_name(node.args[0]))
+        elif isinstance(node, ast.Name):
             if isinstance(node.ctx, ast.Load): (self.read.add(node.id) if node.id not in self.bound else None)
             else: self.bound.add(node.id)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -273,7 +298,7 @@ def needed_cells(nb) -> set[int]:
     when called, the last cell before the exercises that binds them; repeated until nothing is added."""
     exercises = find_exercises(nb)
     graded = {i for e in exercises for i in [e.cell, *e.checks]}
-    last = max(graded, default=-1)
+    last, first = max(graded, default=-1), min(graded, default=0)
     names = {i: _names(c.source) for i, c in enumerate(nb.cells[:last + 1]) if c.cell_type == "code"}
     needed = set(graded)
     while True:
@@ -285,7 +310,8 @@ def needed_cells(nb) -> set[int]:
         deferred = set().union(*(names[i][2] for i in added))
         for name in deferred:
             binders = [i for i in names if name in names[i][0]]
-            if binders: added.add(max(binders))
+            before = [i for i in binders if i < first]       # bound before the exercises: what a call before them sees
+            if binders: added.add(max(before or binders))
         if added == needed: return needed
         needed = added
 
