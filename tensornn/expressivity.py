@@ -983,13 +983,30 @@ def _newton_identities(p: torch.Tensor) -> torch.Tensor:
     return torch.stack(e[1:], dim=-1)
 
 
+def _elementary_by_recursion(z: torch.Tensor, m: int) -> torch.Tensor:
+    "$e_1..e_m$ of the last axis of `z` by the recursion over the features, one cumulative sum per degree."
+    prev, out = torch.ones_like(z), []                   # e_{k-1} of the prefix before each feature
+    for _ in range(m):
+        cur = torch.cumsum(z * prev, dim=-1)             # e_k of every prefix
+        out.append(cur[..., -1] if z.shape[-1] else cur.sum(-1))
+        prev = torch.nn.functional.pad(cur[..., :-1], (1, 0))
+    return torch.stack(out, dim=-1)
+
+
+_ELEMENTARY_METHODS = {"auto": "auto", "newton": "newton", "recursion": "recursion"}
+
+
 def elementary_symmetric(z: torch.Tensor,  # values along the last axis, shape `(..., n)`
                          order: int,  # highest degree m
+                         *, method: str = "auto",  # 'newton' (power sums), 'recursion' (over the features), or 'auto': Newton up to order 4
                          ) -> torch.Tensor:
-    "$e_1,\\dots,e_m$ of the entries of `z` along its last axis (ANOVA kernels), by Newton's identities: shape `(..., m)`."
+    "$e_1,\\dots,e_m$ of the entries of `z` along its last axis (ANOVA kernels): shape `(..., m)`."
     z = check_tensor(z, "z", min_ndim=1, allow_empty=True)
     m = check_int(order, "order", what="an int (the highest degree)")
+    method = check_choice(method, _ELEMENTARY_METHODS, "method")
+    if method == "recursion" or (method == "auto" and m > 4): return _elementary_by_recursion(z, m)
     return _newton_identities(torch.stack([(z ** j).sum(-1) for j in range(1, m + 1)], dim=-1))
+
 
 # %% ../nbs/03_expressivity.ipynb #25a4021d
 class FactorizationMachine(nn.Module):
@@ -1015,15 +1032,18 @@ class FactorizationMachine(nn.Module):
 # %% ../nbs/03_expressivity.ipynb #62831ea7
 @patch_method(FactorizationMachine)
 def forward(self: FactorizationMachine, x: torch.Tensor) -> torch.Tensor:
-    "Predictions for inputs `x` of shape `(B, n_features)`: shape `(B,)`, with $k$ GEMMs per interaction order $k$."
+    "Predictions for inputs `x` of shape `(B, n_features)`: shape `(B,)`, with $k$ GEMMs per interaction order $k \\le 4$."
     x = as_tensor(x, "x", ndim=2, allow_empty=True)
     if x.shape[1] != self.n_features:
         raise ValueError(f"x: expected shape (B, {self.n_features}), got {tuple(x.shape)}")
     _check_like_params(x, self)
     out = self.bias + x @ self.linear
     for k, V in enumerate(self.factors, start=2):
-        p = torch.stack([(x ** j) @ (V ** j) for j in range(1, k + 1)], dim=-1)     # (B, R, k) power sums
-        out = out + _newton_identities(p)[..., k - 1].sum(-1)
+        if k <= 4:
+            p = torch.stack([(x ** j) @ (V ** j) for j in range(1, k + 1)], dim=-1)     # (B, R, k) power sums
+            out = out + _newton_identities(p)[..., k - 1].sum(-1)
+        else:                                            # Newton's identities lose float32 accuracy above order 4
+            out = out + _elementary_by_recursion(x[:, None, :] * V.mT, k)[..., k - 1].sum(-1)
     return out
 
 # %% ../nbs/03_expressivity.ipynb #d52d010b

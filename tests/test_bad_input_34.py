@@ -65,6 +65,7 @@ ROWS = [
     ("elementary_symmetric", lambda: E.elementary_symmetric(torch.zeros(3, 4), 0), ValueError, "order"),
     ("elementary_symmetric", lambda: E.elementary_symmetric([1.0, 2.0], 2), TypeError, "z"),
     ("elementary_symmetric", lambda: E.elementary_symmetric(torch.tensor([1.0, float("inf")]), 2), ValueError, "z"),
+    ("elementary_symmetric", lambda: E.elementary_symmetric(torch.zeros(3, 4), 2, method="fast"), ValueError, "method"),
     ("FactorizationMachine", lambda: E.FactorizationMachine(4, 2, order=1), ValueError, "order"),
     ("FactorizationMachine", lambda: E.FactorizationMachine(4.0, 2), TypeError, "n_features"),
     ("FactorizationMachine", lambda: E.FactorizationMachine(4, 2)(torch.zeros(3, 5)), ValueError, "x"),

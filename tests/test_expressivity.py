@@ -408,12 +408,22 @@ def _e_brute(z, m):
                                      for k in range(1, m + 1)]) for row in z])
 
 
-@given(st.integers(1, 7), st.integers(1, 5), st.integers(0, 2**31 - 1))
-def test_elementary_symmetric_is_the_sum_over_subsets(n, m, seed):
+@given(st.integers(1, 7), st.integers(1, 7), st.integers(0, 2**31 - 1), st.sampled_from(["auto", "newton", "recursion"]))
+def test_elementary_symmetric_is_the_sum_over_subsets(n, m, seed, method):
     z = torch.randn(3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-    e = elementary_symmetric(z, m)
+    e = elementary_symmetric(z, m, method=method)
     assert e.shape == (3, m)
-    assert_close(e, _e_brute(z, m), rtol=1e-9, atol=1e-10)       # e_k = 0 for k > n comes out of the identities too
+    assert_close(e, _e_brute(z, m), rtol=1e-9, atol=1e-10)       # e_k = 0 for k > n comes out of both methods too
+
+
+def test_elementary_symmetric_float32_at_high_order_takes_the_recursion():
+    "Newton's identities fail in float32 at order 16; the default (the recursion there) stays at rounding level."
+    z = torch.randn(6, 5, 24, generator=torch.Generator().manual_seed(3))
+    ref, bound = elementary_symmetric(z.double(), 16, method="recursion"), elementary_symmetric(z.abs().double(), 16)
+    err = lambda e: float(((e.double() - ref).abs() / bound).max())
+    assert err(elementary_symmetric(z, 16)) < 1e-5
+    assert err(elementary_symmetric(z, 16, method="newton")) > 1e-3
+    assert elementary_symmetric(torch.zeros(2, 0), 3).shape == (2, 3)
 
 
 def test_elementary_symmetric_float32_accuracy_at_the_orders_used():
@@ -423,7 +433,7 @@ def test_elementary_symmetric_float32_accuracy_at_the_orders_used():
     assert ((approx - exact).abs() / exact.abs()).max() < 1e-3
 
 
-@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("order", [2, 3, 4, 6])
 def test_factorization_machine_equals_its_dense_interaction_tensors(order):
     fm = FactorizationMachine(5, 3, order=order, init_scale=1.0, dtype=torch.float64, seed=order)
     with torch.no_grad():
