@@ -634,6 +634,13 @@ def _tt_plan(self, B: int):
     return self._plans[key]
 
 
+_attach(TTLinear, "_plan_costs", _tt_plan_costs)
+_attach(TTLinear, "_einsum_plan", _tt_einsum_plan)
+_attach(TTLinear, "_model_plan", _tt_model_plan)
+_attach(TTLinear, "_plan", _tt_plan)
+
+
+# %% ../nbs/02_compression.ipynb #42b26b94
 def _tt_matvec(self, x):
     return self._apply_plan(self._plan(x.shape[0]), x)
 
@@ -651,12 +658,9 @@ def _tt_apply_plan(self, plan, x):
     return y.reshape(B, *self.out_modes[::-1]).permute(0, *range(d, 0, -1)).reshape(B, self.out_features)
 
 
-_attach(TTLinear, "_plan_costs", _tt_plan_costs)
-_attach(TTLinear, "_einsum_plan", _tt_einsum_plan)
-_attach(TTLinear, "_model_plan", _tt_model_plan)
-_attach(TTLinear, "_plan", _tt_plan)
 _attach(TTLinear, "_matvec", _tt_matvec)
 _attach(TTLinear, "_apply_plan", _tt_apply_plan)
+
 
 # %% ../nbs/02_compression.ipynb #9daa708c
 def _tt_measured_plan(self, B: int, repeats: int = 3):

@@ -58,44 +58,49 @@ def test_readme_has_no_relative_links():
     assert all(re.match(r"https?:|#", u) for u in links), [u for u in links if not re.match(r"https?:|#", u)]
 
 
+def _notebook(*sources):
+    "A notebook of code cells with these sources."
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
+
+
 def test_grading_runs_only_the_cells_the_exercises_need():
     "A definition the exercise reads is kept, through a function body defined before it; an unrelated experiment is not."
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import math\nimport time"),
-        nbformat.v4.new_code_cell("def area(r): return math.pi * square(r)"),
-        nbformat.v4.new_code_cell("def square(r): return r * r"),
-        nbformat.v4.new_code_cell("#| slow\ntime.sleep(100)\nslow_result = 1"),
-        nbformat.v4.new_code_cell("x = 2\nx = x + 1"),
-        nbformat.v4.new_code_cell("# Exercise 1: area\ndef answer(r):\n    ### BEGIN SOLUTION\n    return area(r)\n    ### END SOLUTION"),
-        nbformat.v4.new_code_cell("assert abs(answer(x) - 9 * math.pi) < 1e-12"),
-    ])
+    nb = _notebook(
+        "import math\nimport time",
+        "def area(r): return math.pi * square(r)",
+        "def square(r): return r * r",
+        "#| slow\ntime.sleep(100)\nslow_result = 1",
+        "x = 2\nx = x + 1",
+        "# Exercise 1: area\ndef answer(r):\n    ### BEGIN SOLUTION\n    return area(r)\n    ### END SOLUTION",
+        "assert abs(answer(x) - 9 * math.pi) < 1e-12",
+    )
     assert A.needed_cells(nb) == {0, 1, 2, 4, 5, 6}
     assert A._names("y = [n * k for n in range(k)]")[:2] == ({"y"}, {"k"})
 
 
 def test_grading_keeps_cells_that_change_a_needed_object_in_place():
     "A method attached after its class (nbdev's pattern, and `_attach`) or an item set in place is kept with the object."
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("class C:\n    pass"),
-        nbformat.v4.new_code_cell("def _make(cls): return cls()\nC.make = classmethod(_make)"),
-        nbformat.v4.new_code_cell("def _size(self): return 3\n_attach(C, 'size', _size)"),
-        nbformat.v4.new_code_cell("table = {}\ntable['k'] = 2"),
-        nbformat.v4.new_code_cell("unrelated = [1]\nunrelated[0] = 5"),
-        nbformat.v4.new_code_cell("# Exercise 1: use C\ndef answer():\n    ### BEGIN SOLUTION\n    return C.make().size()\n    ### END SOLUTION"),
-        nbformat.v4.new_code_cell("assert answer() == 3 and table['k'] == 2"),
-    ])
+    nb = _notebook(
+        "class C:\n    pass",
+        "def _make(cls): return cls()\nC.make = classmethod(_make)",
+        "def _size(self): return 3\n_attach(C, 'size', _size)",
+        "table = {}\ntable['k'] = 2",
+        "unrelated = [1]\nunrelated[0] = 5",
+        "# Exercise 1: use C\ndef answer():\n    ### BEGIN SOLUTION\n    return C.make().size()\n    ### END SOLUTION",
+        "assert answer() == 3 and table['k'] == 2",
+    )
     assert A.needed_cells(nb) == {0, 1, 2, 3, 5, 6}
     assert A._names("C.m = f")[:2] == ({"C"}, {"C", "f"})
 
 
 def test_a_function_body_sees_the_binding_made_before_the_exercises():
     "A name read inside a function body is looked up when it is called: the binder before the exercises is kept."
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("def helper(): return 2"),
-        nbformat.v4.new_code_cell("def twice(): return 2 * helper()"),
-        nbformat.v4.new_code_cell("value = twice()"),
-        nbformat.v4.new_code_cell("# Exercise 1: value\ndef answer():\n    ### BEGIN SOLUTION\n    return value\n    ### END SOLUTION"),
-        nbformat.v4.new_code_cell("from somewhere import helper\nassert answer() == 4"),
-    ])
+    nb = _notebook(
+        "def helper(): return 2",
+        "def twice(): return 2 * helper()",
+        "value = twice()",
+        "# Exercise 1: value\ndef answer():\n    ### BEGIN SOLUTION\n    return value\n    ### END SOLUTION",
+        "from somewhere import helper\nassert answer() == 4",
+    )
     assert 0 in A.needed_cells(nb)
 
