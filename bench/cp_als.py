@@ -166,7 +166,7 @@ def main(argv=None):
           f"   where the cheap formula is rounding noise.)")
 
     # ---------------------------------------------------------------- MTTKRP, per mode
-    peak_n = 2048
+    peak_n = 8192 if device.type == "cuda" else 2048     # a GPU needs a large product to reach its peak
     peak_rounds = max(5, args.repeats)
     peaks = {name: matmul_peak(peak_n, getattr(torch, name), device, peak_rounds) for name in ("float32", "float64")}
     gemm_peak = matmul_peak(peak_n, dtype, device, peak_rounds, fn=K.gemm)
@@ -177,9 +177,14 @@ def main(argv=None):
           + f" GFLOP/s; tensornn.kernels.gemm {args.dtype} {gemm_peak:.1f} GFLOP/s"
           + (" (oneDNN route)" if K._wants_onednn(torch.ones(256, 256, dtype=dtype), torch.ones(256, 256, dtype=dtype))
              and device.type == "cpu" else " (torch.matmul route)"))
+    t_copy, _ = best_times({"clone": lambda: T.clone()}, device, 3 * args.repeats)
+    t_bytes = T.numel() * T.element_size()
+    copy_rate = 2 * t_bytes / t_copy["clone"] / 1e9
+    print(f"memory: a clone of T moves {copy_rate:.0f} GB/s (read + write, best of {3 * args.repeats}); "
+          f"'T GB/s' below is T's bytes over the MTTKRP's time, which reads T at least once")
     print(f"MTTKRP, {args.dtype}: 2*I*J*K*R flops for the dominant GEMM; 'of matmul' is against torch.matmul's peak, "
           f"'of best' against the faster of the two peaks")
-    print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   TensorLy ms   TensorLy / tensornn   (best of {3 * args.repeats})")
+    print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   T GB/s   TensorLy ms   TensorLy / tensornn   (best of {3 * args.repeats})")
     g = torch.Generator(device="cpu").manual_seed(args.seed)
     for r in sorted({10, R}):
         F = [torch.randn(args.size, r, generator=g, dtype=dtype).to(device) for _ in range(3)]
@@ -193,6 +198,7 @@ def main(argv=None):
             diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
             rate = flops / t_k / 1e9
             print(f"  {r:4d}  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / peak:9.1%}   {rate / best:7.1%}   "
+                  f"{t_bytes / t_k / 1e9:6.0f}   "
                   f"{1e3 * t_t:11.2f}   {t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
 
 if __name__ == "__main__":

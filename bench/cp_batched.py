@@ -71,7 +71,7 @@ def main(argv=None):
         return out
 
     def tntorch_batched():
-        x = tn.Tensor(T, ranks_cp=R, batch=True, max_iter=k, tol=0)
+        x = tn.Tensor(T, ranks_cp=R, batch=True, max_iter=k, tol=0, device=T.device)   # its default device is the CPU
         return ((x.torch() - T).flatten(1).norm(dim=1) / T.flatten(1).norm(dim=1)).tolist()
 
     fns = {"tensornn cp_als_batched": ours_batched, "loop of tensornn cp_als": ours_loop, "loop of TensorLy parafac": tensorly_loop}
@@ -79,7 +79,9 @@ def main(argv=None):
     print(f"{B} tensors of {n}x{n}x{n}, CP rank {R} + 1e-2 noise, {k} ALS sweeps each, {args.dtype}, {device}, "
           f"{torch.get_num_threads()} threads; load average " + "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     times, errs = {name: [] for name in fns}, {}
-    for fn in fns.values(): fn() if B <= 50 else None          # warm-up on small batches only (the loops are slow)
+    for name, fn in fns.items():                  # warm-up (the device's libraries load on first use); loops only on small batches
+        if B <= 50 or "loop" not in name: fn()
+    sync(device)
     for _ in range(args.repeats):
         for name, fn in fns.items():
             sync(device); t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 # The GPU check, prepared for a machine with a CUDA GPU, PyTorch, numpy, scipy, matplotlib, opt_einsum, tqdm, pytest
 # and hypothesis installed and no network (TensorLy, tensorly-torch and tntorch may come along as wheels in .whl/;
 # teneva is NumPy-only, so its rows are CPU-only).
-# Runs tests/test_gpu.py and every benchmark with --device cuda, in well under 6 minutes, and writes what it measured
+# Runs the GPU-marked tests and every benchmark with --device cuda, in well under 6 minutes, and writes what it measured
 # into the folder given as its argument (default: bench/results/<date>-<device>):
 #   bash bench/gpu_check.sh "$OUT"
 set -uo pipefail
@@ -14,11 +14,15 @@ fi
 device=$(python3 -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '-') if torch.cuda.is_available() else 'no-cuda')")
 out=${1:-bench/results/$(date -u +%Y-%m-%d)-$device}
 mkdir -p "$out"
-{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$out/device.txt"
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| TF32 in float32 matmul:', torch.backends.cuda.matmul.allow_tf32)"; } > "$out/device.txt"
 status=0
-timeout 150 python3 -m pytest tests/test_gpu.py -q -p no:cacheprovider > "$out/test_gpu.txt" 2>&1 || status=1
+# every GPU-marked test of the suite (tests/test_gpu.py and the chapters' CUDA tests)
+gpu_tests=$(grep -l "mark.gpu" tests/test_*.py)
+timeout 150 python3 -m pytest $gpu_tests -m gpu -q -p no:cacheprovider > "$out/test_gpu.txt" 2>&1 || status=1
 timeout 90 python3 bench/cp_als.py --device cuda --size 200 --rank 16 > "$out/cp_als_float32.txt" 2>&1 || status=1
 timeout 90 python3 bench/cp_als.py --device cuda --size 200 --rank 16 --dtype float64 > "$out/cp_als_float64.txt" 2>&1 || status=1
+timeout 90 python3 bench/cp_als.py --device cuda --size 400 --rank 32 > "$out/cp_als_400_float32.txt" 2>&1 || status=1
 timeout 90 python3 bench/layers.py --device cuda > "$out/layers.txt" 2>&1 || status=1
 timeout 90 python3 bench/hosvd_tt.py --device cuda > "$out/hosvd_tt.txt" 2>&1 || status=1
 timeout 90 python3 bench/cp_batched.py --device cuda --batch 200 --repeats 1 > "$out/cp_batched.txt" 2>&1 || status=1

@@ -597,13 +597,18 @@ def _tt_matrix(cores) -> torch.Tensor:
 
 
 # %% ../nbs/02_compression.ipynb #66625349
+_CUDA_EINSUM_OVERHEAD = 10 ** 9   # FLOPs charged to the opt_einsum order on CUDA: its launch and Python overhead (see above)
+
+
 def _tt_plan_costs(self, B: int) -> dict:
     "Model FLOPs of each contraction for batch size `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
     d = len(self.cores)
     costs = {"sweep": self.flops * B, "dense": self.weight_flops + 2 * B * self.in_features * self.out_features}
     shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
     path, info = opt_einsum.contract_path(_tt_einsum_eq(d), *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
-    if _keeps_weight_factored(path, d): costs["einsum"] = (int(info.opt_cost), path)
+    if _keeps_weight_factored(path, d):
+        overhead = _CUDA_EINSUM_OVERHEAD if self.cores[0].is_cuda else 0
+        costs["einsum"] = (int(info.opt_cost) + overhead, path)
     return costs
 
 

@@ -105,7 +105,8 @@ def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]
     L, info = torch.linalg.cholesky_ex(V)
     lo, hi = torch.aminmax(L.diagonal())                  # positive where the factorisation succeeded
     eps = torch.finfo(V.dtype).eps
-    if info.item() > 0 or not (lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5)).item():   # NaN counts as bad
+    well_posed = (info == 0) & (lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5))     # NaN counts as bad
+    if not well_posed.item():                             # one wait for the device per solve
         return M @ torch.linalg.pinv(V, hermitian=True, rtol=eps * V.shape[0]), True
     return torch.cholesky_solve(M.mT, L).mT, False
 
@@ -425,10 +426,12 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
             Y = Y_next if Y_next is not None else _half_product(T_mat, factors, split, "left")
             M = _als_sweep(T_mat, factors, grams, split, Y, info)
             H = _hadamard_grams(grams)
-            big, congr = _term_stats(H).tolist()
-            ratio, floor = big / normT, math.inf if loop.exact else exact_below
-            # the cheap estimate, unless the exact residual is due anyway
-            cheap = None if floor == math.inf else float(_gram_error(normT2, (M * factors[-1]).sum(), H, normT))
+            floor = math.inf if loop.exact else exact_below
+            # the cheap estimate, unless the exact residual is due anyway; one transfer from the device per sweep
+            stats = _term_stats(H)
+            if floor < math.inf: stats = torch.cat([stats, _gram_error(normT2, (M * factors[-1]).sum(), H, normT).reshape(1)])
+            big, congr, *cheap = stats.tolist()
+            ratio, cheap = big / normT, cheap[0] if cheap else None
             if not math.isfinite(ratio) or (cheap is not None and not math.isfinite(cheap)):
                 factors = prev
                 loop.warn(f"numerical breakdown at iteration {it + 1}: non-finite values in the factors; "
@@ -484,12 +487,16 @@ def _batched_start(T: torch.Tensor, rank: int, init: str, generator) -> list:
 # %% ../nbs/01b_decompositions.ipynb #d2985bd8
 def _batched_mttkrp(T: torch.Tensor, factors: list, n: int) -> torch.Tensor:
     "MTTKRP of every tensor of the batch in mode `n`: `(B, I_n, R)`, one batched GEMM with the Khatri-Rao product."
-    B, R = T.shape[0], factors[0].shape[-1]
+    return torch.movedim(T, n + 1, 1).reshape(T.shape[0], T.shape[n + 1], -1) @ _batched_khatri_rao(factors, n)
+
+
+def _batched_khatri_rao(factors: list, skip: int) -> torch.Tensor:
+    "Khatri-Rao product `(B, prod I_m, R)` of the factors `(B, I_m, R)` other than `skip`, rows in row-major order."
     kr = None
-    for m in reversed([m for m in range(len(factors)) if m != n]):                  # row-major order of the unfolding
+    for m in reversed([m for m in range(len(factors)) if m != skip]):
         A = factors[m]
-        kr = A if kr is None else (A[:, :, None, :] * kr[:, None, :, :]).reshape(B, -1, R)
-    return torch.movedim(T, n + 1, 1).reshape(B, T.shape[n + 1], -1) @ kr
+        kr = A if kr is None else (A[:, :, None, :] * kr[:, None, :, :]).reshape(A.shape[0], -1, A.shape[-1])
+    return kr
 
 
 def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -499,6 +506,17 @@ def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     bad = info > 0
     if bool(bad.any()): X[bad] = M[bad] @ torch.linalg.pinv(V[bad], hermitian=True)
     return X
+
+# %% ../nbs/01b_decompositions.ipynb #a71f3c20
+def _finish_cp_batch(factors: list) -> list:
+    "`_finish_cp` of every member of a batch of factors `(B, I_n, R)` at once: a list of B `CPTensor`s."
+    norms = torch.stack([A.norm(dim=1) for A in factors])                         # (d, B, R)
+    weights, safe = norms.prod(0), torch.where(norms > 0, norms, torch.ones_like(norms))
+    order = torch.argsort(weights, dim=1, descending=True)                          # (B, R)
+    units = [torch.take_along_dim(A / s[:, None, :], order[:, None, :], dim=2) for A, s in zip(factors, safe)]
+    weights = torch.take_along_dim(weights, order, dim=1)
+    return [CPTensor(weights[b], [U[b] for U in units]) for b in range(weights.shape[0])]
+
 
 # %% ../nbs/01b_decompositions.ipynb #d9280e9a
 def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., I_N)` with N >= 2 (NumPy arrays accepted)
@@ -535,9 +553,9 @@ def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., 
         if prev is not None and bool(((prev - err).abs() < tol).all()):
             record.converged = True; break
         prev = err
-    results = [_finish_cp([A[b] for A in factors]) for b in range(B)]
-    resid = torch.stack([(x.full() - T[b]).norm() for b, x in enumerate(results)])
-    record.info["errors"] = (resid / safe.sqrt()).tolist()
+    full = factors[0] @ _batched_khatri_rao(factors, 0).mT                           # (B, I_1, I_2 ... I_N)
+    record.info["errors"] = ((full - T.reshape(full.shape)).flatten(1).norm(dim=1) / safe.sqrt()).tolist()
+    results = _finish_cp_batch(factors)
     record.message = "converged" if record.converged else f"stopped after n_iter={n_iter} iterations"
     return results, record
 

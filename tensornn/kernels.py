@@ -182,6 +182,14 @@ def khatri_rao(matrices, *, skip: int | None = None) -> torch.Tensor:
         out = (out.unsqueeze(-2) * M.unsqueeze(-3)).flatten(-3, -2)
     return out
 
+# %% ../nbs/00_kernels.ipynb #d14e6b70
+def _mttkrp_first_by_reduction(T: torch.Tensor, right: list) -> torch.Tensor:
+    "MTTKRP of mode 0: a GEMM with the last mode's factor, then a reduction with the middle modes' Khatri-Rao product."
+    A = right[-1]
+    Y = (T.reshape(-1, T.shape[-1]) @ A).reshape(T.shape[0], -1, A.shape[1])        # (I_0, P_mid, R)
+    return torch.einsum("ipr,pr->ir", Y, khatri_rao(right[:-1]))
+
+
 # %% ../nbs/00_kernels.ipynb #62de5a0d
 def _mttkrp_blocks(T3: torch.Tensor, KL: torch.Tensor, KR: torch.Tensor) -> torch.Tensor:
     "`sum_p (T3[p] @ KR) * KL[p]` for `T3` `(P, I, Q)`: on the CPU in slabs of about 4M entries of `T3`, so each slab's partial product is reduced while it is fresh."
@@ -211,6 +219,8 @@ def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     left, right = factors[:mode], factors[mode + 1:]
     I_n = T.shape[mode]
     P_L, P_R = math.prod(T.shape[:mode]), math.prod(T.shape[mode + 1:])
+    if T.is_cuda and mode == 0 and T.ndim > 2 and 4 * R <= T.shape[-1]:
+        return _mttkrp_first_by_reduction(T, right)
     if not right:                                   # last mode: one GEMM with the left product
         return _gemm(T.reshape(P_L, I_n).mT, khatri_rao(left))
     if not left:                                    # first mode: one GEMM with the right product

@@ -796,3 +796,17 @@ def test_cp_residual_norm_in_blocks_matches_the_dense_residual(shape):
     ref = float((T - K.cp_full(torch.ones(4, dtype=torch.float64), F)).norm())
     for block in (1, 7, 100, 1 << 20):                 # one row per block, ragged blocks, one block
         assert abs(float(D._cp_residual_norm(T, F, block=block)) - ref) < 1e-12 * ref
+
+
+@pytest.mark.parametrize("d", [2, 3, 4])
+def test_finish_cp_batch_matches_finish_cp_member_by_member(d, gen):
+    factors = [torch.randn(5, 3 + k, 4, generator=gen, dtype=torch.float64) for k in range(d)]
+    factors[0][2, :, 1] = 0                                        # a zero column: weight 0, column kept as is
+    out = D._finish_cp_batch(factors)
+    assert len(out) == 5
+    for b, x in enumerate(out):
+        one = D._finish_cp([A[b] for A in factors])
+        assert_close(x.weights, one.weights)
+        assert bool((x.weights[:-1] >= x.weights[1:]).all())      # decreasing
+        for U, V in zip(x.factors, one.factors): assert_close(U, V)
+        assert_close(x.full(), Fmt.CPTensor(torch.ones(4, dtype=torch.float64), [A[b] for A in factors]).full())

@@ -40,7 +40,7 @@ def test_unfold_fold_mode_dot_on_cuda(dtype, gen):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5), (6, 5, 2, 3)])
+@pytest.mark.parametrize("shape", [(3, 4, 5), (2, 3, 4, 5), (6, 5, 2, 3), (13, 4, 12), (12, 2, 3, 13)])  # the last two: mode 0 by reduction
 def test_khatri_rao_mttkrp_on_cuda(shape, dtype, gen):
     T, Tg = _cpu_gpu(*shape, gen=gen, dtype=dtype)
     F = [torch.randn(n, 3, generator=gen, dtype=dtype) for n in shape]
@@ -149,3 +149,16 @@ def test_gemm_on_cuda_takes_the_torch_route_and_measured_tt_plans_run_there(gen)
     y = layer(x)
     assert (64, True) in layer._plans and all(G.grad is None for G in layer.cores)
     assert_close(y, x @ layer.full_weight().T + layer.bias, **GTOL[torch.float32])
+
+
+@needs_cuda
+def test_tt_linear_model_plan_charges_the_einsum_order_on_cuda():
+    from tensornn.compression import TTLinear
+    layer = TTLinear(1024, 1024, 16, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0)
+    assert layer._model_plan(4) not in (None, "dense")                 # on the CPU the opt_einsum order wins at batch 4
+    layer = layer.to(DEV)
+    layer._plans.clear()
+    costs = layer._plan_costs(4)
+    assert costs["einsum"][0] >= 10 ** 9 and layer._model_plan(4) in (None, "dense")
+    x = torch.randn(4, 1024, device=DEV)
+    assert_close(layer(x), x @ layer.full_weight().mT + layer.bias, **GTOL[torch.float32])

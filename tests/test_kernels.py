@@ -600,3 +600,14 @@ def test_float32_mttkrp_and_mode_dot_on_the_gemm_route_match_float64(shape):
         M = torch.randn(9, shape[mode], generator=g)
         ref = K.mode_dot(T.double(), M.double(), mode)
         assert float((K.mode_dot(T, M, mode).double() - ref).norm() / ref.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3, 9), (5, 2, 3, 8), (3, 1, 12), (6, 7, 2, 2, 5)])
+def test_mttkrp_of_mode_0_by_reduction_matches_the_unfolding(shape, dtype, gen):
+    "The CUDA route for mode 0 (GEMM with the last factor, then a reduction) run on the CPU, against the definition."
+    T = torch.randn(*shape, generator=gen, dtype=dtype)
+    F = [torch.randn(n, 2, generator=gen, dtype=dtype) for n in shape]
+    out = K._mttkrp_first_by_reduction(T, F[1:])
+    assert out.shape == (shape[0], 2) and out.dtype == dtype
+    assert_close(out, K.unfold(T, 0) @ K.khatri_rao(F, skip=0), **TOL[dtype])
