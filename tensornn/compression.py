@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_shape, check_tensor, check_tol
 from .kernels import cp_full, fold, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot, random_normal, unfold
 from .formats import CPTensor, TTTensor, TuckerTensor
-from .decompositions import FitRecord, cp_als, hooi, hosvd, tt_svd
+from .decompositions import FitRecord, _cp_residual_norm, _mode_ranks, cp_als, hooi, hosvd, tt_svd
 from .theory import t_product, t_svd, t_transpose
 
 # %% auto #0
@@ -367,16 +367,18 @@ def _mode_product_flops(sizes, ranks) -> int:
     return total
 
 # %% ../nbs/02_compression.ipynb #932d9f67
-def _tucker_ranks(rank, sizes, name="rank"):
-    "Multilinear ranks for modes `sizes`: a sequence checked against them, or an int capped per mode."
+def _tucker_ranks(rank, sizes, name="rank", *, core_rule: bool = True):
+    "Multilinear ranks for modes `sizes`: a sequence checked, an int capped; `core_rule`: no rank above the others' product."
     if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
+        if core_rule: return tuple(_mode_ranks(rank, sizes, name))      # the decompositions' rule and messages
         rank = check_rank(rank, name, length=len(sizes))
         for k, (r, s) in enumerate(zip(rank, sizes)):
-            if r > s:
-                raise ValueError(f"{name}[{k}]: expected at most {s} (size of mode {k}), got {r}")
-        return rank
-    r = check_rank(rank, name)
-    return tuple(min(r, s) for s in sizes)
+            if r > s: raise ValueError(f"{name}[{k}]: expected a rank <= {s} (size of mode {k}), got {r}")
+        return tuple(rank)
+    ranks = [min(check_rank(rank, name), s) for s in sizes]
+    for _ in range(len(ranks) if core_rule else 0):        # one pass lowers the (at most one) rank above the others' product
+        ranks = [min(r, math.prod(ranks) // r) for r in ranks]
+    return tuple(ranks)
 
 
 def _useful_ranks(ranks, sizes):
@@ -888,7 +890,7 @@ class TuckerConv2d(FactorizedConv2d):
         g, dtype, device = _factory_args(seed, generator, dtype, device)
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                          bias=bias, generator=g, dtype=dtype, device=device)
-        self.rank = _tucker_ranks(rank, (self.out_channels, self.in_channels))
+        self.rank = _tucker_ranks(rank, (self.out_channels, self.in_channels), core_rule=False)
         (ro, ri), (kh, kw) = self.rank, self.kernel_size
         std = (1.0 / (3 * self.in_channels * kh * kw * ro * ri)) ** (1.0 / 6)
         self.core = _normal((ro, ri, kh, kw), std, g, dtype, device)
@@ -926,7 +928,7 @@ def _tucker_conv_from_dense(cls, layer: nn.Conv2d,  # the trained convolution
     layer = _check_conv(layer)
     method = check_choice(method, {"hosvd": "hosvd", "hooi": "hooi"}, "method")
     K = layer.weight.detach().to(torch.float64)
-    ranks = _useful_ranks(_tucker_ranks(rank, K.shape[:2]) + tuple(K.shape[2:]), K.shape)
+    ranks = _useful_ranks(_tucker_ranks(rank, K.shape[:2], core_rule=False) + tuple(K.shape[2:]), K.shape)
     tk = hosvd(K, ranks) if method == "hosvd" else hooi(K, ranks, n_iter=check_int(n_iter, "n_iter"))[0]
     new = cls(layer.in_channels, layer.out_channels, layer.kernel_size, tuple(tk.core.shape[:2]), seed=0,
               **cls._geometry(layer), **_factory(layer))
@@ -1337,16 +1339,17 @@ def stable_cp_als(T: torch.Tensor,  # the data, e.g. a conv kernel: a real float
     normT2 = float(T.pow(2).sum())
     if normT2 == 0: raise ValueError("T: expected a nonzero tensor (the objective is relative to ||T||^2), got zeros")
     factors = _stable_cp_start(T, rank, init, make_generator(seed, generator))
-    damping, ones, info = mu * sum(T.shape), T.new_ones(rank), dict(objective=[], sensitivity=[], penalty=mu)
+    damping, info = mu * sum(T.shape), dict(objective=[], sensitivity=[], penalty=mu)
     errors, converged = [], False
     for it in range(n_iter):
         factors = _stable_als_sweep(T, factors, damping)
-        X = cp_full(ones, factors)
-        err2, w2 = float((T - X).pow(2).sum()), float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
+        # the residual by blocked GEMMs and ||X||^2 from the Gram matrices: no full-size model per sweep
+        err2, w2 = float(_cp_residual_norm(T, factors)) ** 2, float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
+        normX2 = float(torch.stack([A.mT @ A for A in factors]).prod(0).sum())
         if not math.isfinite(err2 + w2):
             raise ValueError(f"T: the stable ALS broke down at sweep {it + 1} (non-finite factors); try a larger penalty")
         info["objective"].append((err2 + damping * w2) / normT2)
-        info["sensitivity"].append(sum(T.shape) * w2 / max(float(X.pow(2).sum()), torch.finfo(T.dtype).tiny))
+        info["sensitivity"].append(sum(T.shape) * w2 / max(normX2, torch.finfo(T.dtype).tiny))
         errors.append(math.sqrt(err2 / normT2))
         if it and abs(info["objective"][-2] - info["objective"][-1]) <= tol * info["objective"][-2]:
             converged = True; break

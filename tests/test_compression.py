@@ -223,6 +223,11 @@ def test_bad_ranks_and_shapes_name_the_argument():
     with pytest.raises(TypeError, match="layer"): CPConv2d.from_dense(lin, 2)
     with pytest.raises(ValueError, match="groups"): TuckerConv2d.from_dense(nn.Conv2d(4, 4, 3, groups=2), 2)
     with pytest.raises(ValueError, match="rank"): TuckerConv2d(4, 4, 3, (5, 2))
+    # a core (3, 1, 1, 1) has mode-0 unfoldings of rank <= 1: no layer has these ranks (was accepted before)
+    with pytest.raises(ValueError, match=r"rank\[0\]: expected a rank <= 1 in mode 0"):
+        TuckerLinear(24, 12, (3, 1, 1, 1), out_modes=(3, 4), in_modes=(4, 6))
+    assert TuckerLinear(32, 2, 8, out_modes=(1, 2), in_modes=(2, 16)).rank == (1, 2, 2, 4)   # the int is capped to fit
+    assert TuckerConv2d(3, 8, 3, (8, 3)).rank == (8, 3)          # the spatial modes stay in the core: (8, 3, 3, 3) is fine
     with pytest.raises(ValueError, match="method"): TuckerLinear.from_dense(lin, 2, method="svd")
     with pytest.raises(ValueError, match="x"): CPLinear(24, 12, 2)(torch.randn(3, 23))
     with pytest.raises(ValueError, match="x"): CPConv2d(3, 4, 3, 2)(torch.randn(1, 2, 5, 5))
