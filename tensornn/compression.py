@@ -20,10 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .validation import as_tensor, check_choice, check_dtype, check_int, check_rank, check_shape, check_tensor, check_tol
-from .kernels import cp_full, fold, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot, random_normal, unfold
+from .validation import (as_tensor, check_choice, check_dtype, check_int, check_multilinear_rank, check_rank,
+                                 check_shape, check_tensor, check_tol)
+from .kernels import (cp_full, cp_residual_norm, fold, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
+                              random_normal, unfold)
 from .formats import CPTensor, TTTensor, TuckerTensor
-from .decompositions import FitRecord, _cp_residual_norm, _mode_ranks, cp_als, hooi, hosvd, tt_svd
+from .decompositions import FitRecord, cp_als, hooi, hosvd, tt_svd
 from .theory import t_product, t_svd, t_transpose
 
 # %% auto #0
@@ -370,7 +372,7 @@ def _mode_product_flops(sizes, ranks) -> int:
 def _tucker_ranks(rank, sizes, name="rank", *, core_rule: bool = True):
     "Multilinear ranks for modes `sizes`: a sequence checked, an int capped; `core_rule`: no rank above the others' product."
     if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
-        if core_rule: return tuple(_mode_ranks(rank, sizes, name))      # the decompositions' rule and messages
+        if core_rule: return tuple(check_multilinear_rank(rank, sizes, name))      # the decompositions' rule and messages
         rank = check_rank(rank, name, length=len(sizes))
         for k, (r, s) in enumerate(zip(rank, sizes)):
             if r > s: raise ValueError(f"{name}[{k}]: expected a rank <= {s} (size of mode {k}), got {r}")
@@ -1344,7 +1346,7 @@ def stable_cp_als(T: torch.Tensor,  # the data, e.g. a conv kernel: a real float
     for it in range(n_iter):
         factors = _stable_als_sweep(T, factors, damping)
         # the residual by blocked GEMMs and ||X||^2 from the Gram matrices: no full-size model per sweep
-        err2, w2 = float(_cp_residual_norm(T, factors)) ** 2, float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
+        err2, w2 = float(cp_residual_norm(T, factors)) ** 2, float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
         normX2 = float(torch.stack([A.mT @ A for A in factors]).prod(0).sum())
         if not math.isfinite(err2 + w2):
             raise ValueError(f"T: the stable ALS broke down at sweep {it + 1} (non-finite factors); try a larger penalty")

@@ -18,10 +18,11 @@ with warnings.catch_warnings():                                   # no ipywidget
     from tqdm.auto import tqdm
 
 from .formats import CPTensor, HTTensor, TRTensor, TTTensor, TuckerTensor, tt_orthogonalize_right, inner, norm
-from .kernels import (cp_full, gemm, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
+from .kernels import (cp_full, cp_residual_norm, gemm, ht_tree, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, tt_full, unfold)
 from .validation import (renamed_argument, as_tensor, check_choice, check_int, check_linalg_dtype, check_rank,
-                                 check_same_device_dtype, check_tensor, check_tol, is_tracing)
+                                 check_multilinear_rank, check_same_device_dtype, check_tensor, check_tol,
+                                 is_tracing)
 
 # %% auto #0
 __all__ = ['parafac', 'non_negative_parafac', 'tucker', 'tensor_train', 'tensor_ring', 'FitRecord', 'cp_als', 'cp_als_batched',
@@ -306,16 +307,6 @@ def _gram_resolution(err: float, dtype: torch.dtype) -> float:
     return 8 * torch.finfo(dtype).eps / max(err, torch.finfo(dtype).tiny)
 
 
-def _cp_residual_norm(T: torch.Tensor, factors: list, block: int = 1 << 20) -> torch.Tensor:
-    "`||T - [[factors]]||` by GEMMs on row blocks of an end-mode unfolding: no dense model, no copy of `T`, no temporary above `block` entries."
-    if T.shape[0] >= T.shape[-1]:
-        M, L, Rt = T.reshape(T.shape[0], -1), factors[0], khatri_rao(factors[1:]).mT
-    else:
-        M, L, Rt = T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT
-    step = max(1, block // M.shape[1])
-    parts = [torch.linalg.vector_norm(gemm(L[s:s + step], Rt).sub_(M[s:s + step]))
-             for s in range(0, M.shape[0], step)]
-    return torch.linalg.vector_norm(torch.stack(parts))
 
 # %% ../nbs/01b_decompositions.ipynb #2bbed426
 class _FitLoop:
@@ -375,7 +366,7 @@ def _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, exa
     ls_grams = [A.mT @ A for A in ls]
     Y_ls = _half_product(T_mat, ls, split, "left")                  # the next sweep's first pass, if accepted
     ls_err = float(_gram_error(normT2, (_mttkrp_in_half(Y_ls, ls[:split], 0) * ls[0]).sum(), _hadamard_grams(ls_grams), normT))
-    if ls_err < exact_below: ls_err = float(_cp_residual_norm(T, ls) / normT)
+    if ls_err < exact_below: ls_err = float(cp_residual_norm(T, ls) / normT)
     return ls, ls_grams, Y_ls, ls_err
 
 # %% ../nbs/01b_decompositions.ipynb #34a279f3
@@ -419,7 +410,7 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
     split = max(1, d // 2)                               # modes [0, split) and [split, d): two passes over T per sweep
     T_mat = T.reshape(math.prod(T.shape[:split]), -1)
     info = {"singular_solves": 0, "line_search_accepted": 0, "max_term_norm_ratio": [], "min_congruence": []}
-    exact_fn = None if residual == "gram" else (lambda: _cp_residual_norm(T, factors) / normT)
+    exact_fn = None if residual == "gram" else (lambda: cp_residual_norm(T, factors) / normT)
     with _FitLoop("cp_als", rank, n_iter, tol, progress, T.dtype, info) as loop:
         for it in range(n_iter):
             prev = list(factors)
@@ -438,7 +429,7 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
                           "returned the previous iterate")
                 break
             use_exact = cheap is None or cheap < floor
-            err = float(_cp_residual_norm(T, factors) / normT) if use_exact else cheap
+            err = float(cp_residual_norm(T, factors) / normT) if use_exact else cheap
             extrapolate = line_search and it >= 2 and err >= precision_floor   # below the floor: rounding noise
             Y_next = None
             if extrapolate:
@@ -599,8 +590,8 @@ def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 mode
             if not math.isfinite(err):
                 loop.warn(f"numerical breakdown at iteration {it + 1}")
                 break
-            if loop.exact: err = float(_cp_residual_norm(T, factors) / normT)
-            if loop.step(err, exact=lambda: _cp_residual_norm(T, factors) / normT): break
+            if loop.exact: err = float(cp_residual_norm(T, factors) / normT)
+            if loop.step(err, exact=lambda: cp_residual_norm(T, factors) / normT): break
     return _finish_cp(factors), loop.finish()
 
 # %% ../nbs/01b_decompositions.ipynb #aa79829d
@@ -614,22 +605,6 @@ def _truncation_rank(S: torch.Tensor, delta2: float | None, cap: int | None) -> 
     if cap is not None: r = min(r, cap)
     return max(min(r, S.shape[0]), 1)
 
-# %% ../nbs/01b_decompositions.ipynb #b2b4c908
-def _mode_ranks(rank, shape, name: str = "rank") -> list:
-    "Per-mode ranks from None, an int (every mode) or a sequence, refused when no tensor of `shape` has them."
-    if rank is None: return [None] * len(shape)
-    r = check_rank(rank, name, length=len(shape))                              # the length applies to a sequence
-    ranks = [r] * len(shape) if isinstance(r, int) else list(r)
-    label = (lambda k: name) if isinstance(r, int) else (lambda k: f"{name}[{k}]")
-    for k, (rk, n) in enumerate(zip(ranks, shape)):
-        if rk > n: raise ValueError(f"{label(k)}: expected a rank <= {n} (size of mode {k}), got {rk}")
-    for k, rk in enumerate(ranks):
-        others = math.prod(ranks[:k] + ranks[k + 1:])
-        if rk > others:
-            raise ValueError(f"{label(k)}: expected a rank <= {others} in mode {k} (the product of the other modes' "
-                             f"ranks; no tensor has multilinear rank {tuple(ranks)}), got {rk}")
-    return ranks
-
 # %% ../nbs/01b_decompositions.ipynb #0abc7b17
 def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
           rank=None,  # multilinear rank: an int for every mode or one per mode; None keeps all (or what tol needs)
@@ -637,7 +612,7 @@ def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
           ) -> TuckerTensor:
     "Truncated higher-order SVD of `T` with multilinear `rank` and/or relative error `tol`; orthonormal factors."
     T = _check_data(T, "T", min_ndim=1)
-    caps = _mode_ranks(rank, T.shape)
+    caps = check_multilinear_rank(rank, T.shape)
     tol = check_tol(tol, allow_none=True)
     delta2 = None if tol is None else tol ** 2 * float(_norm2(T)) / T.ndim
     factors = []
@@ -692,7 +667,7 @@ def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     "Tucker approximation of multilinear `rank` by higher-order orthogonal iteration; returns `(TuckerTensor, FitRecord)`."
     T = _check_data(T, "T", min_ndim=1)
     if rank is None: raise TypeError("rank: expected an int or a sequence of ints, got None")
-    ranks = _mode_ranks(rank, T.shape)
+    ranks = check_multilinear_rank(rank, T.shape)
     n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
     factors = _hooi_start(T, ranks, init, generator, seed)
     normT2 = _norm2(T)
@@ -814,9 +789,9 @@ def _batched_mode_product(Y: torch.Tensor, U: torch.Tensor, k: int) -> torch.Ten
 
 
 def _batch_ranks(rank, shape, name: str = "rank") -> list:
-    "Fixed multilinear ranks of a batch: `_mode_ranks`, with None refused (a batch needs one shape of result)."
+    "Fixed multilinear ranks of a batch: `check_multilinear_rank`, with None refused (a batch needs one shape of result)."
     if rank is None: raise TypeError(f"{name}: expected an int or a sequence of ints, got None")
-    return _mode_ranks(rank, shape, name)
+    return check_multilinear_rank(rank, shape, name)
 
 # %% ../nbs/01b_decompositions.ipynb #3ed72c82
 def hosvd_batched(T: torch.Tensor,  # a batch `(B, I_1, ..., I_N)`, N >= 1 (float32/float64; NumPy arrays accepted)

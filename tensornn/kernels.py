@@ -18,9 +18,9 @@ from .validation import (describe, check_sequence, check_choice, check_index, ch
 
 # %% auto #0
 __all__ = ['make_generator', 'random_normal', 'unfold', 'fold', 'gemm', 'mode_dot', 'multi_mode_dot', 'khatri_rao', 'mttkrp',
-           'check_cp', 'cp_full', 'cp_inner', 'cp_entries', 'check_tucker', 'tucker_full', 'check_tt_cores', 'tt_full',
-           'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree', 'check_ht', 'ht_full', 'ht_inner',
-           'ht_contract_vectors', 'numerical_rank']
+           'check_cp', 'cp_full', 'cp_inner', 'cp_residual_norm', 'cp_entries', 'check_tucker', 'tucker_full',
+           'check_tt_cores', 'tt_full', 'tt_inner', 'tt_entries', 'tt_contract_vectors', 'ht_tree', 'check_ht',
+           'ht_full', 'ht_inner', 'ht_contract_vectors', 'numerical_rank']
 
 # %% ../nbs/00_kernels.ipynb #8573d4a6
 def make_generator(seed: int | None = None, generator: torch.Generator | None = None) -> torch.Generator:
@@ -203,19 +203,25 @@ def _mttkrp_blocks(T3: torch.Tensor, KL: torch.Tensor, KR: torch.Tensor) -> torc
     return out
 
 
-def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
-    "Matricised tensor times Khatri-Rao product `unfold(T, mode) @ khatri_rao(factors, skip=mode)`, shape `(I_mode, R)`."
-    check_tensor(T, "T", min_ndim=2, finite=False)
+def _check_factors_of(T: torch.Tensor, factors, skip: int | None = None) -> list:
+    "One `(I_k, R)` matrix per mode of `T`, on its device and dtype (the factor `skip` is not looked at)."
     factors = list(factors)
     if len(factors) != T.ndim:
         raise ValueError(f"factors: expected {T.ndim} factors (one per mode of T), got {len(factors)}")
-    mode = _check_mode(mode, T.ndim)
-    R = factors[0].shape[-1]
+    R = check_tensor(factors[0], "factors[0]", ndim=2, finite=False).shape[-1]
     for k, A in enumerate(factors):
         check_tensor(A, f"factors[{k}]", ndim=2, finite=False)
-        if k != mode and A.shape != (T.shape[k], R):
+        if k != skip and A.shape != (T.shape[k], R):
             raise ValueError(f"factors[{k}]: expected shape {(T.shape[k], R)}, got {tuple(A.shape)}")
-    check_same_device_dtype(T=T, **{f"factors[{k}]": A for k, A in enumerate(factors) if k != mode})
+    check_same_device_dtype(T=T, **{f"factors[{k}]": A for k, A in enumerate(factors) if k != skip})
+    return factors
+
+
+def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
+    "Matricised tensor times Khatri-Rao product `unfold(T, mode) @ khatri_rao(factors, skip=mode)`, shape `(I_mode, R)`."
+    mode = _check_mode(mode, check_tensor(T, "T", min_ndim=2, finite=False).ndim)
+    factors = _check_factors_of(T, factors, skip=mode)
+    R = factors[0].shape[-1]
     left, right = factors[:mode], factors[mode + 1:]
     I_n = T.shape[mode]
     P_L, P_R = math.prod(T.shape[:mode]), math.prod(T.shape[mode + 1:])
@@ -264,6 +270,23 @@ def cp_inner(weights_a: torch.Tensor, factors_a, weights_b: torch.Tensor, factor
             raise ValueError(f"factors_b[{k}]: expected {A.shape[0]} rows like factors_a[{k}], got {B.shape[0]}")
         G = G * (A.mT @ B)
     return weights_a @ G @ weights_b
+
+# %% ../nbs/00_kernels.ipynb #71a2d368
+def cp_residual_norm(T: torch.Tensor,  # the data, shape `(I_1, ..., I_N)`
+                     factors,  # CP factors `(I_k, R)` with unit weights
+                     block: int = 1 << 20,  # most entries of the model formed at once
+                     ) -> torch.Tensor:
+    "`||T - [[factors]]||` by GEMMs on row blocks of an end-mode unfolding: no dense model, no copy of `T`."
+    factors = _check_factors_of(check_tensor(T, "T", min_ndim=2, finite=False), factors)
+    if T.shape[0] >= T.shape[-1]:
+        M, L, Rt = T.reshape(T.shape[0], -1), factors[0], khatri_rao(factors[1:]).mT
+    else:
+        M, L, Rt = T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT
+    step = max(1, block // M.shape[1])
+    parts = [torch.linalg.vector_norm(gemm(L[s:s + step], Rt).sub_(M[s:s + step]))
+             for s in range(0, M.shape[0], step)]
+    return torch.linalg.vector_norm(torch.stack(parts))
+
 
 # %% ../nbs/00_kernels.ipynb #79f06d4d
 def cp_entries(weights: torch.Tensor, factors, index: torch.Tensor) -> torch.Tensor:

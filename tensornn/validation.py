@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['describe', 'check_sequence', 'check_tensor', 'is_tracing', 'as_tensor', 'check_real', 'check_linalg_dtype',
-           'check_same_device_dtype', 'check_int', 'check_rank', 'check_shape', 'check_index', 'check_tol',
-           'check_choice', 'check_dtype', 'renamed_argument']
+           'check_same_device_dtype', 'check_int', 'check_rank', 'check_multilinear_rank', 'check_shape', 'check_index',
+           'check_tol', 'check_choice', 'check_dtype', 'renamed_argument']
 
 # %% ../nbs/validation.ipynb #13e0a400
 def describe(x,  # any value
@@ -132,6 +132,23 @@ def check_rank(rank, name: str = "rank", *, length: int | None = None):
             raise ValueError(f"{name}: expected {length} ranks, got {len(rank)}")
         return tuple(check_int(r, f"{name}[{i}]", what="a rank") for i, r in enumerate(rank))
     return check_int(rank, name, what="a rank")
+
+# %% ../nbs/validation.ipynb #3d6e9f24
+def check_multilinear_rank(rank, shape, name: str = "rank") -> list:
+    "Per-mode ranks from None, an int (every mode) or a sequence, refused when no tensor of `shape` has them."
+    if rank is None: return [None] * len(shape)
+    r = check_rank(rank, name, length=len(shape))                              # the length applies to a sequence
+    ranks = [r] * len(shape) if isinstance(r, int) else list(r)
+    label = (lambda k: name) if isinstance(r, int) else (lambda k: f"{name}[{k}]")
+    for k, (rk, n) in enumerate(zip(ranks, shape)):
+        if rk > n: raise ValueError(f"{label(k)}: expected a rank <= {n} (size of mode {k}), got {rk}")
+    for k, rk in enumerate(ranks):
+        others = math.prod(ranks[:k] + ranks[k + 1:])
+        if rk > others:
+            raise ValueError(f"{label(k)}: expected a rank <= {others} in mode {k} (the product of the other modes' "
+                             f"ranks; no tensor has multilinear rank {tuple(ranks)}), got {rk}")
+    return ranks
+
 
 # %% ../nbs/validation.ipynb #5a3895d2
 def check_shape(shape, name: str = "shape", *, min_ndim: int = 1) -> tuple[int, ...]:
