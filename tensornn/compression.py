@@ -372,7 +372,7 @@ def _mode_product_flops(sizes, ranks) -> int:
 def _tucker_ranks(rank, sizes, name="rank", *, core_rule: bool = True):
     "Multilinear ranks for modes `sizes`: a sequence checked, an int capped; `core_rule`: no rank above the others' product."
     if isinstance(rank, (Sequence, np.ndarray)) and not isinstance(rank, str):
-        if core_rule: return tuple(check_multilinear_rank(rank, sizes, name))      # the decompositions' rule and messages
+        if core_rule: return tuple(check_multilinear_rank(rank, sizes, name))      # hosvd's and hooi's rule and messages
         rank = check_rank(rank, name, length=len(sizes))
         for k, (r, s) in enumerate(zip(rank, sizes)):
             if r > s: raise ValueError(f"{name}[{k}]: expected a rank <= {s} (size of mode {k}), got {r}")
