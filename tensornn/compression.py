@@ -1345,9 +1345,10 @@ def stable_cp_als(T: torch.Tensor,  # the data, e.g. a conv kernel: a real float
     errors, converged = [], False
     for it in range(n_iter):
         factors = _stable_als_sweep(T, factors, damping)
-        # the residual by blocked GEMMs and ||X||^2 from the Gram matrices: no full-size model per sweep
-        err2, w2 = float(cp_residual_norm(T, factors)) ** 2, float(torch.stack([A.pow(2).sum(0) for A in factors]).prod(0).sum())
-        normX2 = float(torch.stack([A.mT @ A for A in factors]).prod(0).sum())
+        # the residual by blocked GEMMs; the term norms and ||X||^2 from the Gram matrices: no full-size model per sweep
+        G = torch.stack([A.mT @ A for A in factors])
+        err2 = float(cp_residual_norm(T, factors)) ** 2
+        w2, normX2 = float(G.diagonal(dim1=1, dim2=2).prod(0).sum()), float(G.prod(0).sum())
         if not math.isfinite(err2 + w2):
             raise ValueError(f"T: the stable ALS broke down at sweep {it + 1} (non-finite factors); try a larger penalty")
         info["objective"].append((err2 + damping * w2) / normT2)

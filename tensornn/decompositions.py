@@ -230,13 +230,20 @@ def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
     return safe
 
 
+def _finish_cp_batch(factors: list) -> list:
+    "Unit-norm columns, term norms as weights, sorted in decreasing order, for a batch of factors `(B, I_n, R)`: B `CPTensor`s."
+    norms = torch.stack([A.norm(dim=1) for A in factors])                         # (d, B, R)
+    weights, safe = norms.prod(0), torch.where(norms > 0, norms, torch.ones_like(norms))
+    order = torch.argsort(weights, dim=1, descending=True)                          # (B, R)
+    units = [torch.take_along_dim(A / s[:, None, :], order[:, None, :], dim=2) for A, s in zip(factors, safe)]
+    weights = torch.take_along_dim(weights, order, dim=1)
+    return [CPTensor(weights[b], [U[b] for U in units]) for b in range(weights.shape[0])]
+
+
 def _finish_cp(factors: list) -> CPTensor:
     "Unit-norm columns, term norms as weights, sorted in decreasing order."
-    norms = torch.stack([A.norm(dim=0) for A in factors])                             # (d, R)
-    weights = norms.prod(0)
-    safe = torch.where(norms > 0, norms, torch.ones_like(norms))
-    order = torch.argsort(weights, descending=True)
-    return CPTensor(weights[order], [(A / s)[:, order] for A, s in zip(factors, safe)])
+    return _finish_cp_batch([A[None] for A in factors])[0]
+
 
 # %% ../nbs/01b_decompositions.ipynb #f68f89ef
 def _term_stats(H: torch.Tensor) -> torch.Tensor:
@@ -497,17 +504,6 @@ def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     bad = info > 0
     if bool(bad.any()): X[bad] = M[bad] @ torch.linalg.pinv(V[bad], hermitian=True)
     return X
-
-# %% ../nbs/01b_decompositions.ipynb #a71f3c20
-def _finish_cp_batch(factors: list) -> list:
-    "`_finish_cp` of every member of a batch of factors `(B, I_n, R)` at once: a list of B `CPTensor`s."
-    norms = torch.stack([A.norm(dim=1) for A in factors])                         # (d, B, R)
-    weights, safe = norms.prod(0), torch.where(norms > 0, norms, torch.ones_like(norms))
-    order = torch.argsort(weights, dim=1, descending=True)                          # (B, R)
-    units = [torch.take_along_dim(A / s[:, None, :], order[:, None, :], dim=2) for A, s in zip(factors, safe)]
-    weights = torch.take_along_dim(weights, order, dim=1)
-    return [CPTensor(weights[b], [U[b] for U in units]) for b in range(weights.shape[0])]
-
 
 # %% ../nbs/01b_decompositions.ipynb #d9280e9a
 def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., I_N)` with N >= 2 (NumPy arrays accepted)
