@@ -5,8 +5,11 @@ Usage: python bench/gpu_probe.py [--device cuda]
   1. host synchronisations per sweep of cp_als, by source line (torch.cuda.set_sync_debug_mode), and kernel launches
      per sweep for cp_als and TensorLy's parafac (torch.profiler);
   2. batched normal-equation solves (cholesky_solve against two triangular solves), as in cp_als_batched;
-  3. MTTKRP of an end mode by one GEMM with the Khatri-Rao product (the current route), by a GEMM with one factor
-     followed by a reduction with the other ("GEMM, then reduce"), and by torch.einsum, at 200^3 and 400^3.
+  3. MTTKRP of an end mode by one GEMM with the Khatri-Rao product, by a GEMM with one factor followed by a
+     reduction with the other ("GEMM, then reduce"), and by torch.einsum, at 200^3 and 400^3 (100^3 and 200^3 with
+     --device cpu); "tensornn.kernels.mttkrp" is the route the library takes on that device.
+
+  python bench/gpu_probe.py --device cpu --mttkrp-only     # part 3 alone, on the CPU
 """
 from __future__ import annotations
 
@@ -79,7 +82,9 @@ def mttkrp_orders(n, R, device, dtype=torch.float32):
         (0, "split over j: bmm, then sum"): lambda: torch.bmm(T.transpose(0, 1), K.khatri_rao([B, C]).reshape(n, n, R)).sum(0),
         (2, "tensornn.kernels.mttkrp"): lambda: K.mttkrp(T, [A, B, C], 2),
         (2, "one GEMM with the Khatri-Rao"): lambda: T.reshape(-1, n).mT @ K.khatri_rao([A, B]),
+        (2, "one GEMM, tensornn.kernels.gemm"): lambda: K.gemm(T.reshape(-1, n).mT, K.khatri_rao([A, B])),
         (2, "GEMM with A, reduce with B"): lambda: torch.einsum("rjk,jr->kr", (A.mT @ T.reshape(n, n * n)).reshape(R, n, n), B),
+        (2, "gemm with A, bmm with B"): lambda: torch.bmm(B.mT.unsqueeze(1), K.gemm(A.mT, T.reshape(n, n * n)).reshape(R, n, n)).squeeze(1).mT,
         (2, "torch.einsum"): lambda: torch.einsum("ijk,ir,jr->kr", T, A, B),
         (1, "tensornn.kernels.mttkrp"): lambda: K.mttkrp(T, [A, B, C], 1),
         (1, "torch.einsum"): lambda: torch.einsum("ijk,ir,kr->jr", T, A, C),
@@ -111,9 +116,20 @@ def batched_solves(B, R, I, device, dtype=torch.float32):
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--mttkrp-only", action="store_true", help="only part 3, the MTTKRP orders")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}")
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, "
+          f"{torch.get_num_threads()} CPU threads")
+    if not args.mttkrp_only: probe_sweeps_and_solves(device)
+    sizes = ((200, 16), (400, 10), (400, 32)) if device.type == "cuda" else ((100, 16), (200, 10), (200, 32))
+    print("\nMTTKRP orders (best of 20), float32:")
+    for n, R in sizes:
+        mttkrp_orders(n, R, device)
+
+
+def probe_sweeps_and_solves(device):
+    "Parts 1 and 2: synchronisations and launches per cp_als sweep, against TensorLy's; batched solves."
     g = torch.Generator(device="cpu").manual_seed(0)
     for n, R in ((200, 16), (400, 32)):
         T = torch.randn(n, n, n, generator=g).to(device)
@@ -141,9 +157,6 @@ def main(argv=None):
     print("\nBatched solves of the normal equations (best of 20), float32:")
     for B, R, I in ((200, 5, 10), (2000, 5, 10), (200, 16, 64)):
         batched_solves(B, R, I, device)
-    print("\nMTTKRP orders (best of 20), float32:")
-    for n, R in ((200, 16), (400, 10), (400, 32)):
-        mttkrp_orders(n, R, device)
 
 
 if __name__ == "__main__":

@@ -106,8 +106,10 @@ def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]
     L, info = torch.linalg.cholesky_ex(V)
     lo, hi = torch.aminmax(L.diagonal())                  # positive where the factorisation succeeded
     eps = torch.finfo(V.dtype).eps
-    well_posed = (info == 0) & (lo > hi * (eps ** 0.5 * V.shape[0] ** 0.5))     # NaN counts as bad
-    if not well_posed.item():                             # one wait for the device per solve
+    c = eps ** 0.5 * V.shape[0] ** 0.5
+    if V.device.type == "cpu": well_posed = info.item() == 0 and lo.item() > hi.item() * c    # NaN counts as bad
+    else: well_posed = ((info == 0) & (lo > hi * c)).item()                # one wait for the device per solve
+    if not well_posed:
         return M @ torch.linalg.pinv(V, hermitian=True, rtol=eps * V.shape[0]), True
     return torch.cholesky_solve(M.mT, L).mT, False
 
@@ -291,8 +293,12 @@ def _half_product(T_mat: torch.Tensor, factors: list, split: int, half: str) -> 
 def _mttkrp_in_half(Y: torch.Tensor, half_factors: list, n: int) -> torch.Tensor:
     "The MTTKRP of mode `n` of a half, from that half's `_half_product` `Y`: cheap, it never touches `T`."
     if len(half_factors) == 1: return Y
-    if len(half_factors) == 2:                          # 3- and 4-way tensors: a product and a sum, no einsum planning
-        return (Y * half_factors[1 - n].unsqueeze(n)).sum(1 - n)
+    if len(half_factors) == 2:                          # 3- and 4-way tensors: no einsum planning
+        other, Y_r = half_factors[1 - n], Y.permute(2, 0, 1)
+        if Y_r.is_contiguous():                         # Y laid out rank-first (a transposed GEMM's result): batched GEMVs
+            if n == 0: return torch.bmm(Y_r, other.mT.unsqueeze(-1)).squeeze(-1).mT
+            return torch.bmm(other.mT.unsqueeze(1), Y_r).squeeze(1).mT
+        return (Y * other.unsqueeze(n)).sum(1 - n)
     idx = "abcdefghijklmnopqrstuvwxy"[:len(half_factors)]
     others = [j for j in range(len(half_factors)) if j != n]
     spec = f"{idx}z," + ",".join(f"{idx[j]}z" for j in others) + f"->{idx[n]}z"
@@ -315,15 +321,31 @@ def _gram_resolution(err: float, dtype: torch.dtype) -> float:
 
 
 
+# %% ../nbs/01b_decompositions.ipynb #a7e5b901
+def _left_product_and_residual(T_mat: torch.Tensor, factors: list, split: int,
+                               block: int = 1 << 20,  # most entries of the model formed at once
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    "`_half_product(T_mat, factors, split, 'left')` and `||T - [[factors]]||` from one pass over `T`, by row blocks."
+    KL, KR = khatri_rao(factors[:split]), khatri_rao(factors[split:])
+    step = max(1, block // T_mat.shape[1])
+    Y, row_norms = [], []
+    for s in range(0, T_mat.shape[0], step):
+        rows = T_mat[s:s + step]
+        Y.append(gemm(rows, KR))
+        row_norms.append(torch.linalg.vector_norm(gemm(KL[s:s + step], KR.mT).sub_(rows), dim=1))
+    Y, row_norms = (torch.cat(Y), torch.cat(row_norms)) if len(Y) > 1 else (Y[0], row_norms[0])
+    return Y.reshape(*(A.shape[0] for A in factors[:split]), -1), torch.linalg.vector_norm(row_norms)
+
 # %% ../nbs/01b_decompositions.ipynb #2bbed426
 class _FitLoop:
     "Record, progress bar and convergence test shared by the CP fits (use as a context manager)."
     def __init__(self, name: str, rank: int, n_iter: int, tol: float, progress: bool, dtype, info: dict | None = None):
         self.name, self.n_iter, self.tol, self.progress, self.dtype = name, n_iter, tol, progress, dtype
         self.record, self.exact = FitRecord(info=info or {}), False
-        self.bar = tqdm(total=n_iter, desc=f"{name} rank {rank}", disable=not progress, leave=False)
+        self.bar = tqdm(total=n_iter, desc=f"{name} rank {rank}", leave=False) if progress else None
     def __enter__(self): return self
-    def __exit__(self, *exc): self.bar.close()
+    def __exit__(self, *exc):
+        if self.bar is not None: self.bar.close()
 
     def warn(self, note: str) -> None:
         "Append `note` to the record's message and raise it as a RuntimeWarning."
@@ -340,8 +362,9 @@ class _FitLoop:
                 rec.info["exact_residual_from"] = len(rec.errors) + 1
         rec.errors.append(err)
         rec.n_iter += 1
-        self.bar.update(1)
-        if self.progress: self.bar.set_postfix(rel_error=f"{err:.3e}")
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(rel_error=f"{err:.3e}")
         rec.converged = len(rec.errors) > 1 and abs(rec.errors[-2] - err) < self.tol
         return rec.converged
 
@@ -366,11 +389,14 @@ def _als_sweep(T_mat, factors, grams, split: int, Y, info: dict):
     return M
 
 # %% ../nbs/01b_decompositions.ipynb #29f63673
-def _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, exact_below):
-    "Bro's jump along the last sweep: the trial factors, their Grams, first half product and relative error."
+def _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, exact_below, exact: bool):
+    "Bro's jump along the last sweep: the trial factors, their Grams, first half product and relative error (`exact`: by the exact residual)."
     jump = (it + 1) ** (1.0 / acc_pow)
     ls = [P + jump * (A - P) for P, A in zip(prev, factors)]
     ls_grams = [A.mT @ A for A in ls]
+    if exact:
+        Y_ls, res = _left_product_and_residual(T_mat, ls, split)
+        return ls, ls_grams, Y_ls, float(res / normT)
     Y_ls = _half_product(T_mat, ls, split, "left")                  # the next sweep's first pass, if accepted
     ls_err = float(_gram_error(normT2, (_mttkrp_in_half(Y_ls, ls[:split], 0) * ls[0]).sum(), _hadamard_grams(ls_grams), normT))
     if ls_err < exact_below: ls_err = float(cp_residual_norm(T, ls) / normT)
@@ -435,12 +461,14 @@ def _cp_als_loop(T, rank, factors, n_iter, tol, line_search, residual, exact_bel
                 loop.warn(f"numerical breakdown at iteration {it + 1}: non-finite values in the factors; "
                           "returned the previous iterate")
                 break
-            use_exact = cheap is None or cheap < floor
-            err = float(cp_residual_norm(T, factors) / normT) if use_exact else cheap
+            use_exact, Y_next, err = cheap is None or cheap < floor, None, cheap
+            if use_exact:                                # with the next sweep's first half product, in one pass
+                Y_next, res = _left_product_and_residual(T_mat, factors, split)
+                err = float(res / normT)
             extrapolate = line_search and it >= 2 and err >= precision_floor   # below the floor: rounding noise
-            Y_next = None
             if extrapolate:
-                ls, ls_grams, Y_ls, ls_err = _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT, floor)
+                ls, ls_grams, Y_ls, ls_err = _extrapolate(T, T_mat, prev, factors, split, it, acc_pow, normT2, normT,
+                                                          floor, use_exact)
                 if math.isfinite(ls_err) and ls_err < err:
                     factors[:], grams[:], err, Y_next = ls, ls_grams, ls_err, Y_ls
                     info["line_search_accepted"] += 1

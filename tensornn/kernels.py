@@ -190,6 +190,12 @@ def _mttkrp_first_by_reduction(T: torch.Tensor, right: list) -> torch.Tensor:
     return torch.einsum("ipr,pr->ir", Y, khatri_rao(right[:-1]))
 
 
+def _mttkrp_last_by_reduction(T: torch.Tensor, left: list) -> torch.Tensor:
+    "MTTKRP of the last mode: a GEMM with the first mode's factor (rank-first), then batched products with the middle modes' Khatri-Rao product."
+    A = left[0]
+    Z = _gemm(A.mT, T.reshape(T.shape[0], -1)).reshape(A.shape[1], -1, T.shape[-1])   # (R, P_mid, I_last)
+    return torch.bmm(khatri_rao(left[1:]).mT.unsqueeze(1), Z).squeeze(1).mT
+
 # %% ../nbs/00_kernels.ipynb #62de5a0d
 def _mttkrp_blocks(T3: torch.Tensor, KL: torch.Tensor, KR: torch.Tensor) -> torch.Tensor:
     "`sum_p (T3[p] @ KR) * KL[p]` for `T3` `(P, I, Q)`: on the CPU in slabs of about 4M entries of `T3`, so each slab's partial product is reduced while it is fresh."
@@ -227,6 +233,8 @@ def mttkrp(T: torch.Tensor, factors, mode: int) -> torch.Tensor:
     P_L, P_R = math.prod(T.shape[:mode]), math.prod(T.shape[mode + 1:])
     if T.is_cuda and mode == 0 and T.ndim > 2 and 4 * R <= T.shape[-1]:
         return _mttkrp_first_by_reduction(T, right)
+    if T.device.type == "cpu" and not right and T.ndim > 2 and 4 * R <= T.shape[0]:
+        return _mttkrp_last_by_reduction(T, left)
     if not right:                                   # last mode: one GEMM with the left product
         return _gemm(T.reshape(P_L, I_n).mT, khatri_rao(left))
     if not left:                                    # first mode: one GEMM with the right product
@@ -283,9 +291,9 @@ def cp_residual_norm(T: torch.Tensor,  # the data, shape `(I_1, ..., I_N)`
     else:
         M, L, Rt = T.reshape(-1, T.shape[-1]), khatri_rao(factors[:-1]), factors[-1].mT
     step = max(1, block // M.shape[1])
-    parts = [torch.linalg.vector_norm(gemm(L[s:s + step], Rt).sub_(M[s:s + step]))
-             for s in range(0, M.shape[0], step)]
-    return torch.linalg.vector_norm(torch.stack(parts))
+    row_norms = [torch.linalg.vector_norm(gemm(L[s:s + step], Rt).sub_(M[s:s + step]), dim=1)
+                 for s in range(0, M.shape[0], step)]
+    return torch.linalg.vector_norm(torch.cat(row_norms) if len(row_norms) > 1 else row_norms[0])
 
 
 # %% ../nbs/00_kernels.ipynb #79f06d4d

@@ -132,6 +132,17 @@ def test_cp_als_residual_options_agree_in_float64(gen):
     assert max(abs(a - b) for a, b in zip(errs["gram"], errs["exact"])) < 1e-12
 
 
+def test_cp_als_exact_errors_with_line_search_are_the_true_errors(gen):
+    "residual='exact' takes each sweep's error and the next first half product from one pass (extrapolation included)."
+    T = torch.randn(7, 8, 9, 5, generator=gen, dtype=torch.float64)
+    for k in (1, 3, 6, 11):
+        cp, rec = D.cp_als(T, 3, n_iter=k, tol=0.0, seed=0, residual="exact")
+        assert rec.n_iter == k and abs(rec.errors[-1] - rel_err(cp.full(), T)) < 1e-12
+    gram = D.cp_als(T, 3, n_iter=11, tol=0.0, seed=0, residual="gram", line_search=False)[1].errors
+    exact = D.cp_als(T, 3, n_iter=11, tol=0.0, seed=0, residual="exact", line_search=False)[1].errors
+    assert max(abs(a - b) for a, b in zip(gram, exact)) < 1e-12
+
+
 def test_cp_als_exact_residual_where_the_gram_formula_fails(gen):
     "float32 with noise 1e-5: the Gram formula's error is rounding noise, the default reports the true error."
     T, _, _ = cp_tensor((40, 40, 40), 4, gen)

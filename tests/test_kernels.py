@@ -611,3 +611,18 @@ def test_mttkrp_of_mode_0_by_reduction_matches_the_unfolding(shape, dtype, gen):
     out = K._mttkrp_first_by_reduction(T, F[1:])
     assert out.shape == (shape[0], 2) and out.dtype == dtype
     assert_close(out, K.unfold(T, 0) @ K.khatri_rao(F, skip=0), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9, 3, 4), (8, 2, 3, 5), (12, 1, 3), (8, 7, 2, 2, 5)])
+def test_mttkrp_of_the_last_mode_by_reduction_matches_the_unfolding(shape, dtype, gen):
+    "The CPU route for the last mode (GEMM with the first factor, then batched products), direct and through mttkrp."
+    T = torch.randn(*shape, generator=gen, dtype=dtype)
+    F = [torch.randn(n, 2, generator=gen, dtype=dtype) for n in shape]
+    ref = K.unfold(T, len(shape) - 1) @ K.khatri_rao(F, skip=len(shape) - 1)
+    out = K._mttkrp_last_by_reduction(T, F[:-1])
+    assert out.shape == (shape[-1], 2) and out.dtype == dtype
+    assert_close(out, ref, **TOL[dtype])
+    assert_close(K.mttkrp(T, F, len(shape) - 1), ref, **TOL[dtype])              # 4R <= I_0: the route mttkrp takes
+    Tp = T.movedim(0, -1).contiguous().movedim(-1, 0)                              # a non-contiguous view of T
+    assert_close(K.mttkrp(Tp, F, len(shape) - 1), ref, **TOL[dtype])
