@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .validation import (as_tensor, check_choice, check_dtype, check_int, check_multilinear_rank, check_rank,
                                  check_shape, check_tensor, check_tol)
-from .kernels import (cp_full, cp_residual_norm, fold, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
+from .kernels import (cp_full, cp_residual_norm, fold, gemm, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, unfold)
 from .formats import CPTensor, TTTensor, TuckerTensor
 from .decompositions import FitRecord, cp_als, hooi, hosvd, tt_svd
@@ -657,7 +657,7 @@ def _tt_matvec(self, x):
 def _tt_apply_plan(self, plan, x):
     "`x @ W^T` by `plan`: the sweep (None), 'dense' (rebuild the weight, one GEMM) or an opt_einsum expression."
     cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
-    if plan == "dense": return x @ _tt_matrix(cores).mT
+    if plan == "dense": return gemm(x, _tt_matrix(cores).mT)          # oneDNN on a float32 CPU, autograd included
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
     if not self._reverse:

@@ -218,8 +218,7 @@ def _cp_init(T: torch.Tensor, rank: int, init, generator, *, nonneg: bool = Fals
 # %% ../nbs/01b_decompositions.ipynb #3b48c619
 def _unit_columns(A: torch.Tensor) -> torch.Tensor:
     "`A` with unit-norm columns (zero columns stay zero)."
-    nrm = torch.linalg.vector_norm(A, dim=0)
-    return A / torch.where(nrm > 0, nrm, 1.0)
+    return A / torch.linalg.vector_norm(A, dim=0).clamp_min(torch.finfo(A.dtype).tiny)     # 0 / tiny = 0
 
 
 def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
@@ -234,8 +233,8 @@ def _normalize_into_last(factors: list, grams: list, n: int) -> torch.Tensor:
 
 def _finish_cp_batch(factors: list) -> list:
     "Unit-norm columns, term norms as weights, sorted in decreasing order, for a batch of factors `(B, I_n, R)`: B `CPTensor`s."
-    norms = torch.stack([A.norm(dim=1) for A in factors])                         # (d, B, R)
-    weights, safe = norms.prod(0), torch.where(norms > 0, norms, torch.ones_like(norms))
+    norms = torch.stack([torch.linalg.vector_norm(A, dim=1) for A in factors])    # (d, B, R)
+    weights, safe = norms.prod(0), norms.clamp_min(torch.finfo(norms.dtype).tiny)            # 0 / tiny = 0
     order = torch.argsort(weights, dim=1, descending=True)                          # (B, R)
     units = [torch.take_along_dim(A / s[:, None, :], order[:, None, :], dim=2) for A, s in zip(factors, safe)]
     weights = torch.take_along_dim(weights, order, dim=1)

@@ -91,32 +91,51 @@ def _onednn_linear():
 
 # %% ../nbs/00_kernels.ipynb #d9474927
 def _wants_onednn(A: torch.Tensor, B: torch.Tensor) -> bool:
-    "Whether `A @ B` goes to oneDNN: float32 CPU, large, nothing to differentiate or trace, and the probe passed."
+    "Whether `A @ B` goes to oneDNN: float32 CPU, large, not traced, and the probe passed."
     if A.device.type != "cpu" or B.device.type != "cpu" or A.dtype != torch.float32 or B.dtype != torch.float32:
         return False
     if A.shape[0] * A.shape[1] * B.shape[1] < _GEMM_MIN_MACS: return False
-    if torch.is_grad_enabled() and (A.requires_grad or B.requires_grad): return False
     return not (is_tracing(A) or is_tracing(B)) and _onednn_linear() is not None
+
+
+def _onednn_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    "`A @ B` by oneDNN with `A` or `B^T` row-major (the smaller operand copied when neither is and the copy is cheap), else `torch.matmul`."
+    linear = _onednn_linear()
+    plain = lambda M: M.is_contiguous() or M.mT.is_contiguous()        # other strides (a broadcast gradient) crawl in oneDNN
+    if A.is_contiguous() and plain(B): return linear(A, B.mT)
+    if B.mT.is_contiguous() and plain(A): return linear(B.mT, A).mT     # (B^T A^T)^T: no copy either
+    if A.numel() <= B.numel() and B.shape[1] >= 16 and plain(B): return linear(A.contiguous(), B.mT)  # >= 16 MACs per copy
+    if B.numel() < A.numel() and A.shape[0] >= 16 and plain(A): return linear(B.mT.contiguous(), A).mT
+    return A @ B
+
+
+class _OneDNNProduct(torch.autograd.Function):
+    "`A @ B` by oneDNN under autograd: the backward products `dC B^T` and `A^T dC` go through `_gemm` as well."
+    @staticmethod
+    def forward(A, B): return _onednn_product(A, B)
+    @staticmethod
+    def setup_context(ctx, inputs, output): ctx.save_for_backward(*inputs)
+    @staticmethod
+    def backward(ctx, grad):
+        A, B = ctx.saved_tensors
+        return (_gemm(grad, B.mT) if ctx.needs_input_grad[0] else None,
+                _gemm(A.mT, grad) if ctx.needs_input_grad[1] else None)
 
 
 def _gemm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     "`gemm` without the input checks (for the kernels' inner loops)."
     if not _wants_onednn(A, B): return A @ B
-    linear = _onednn_linear()
-    if A.is_contiguous(): return linear(A, B.mT)
-    if B.mT.is_contiguous(): return linear(B.mT, A).mT                   # (B^T A^T)^T: no copy either
-    if 4 * A.numel() <= B.numel(): return linear(A.contiguous(), B.mT)   # copy the small operand only
-    if 4 * B.numel() <= A.numel(): return linear(B.mT.contiguous(), A).mT
-    return A @ B
+    if torch.is_grad_enabled() and (A.requires_grad or B.requires_grad): return _OneDNNProduct.apply(A, B)
+    return _onednn_product(A, B)
 
 
 # %% ../nbs/00_kernels.ipynb #2c1d2e79
 def gemm(A: torch.Tensor,  # a matrix `(m, k)`
          B: torch.Tensor,  # a matrix `(k, n)` on A's device, in A's dtype
          ) -> torch.Tensor:  # `A @ B`, `(m, n)`; possibly a transposed view
-    "`A @ B` for two matrices: by oneDNN for large float32 CPU products with nothing to differentiate or trace, else `torch.matmul`."
-    check_tensor(A, "A", ndim=2, finite=False)
-    check_tensor(B, "B", ndim=2, finite=False)
+    "`A @ B` for two matrices: by oneDNN for large float32 CPU products (differentiable; not under tracing), else `torch.matmul`."
+    check_tensor(A, "A", ndim=2, finite=False, allow_empty=True)
+    check_tensor(B, "B", ndim=2, finite=False, allow_empty=True)
     check_same_device_dtype(A=A, B=B)
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"B: expected {A.shape[1]} rows (the columns of A), got shape {tuple(B.shape)}")

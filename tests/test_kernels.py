@@ -554,7 +554,7 @@ def test_gemm_matches_the_float64_product_in_every_layout(m, k, n):
 
 
 def test_gemm_routes():
-    "oneDNN only for large float32 CPU products with no gradient to record and nothing tracing; else torch.matmul."
+    "oneDNN only for large float32 CPU products with nothing tracing (autograd through _OneDNNProduct); else torch.matmul."
     g = torch.Generator().manual_seed(0)
     A, B = torch.randn(256, 256, generator=g), torch.randn(256, 64, generator=g)
     available = K._onednn_linear() is not None
@@ -562,9 +562,11 @@ def test_gemm_routes():
     assert not K._wants_onednn(A.double(), B.double())
     assert not K._wants_onednn(A[:8], B[:, :8])                                  # too small to pay oneDNN's fixed cost
     Ag = A.clone().requires_grad_()
-    assert not K._wants_onednn(Ag, B)
+    assert K._wants_onednn(Ag, B) == available                                   # a gradient to record: still oneDNN
+    out = K.gemm(Ag, B)
+    assert (type(out.grad_fn).__name__ == "_OneDNNProductBackward") == available
     with torch.no_grad():
-        assert K._wants_onednn(Ag, B) == available                               # no gradient recorded: fine
+        assert K.gemm(Ag, B).grad_fn is None
     seen = []
     torch.func.vmap(lambda a: seen.append(K._wants_onednn(a, B)) or K.gemm(a, B))(A[None])
     assert seen == [False]                                                       # traced: the autograd/vmap-aware route
@@ -578,6 +580,38 @@ def test_gemm_gradient_through_the_autograd_route():
     C = (A @ B).detach()
     assert_close(A.grad, 2 * C @ B.detach().mT, rtol=1e-4, atol=1e-3)
     assert_close(B.grad, 2 * A.detach().mT @ C, rtol=1e-4, atol=1e-3)
+
+
+def test_onednn_gets_only_plain_layouts(monkeypatch):
+    "oneDNN is handed a row-major left operand and a row-major or transposed right one, never a broadcast (stride-0) one."
+    if K._onednn_linear() is None: pytest.skip("no oneDNN route in this build")
+    real, seen = K._onednn_linear(), []
+    monkeypatch.setattr(K, "_onednn_linear", lambda: lambda x, w: seen.append((x, w)) or real(x, w))
+    g = torch.Generator().manual_seed(3)
+    W, x = torch.randn(1024, 512, generator=g), torch.randn(64, 1024, generator=g)
+    grad = torch.ones(()).expand(64, 512)                                      # the gradient of y.sum()
+    for A, B in [(grad, W.mT), (x.mT, grad), (W, grad.mT), (x, W)]:
+        assert_close(K._gemm(A, B), A.contiguous() @ B.contiguous(), rtol=1e-5, atol=1e-3)
+    assert seen and all(xx.is_contiguous() and (w.is_contiguous() or w.mT.is_contiguous()) for xx, w in seen)
+
+
+@pytest.mark.parametrize("layout", ["rows", "A transposed", "both transposed", "B transposed"])
+def test_gemm_gradients_on_the_onednn_route_match_float64(layout):
+    "Every layout _onednn_product handles, forward and both gradients, against float64 (only A or only B recorded too)."
+    g = torch.Generator().manual_seed(2)
+    A0, B0, dC = torch.randn(200, 300, generator=g), torch.randn(300, 120, generator=g), torch.randn(200, 120, generator=g)
+    lay = {"rows": (lambda M: M, lambda M: M), "A transposed": (lambda M: M.mT.contiguous().mT, lambda M: M),
+           "both transposed": (lambda M: M.mT.contiguous().mT, lambda M: M.mT.contiguous().mT),
+           "B transposed": (lambda M: M, lambda M: M.mT.contiguous().mT)}[layout]
+    for need in [(True, True), (True, False), (False, True)]:
+        A, B = A0.clone().requires_grad_(need[0]), B0.clone().requires_grad_(need[1])
+        out = K.gemm(lay[0](A), lay[1](B))
+        assert_close(out.double(), A0.double() @ B0.double(), rtol=1e-5, atol=1e-4)
+        out.backward(dC)
+        if need[0]: assert_close(A.grad.double(), dC.double() @ B0.double().mT, rtol=1e-5, atol=1e-3)
+        else: assert A.grad is None
+        if need[1]: assert_close(B.grad.double(), A0.double().mT @ dC.double(), rtol=1e-5, atol=1e-3)
+        else: assert B.grad is None
 
 
 def test_gemm_can_be_switched_off_by_the_environment():
@@ -603,26 +637,18 @@ def test_float32_mttkrp_and_mode_dot_on_the_gemm_route_match_float64(shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(4, 3, 9), (5, 2, 3, 8), (3, 1, 12), (6, 7, 2, 2, 5)])
-def test_mttkrp_of_mode_0_by_reduction_matches_the_unfolding(shape, dtype, gen):
-    "The CUDA route for mode 0 (GEMM with the last factor, then a reduction) run on the CPU, against the definition."
+@pytest.mark.parametrize("route,shape", [("first", (4, 3, 9)), ("first", (5, 2, 3, 8)), ("first", (3, 1, 12)),
+                                         ("first", (6, 7, 2, 2, 5)), ("last", (9, 3, 4)), ("last", (8, 2, 3, 5)),
+                                         ("last", (12, 1, 3)), ("last", (8, 7, 2, 2, 5))])
+def test_mttkrp_by_reduction_matches_the_unfolding(route, shape, dtype, gen):
+    """The CUDA route for mode 0 (GEMM with the last factor, then a reduction) and the CPU route for the last mode
+    (GEMM with the first factor, then batched products), against the definition; mttkrp takes the last one on the CPU."""
     T = torch.randn(*shape, generator=gen, dtype=dtype)
     F = [torch.randn(n, 2, generator=gen, dtype=dtype) for n in shape]
-    out = K._mttkrp_first_by_reduction(T, F[1:])
-    assert out.shape == (shape[0], 2) and out.dtype == dtype
-    assert_close(out, K.unfold(T, 0) @ K.khatri_rao(F, skip=0), **TOL[dtype])
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(9, 3, 4), (8, 2, 3, 5), (12, 1, 3), (8, 7, 2, 2, 5)])
-def test_mttkrp_of_the_last_mode_by_reduction_matches_the_unfolding(shape, dtype, gen):
-    "The CPU route for the last mode (GEMM with the first factor, then batched products), direct and through mttkrp."
-    T = torch.randn(*shape, generator=gen, dtype=dtype)
-    F = [torch.randn(n, 2, generator=gen, dtype=dtype) for n in shape]
-    ref = K.unfold(T, len(shape) - 1) @ K.khatri_rao(F, skip=len(shape) - 1)
-    out = K._mttkrp_last_by_reduction(T, F[:-1])
-    assert out.shape == (shape[-1], 2) and out.dtype == dtype
+    mode = 0 if route == "first" else len(shape) - 1
+    ref = K.unfold(T, mode) @ K.khatri_rao(F, skip=mode)
+    out = K._mttkrp_first_by_reduction(T, F[1:]) if route == "first" else K._mttkrp_last_by_reduction(T, F[:-1])
+    assert out.shape == (shape[mode], 2) and out.dtype == dtype
     assert_close(out, ref, **TOL[dtype])
-    assert_close(K.mttkrp(T, F, len(shape) - 1), ref, **TOL[dtype])              # 4R <= I_0: the route mttkrp takes
     Tp = T.movedim(0, -1).contiguous().movedim(-1, 0)                              # a non-contiguous view of T
-    assert_close(K.mttkrp(Tp, F, len(shape) - 1), ref, **TOL[dtype])
+    for X in (T, Tp): assert_close(K.mttkrp(X, F, mode), ref, **TOL[dtype])       # (4R <= I_0 for "last")
