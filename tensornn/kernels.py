@@ -98,9 +98,8 @@ def _wants_onednn(A: torch.Tensor, B: torch.Tensor) -> bool:
     return not (is_tracing(A) or is_tracing(B)) and _onednn_linear() is not None
 
 
-def _onednn_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    "`A @ B` by oneDNN with `A` or `B^T` row-major (the smaller operand copied when neither is and the copy is cheap), else `torch.matmul`."
-    linear = _onednn_linear()
+def _onednn_product(A: torch.Tensor, B: torch.Tensor, linear) -> torch.Tensor:
+    "`A @ B` by oneDNN's `linear(x, w) = x @ w^T` with `A` or `B^T` row-major (the smaller operand copied when neither is and the copy is cheap), else `torch.matmul`."
     plain = lambda M: M.is_contiguous() or M.mT.is_contiguous()        # other strides (a broadcast gradient) crawl in oneDNN
     if A.is_contiguous() and plain(B): return linear(A, B.mT)
     if B.mT.is_contiguous() and plain(A): return linear(B.mT, A).mT     # (B^T A^T)^T: no copy either
@@ -109,24 +108,24 @@ def _onednn_product(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return A @ B
 
 
-class _OneDNNProduct(torch.autograd.Function):
-    "`A @ B` by oneDNN under autograd: the backward products `dC B^T` and `A^T dC` go through `_gemm` as well."
+class _OneDNNLinear(torch.autograd.Function):
+    "oneDNN's `x @ w^T` under autograd: the backward products `dY w` and `dY^T x` go through `_gemm` as well."
     @staticmethod
-    def forward(A, B): return _onednn_product(A, B)
+    def forward(x, w): return _onednn_linear()(x, w)
     @staticmethod
     def setup_context(ctx, inputs, output): ctx.save_for_backward(*inputs)
     @staticmethod
     def backward(ctx, grad):
-        A, B = ctx.saved_tensors
-        return (_gemm(grad, B.mT) if ctx.needs_input_grad[0] else None,
-                _gemm(A.mT, grad) if ctx.needs_input_grad[1] else None)
+        x, w = ctx.saved_tensors
+        return (_gemm(grad, w) if ctx.needs_input_grad[0] else None,
+                _gemm(grad.mT, x) if ctx.needs_input_grad[1] else None)
 
 
 def _gemm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     "`gemm` without the input checks (for the kernels' inner loops)."
     if not _wants_onednn(A, B): return A @ B
-    if torch.is_grad_enabled() and (A.requires_grad or B.requires_grad): return _OneDNNProduct.apply(A, B)
-    return _onednn_product(A, B)
+    recorded = torch.is_grad_enabled() and (A.requires_grad or B.requires_grad)
+    return _onednn_product(A, B, _OneDNNLinear.apply if recorded else _onednn_linear())
 
 
 # %% ../nbs/00_kernels.ipynb #2c1d2e79
