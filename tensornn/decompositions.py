@@ -324,7 +324,10 @@ def _gram_resolution(err: float, dtype: torch.dtype) -> float:
 def _left_product_and_residual(T_mat: torch.Tensor, factors: list, split: int,
                                block: int = 1 << 20,  # most entries of the model formed at once
                                ) -> tuple[torch.Tensor, torch.Tensor]:
-    "`_half_product(T_mat, factors, split, 'left')` and `||T - [[factors]]||` from one pass over `T`, by row blocks."
+    "`_half_product(T_mat, factors, split, 'left')` and `||T - [[factors]]||` from one pass over `T`, by row blocks (on the CPU)."
+    if T_mat.device.type != "cpu":                       # one large GEMM, then the blocked residual: as run on the H100
+        T = T_mat.reshape(*(A.shape[0] for A in factors))
+        return _half_product(T_mat, factors, split, "left"), cp_residual_norm(T, factors, block)
     KL, KR = khatri_rao(factors[:split]), khatri_rao(factors[split:])
     step = max(1, block // T_mat.shape[1])
     Y, row_norms = [], []

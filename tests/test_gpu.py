@@ -123,6 +123,22 @@ def test_decompositions_on_cuda(dtype, gen):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cp_als_exact_residual_pass_on_cuda(dtype, gen):
+    "The exact-residual step (two passes on the GPU, one shared pass on the CPU) agrees across devices, in cp_als too."
+    T, Tg = _cpu_gpu(5, 6, 7, 4, gen=gen, dtype=dtype)
+    F = [torch.randn(n, 3, generator=gen, dtype=dtype) for n in T.shape]
+    Fg = [A.to(DEV) for A in F]
+    Y, res = D._left_product_and_residual(T.reshape(30, -1), F, 2)
+    Yg, resg = D._left_product_and_residual(Tg.reshape(30, -1), Fg, 2)
+    assert Yg.device.type == "cuda" and resg.device.type == "cuda"
+    assert_close(Yg.cpu(), Y, **GTOL[dtype])
+    assert_close(resg.cpu(), res, **GTOL[dtype])
+    errs = [D.cp_als(X, 3, n_iter=8, tol=0.0, seed=0, residual="exact", line_search=False)[1].errors for X in (T, Tg)]
+    assert max(abs(a - b) for a, b in zip(*errs)) < (1e-3 if dtype == torch.float32 else 1e-10)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batched_hosvd_tt_svd_and_tree_hooi_on_cuda(dtype, gen):
     batch = torch.randn(16, 5, 6, 7, generator=gen, dtype=dtype)
     hs, ts = D.hosvd_batched(batch.to(DEV), (2, 3, 2)), D.tt_svd_batched(batch.to(DEV), rank=3)
