@@ -154,6 +154,18 @@ def test_cp_als_exact_residual_where_the_gram_formula_fails(gen):
         D.cp_als(T, 4, residual="fast")
 
 
+def test_cp_als_auto_is_exact_from_the_first_error_below_the_floor(gen):
+    "Once the default's error falls below 10 sqrt(eps), every later error is the exact residual (same iterates)."
+    T, _, _ = cp_tensor((30, 31, 32), 4, gen)
+    T = (T + 1e-5 * T.norm() / 30 ** 1.5 * torch.randn(T.shape, generator=gen, dtype=T.dtype)).float()
+    auto = D.cp_als(T, 4, n_iter=25, tol=0.0, seed=0, line_search=False)[1].errors
+    exact = D.cp_als(T, 4, n_iter=25, tol=0.0, seed=0, line_search=False, residual="exact")[1].errors
+    floor = 10 * torch.finfo(torch.float32).eps ** 0.5
+    first = next(i for i, e in enumerate(auto) if e < floor)
+    assert 0 < first < len(auto) - 5 and auto[first:] == exact[first:]
+    assert auto[:first] != exact[:first]                       # above the floor: the cheap estimate
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cp_als_keeps_dtype(dtype, gen):
     T, _, _ = cp_tensor((5, 6, 7), 2, gen, dtype)
