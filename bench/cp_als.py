@@ -7,10 +7,11 @@ Both libraries start from the same initial factors (leading left singular vector
 exactly `--iters` ALS sweeps (tol=0, so neither stops early); the time per iteration is the best of `--repeats`
 runs, total / iterations. Rows: TensorLy without and with per-iteration errors; tensornn with the same cheap
 error formula (`residual="gram"`), with and without extrapolation, and with its defaults (which switch to the exact
-residual below 10 sqrt(eps), an extra pass over the data that TensorLy never pays and where its errors are noise). MTTKRP is timed for each mode at
-rank 10 and at `--rank`, and its rate is compared with this machine's measured matrix-multiply peaks in the same
-dtype: torch.matmul's (the BLAS) and tensornn.kernels.gemm's (oneDNN for large float32 CPU products, where the
-build has it; chapter 00 explains the route).
+residual below 10 sqrt(eps) and keep it from then on, an extra pass over the data that TensorLy never pays and
+where its errors are noise). MTTKRP is timed for each mode at rank 10 and at `--rank`, and its rate is compared with
+this machine's matrix-multiply peaks in the same dtype, measured right before and after each row: torch.matmul's
+(the BLAS) and tensornn.kernels.gemm's (oneDNN for large float32 CPU products, where the build has it; chapter 00
+explains the route), and with the time of one read of T.
 """
 from __future__ import annotations
 
@@ -184,33 +185,38 @@ def main(argv=None):
           + (" (oneDNN route)" if K._wants_onednn(torch.ones(256, 256, dtype=dtype), torch.ones(256, 256, dtype=dtype))
              and device.type == "cpu" else " (torch.matmul route)"))
     t_bytes = T.numel() * T.element_size()
-    print(f"MTTKRP, {args.dtype}: 2*I*J*K*R flops for the dominant GEMM. Each row times, interleaved in the same rounds,\n"
-          f"  tensornn, TensorLy, one sum over T (reading T once: the memory bound at low rank) and the {peak_n}x{peak_n}\n"
-          f"  product by torch.matmul and by tensornn.kernels.gemm, so each ratio compares rates measured side by side:\n"
-          f"  'of matmul' is against torch.matmul's rate in those rounds, 'of best' against the faster of the two products,\n"
-          f"  'of read' is the sum's time over the MTTKRP's (1.0 = as fast as reading T once), 'T GB/s' T's bytes over\n"
-          f"  the MTTKRP's time. In each round the MTTKRP runs after the two products, which evict T from the caches.")
+    print(f"MTTKRP, {args.dtype}: 2*I*J*K*R flops for the dominant GEMM. tensornn and TensorLy are interleaved in each\n"
+          f"  round. Right before and right after each row's rounds, {peak_rounds} rounds time the {peak_n}x{peak_n} product by\n"
+          f"  torch.matmul and by tensornn.kernels.gemm, and the best of those is the row's peak, so a drift of the machine's\n"
+          f"  speed between rows does not enter the ratios; then, alone and repeated, a sum over T (reading T once, from wherever\n"
+          f"  the caches keep it: a bound no MTTKRP beats, the memory bound at low rank). 'of matmul' is against\n"
+          f"  torch.matmul's rate, 'of best' against the faster of the two products, 'of read' the sum's time over the\n"
+          f"  MTTKRP's (1.0 = as fast as reading T once), 'T GB/s' T's bytes over the MTTKRP's time. (Inside the rounds,\n"
+          f"  the large products slowed whatever ran after them: calls at 50^3 took 4x as long.)")
     print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   of read   T GB/s   TensorLy ms   "
           f"TensorLy / tensornn   (best of {3 * args.repeats})")
     g = torch.Generator(device="cpu").manual_seed(args.seed)
     gp = torch.Generator(device="cpu").manual_seed(0)
     PA, PB = (torch.randn(peak_n, peak_n, generator=gp, dtype=dtype).to(device) for _ in range(2))
+    products = {"mm": lambda: torch.matmul(PA, PB), "gemm": lambda: K.gemm(PA, PB)}
     for r in sorted({10, R}):
         F = [torch.randn(args.size, r, generator=g, dtype=dtype).to(device) for _ in range(3)]
         w = torch.ones(r, dtype=dtype, device=device)
         flops = 2 * I * J * Kk * r
         for mode in range(3):
+            before, _ = best_times(products, device, peak_rounds)
+            t_read = best_times({"read": lambda: T.sum()}, device, 3 * args.repeats)[0]["read"]
             t, out = best_times({"ours": lambda m=mode: K.mttkrp(T, F, m),
-                                 "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F), m),
-                                 "read": lambda: T.sum(),
-                                 "mm": lambda: torch.matmul(PA, PB), "gemm": lambda: K.gemm(PA, PB)},
+                                 "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F), m)},
                                 device, 3 * args.repeats)                   # cheap: more rounds, steadier minimum
+            after, _ = best_times(products, device, peak_rounds)
+            ref = {k: min(before[k], after[k]) for k in products}
             t_k, t_t = t["ours"], t["tl"]
             diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
-            rate, mm_rate = flops / t_k / 1e9, 2 * peak_n ** 3 / t["mm"] / 1e9
-            best_rate = max(mm_rate, 2 * peak_n ** 3 / t["gemm"] / 1e9)
+            rate, mm_rate = flops / t_k / 1e9, 2 * peak_n ** 3 / ref["mm"] / 1e9
+            best_rate = max(mm_rate, 2 * peak_n ** 3 / ref["gemm"] / 1e9)
             print(f"  {r:4d}  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / mm_rate:9.1%}   {rate / best_rate:7.1%}"
-                  f"   {t['read'] / t_k:7.2f}   {t_bytes / t_k / 1e9:6.0f}   "
+                  f"   {t_read / t_k:7.2f}   {t_bytes / t_k / 1e9:6.0f}   "
                   f"{1e3 * t_t:11.2f}   {t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
 
 
