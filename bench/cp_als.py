@@ -177,8 +177,6 @@ def main(argv=None):
     peak_rounds = max(5, args.repeats)
     peaks = {name: matmul_peak(peak_n, getattr(torch, name), device, peak_rounds) for name in ("float32", "float64")}
     gemm_peak = matmul_peak(peak_n, dtype, device, peak_rounds, fn=K.gemm)
-    peak = peaks[args.dtype]
-    best = max(peak, gemm_peak)
     print(f"\nmatmul peak ({peak_n}x{peak_n}, best of {peak_rounds}): torch.matmul "
           + ", ".join(f"{name} {p:.1f}" for name, p in peaks.items())
           + f" GFLOP/s; tensornn.kernels.gemm {args.dtype} {gemm_peak:.1f} GFLOP/s"

@@ -295,7 +295,7 @@ def _mttkrp_in_half(Y: torch.Tensor, half_factors: list, n: int) -> torch.Tensor
     if len(half_factors) == 2:                          # 3- and 4-way tensors: no einsum planning
         other, Y_r = half_factors[1 - n], Y.permute(2, 0, 1)
         if Y_r.is_contiguous():                         # Y laid out rank-first (a transposed GEMM's result): one GEMV per term
-                        return torch.linalg.vecdot(Y_r, other.mT.unsqueeze(1 + n), dim=2 - n).mT
+            return torch.linalg.vecdot(Y_r, other.mT.unsqueeze(1 + n), dim=2 - n).mT
         return (Y * other.unsqueeze(n)).sum(1 - n)
     idx = "abcdefghijklmnopqrstuvwxy"[:len(half_factors)]
     others = [j for j in range(len(half_factors)) if j != n]
