@@ -40,6 +40,29 @@ def _norm2(T: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(T).square()
 
 
+# %% ../nbs/01b_decompositions.ipynb #d4402191
+def _is_vmapped(x: torch.Tensor) -> bool:
+    "Whether `x` is batched by `torch.func.vmap` at some level of its functorch wrappers."
+    names = ("is_functorch_wrapped_tensor", "is_batchedtensor", "get_unwrapped")      # private, so each is guarded
+    wrapped, batched, unwrap = (getattr(torch._C._functorch, n, None) for n in names)
+    if wrapped is None or batched is None or unwrap is None: return False
+    while wrapped(x):
+        if batched(x): return True
+        x = unwrap(x)
+    return False
+
+
+def _refuse_vmap(T: torch.Tensor, fname: str, why: str, instead: str) -> None:
+    "Raise a clear error when `T` is batched by `vmap` and `fname` must read its values (`why`); `instead` says what works."
+    if _is_vmapped(T):
+        raise RuntimeError(f"{fname}: {why}, which torch.func.vmap cannot run (a batched tensor has one value per "
+                           f"member); {instead}")
+
+
+_RANKS_FROM_TOL = "tol chooses the ranks from singular values of T (members of a batch could need different ranks)"
+_FIXED_RANK = "give a fixed rank instead (that runs under vmap)"
+
+
 # %% ../nbs/01b_decompositions.ipynb #33f72aca
 def _docments(src: str, is_class: bool) -> dict:
     "Name -> trailing comment of each parameter of the first `def` in `src` (or of each annotated field of a class)."
@@ -419,6 +442,8 @@ def cp_als(T: torch.Tensor,  # the data: a real float32/float64 tensor with at l
            ) -> tuple[CPTensor, FitRecord]:
     "Rank-`rank` CP approximation of `T` by alternating least squares with extrapolation; returns `(CPTensor, FitRecord)` (see `help(FitRecord)`; `record.info` holds singular_solves, line_search_accepted, the per-sweep max_term_norm_ratio and min_congruence, degenerate)."
     T = _check_data(T, "T", min_ndim=2)
+    _refuse_vmap(T, "cp_als", "its stopping test, line search and breakdown checks read values of T",
+                 "for a batch of tensors call cp_als_batched")
     exact_below = check_choice(residual, _RESIDUAL_FLOORS, "residual")(T.dtype)
     rank, n_iter, tol = check_rank(rank, "rank"), check_int(n_iter, "n_iter"), check_tol(tol)
     if not isinstance(line_search, bool): raise TypeError(f"line_search: expected a bool, got {type(line_search).__name__}")
@@ -598,6 +623,7 @@ def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 mode
           ) -> tuple[CPTensor, FitRecord]:
     "Nonnegative rank-`rank` CP approximation of `T` by hierarchical ALS (HALS); returns `(CPTensor, FitRecord)`."
     T = _check_data(T, "T", min_ndim=2)
+    _refuse_vmap(T, "nn_cp", "its stopping test reads values of T", "fit the members one by one")
     rank, n_iter, tol = check_rank(rank, "rank"), check_int(n_iter, "n_iter"), check_tol(tol)
     gen = make_generator(seed, generator) if isinstance(init, str) else None
     normT2 = _norm2(T)
@@ -640,6 +666,7 @@ def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     caps = check_multilinear_rank(rank, T.shape)
     tol = check_tol(tol, allow_none=True)
+    if tol is not None: _refuse_vmap(T, "hosvd", _RANKS_FROM_TOL, _FIXED_RANK + ", or call hosvd_batched")
     delta2 = None if tol is None else tol ** 2 * float(_norm2(T)) / T.ndim
     factors = []
     for k in range(T.ndim):
@@ -692,6 +719,8 @@ def hooi(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
          ) -> tuple[TuckerTensor, FitRecord]:
     "Tucker approximation of multilinear `rank` by higher-order orthogonal iteration; returns `(TuckerTensor, FitRecord)`."
     T = _check_data(T, "T", min_ndim=1)
+    _refuse_vmap(T, "hooi", "its stopping test reads values of T",
+                 "hosvd with a fixed rank runs under vmap, and hosvd_batched takes a batch")
     if rank is None: raise TypeError("rank: expected an int or a sequence of ints, got None")
     ranks = check_multilinear_rank(rank, T.shape)
     n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
@@ -768,6 +797,7 @@ def tt_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_svd")
     caps, tol = _rank_caps(rank, T.ndim - 1, rname), check_tol(tol, allow_none=True)
+    if tol is not None: _refuse_vmap(T, "tt_svd", _RANKS_FROM_TOL, _FIXED_RANK + ", or call tt_svd_batched")
     tt = _tt_svd(T, caps, _delta2(tol, _norm2(T), T.ndim - 1))
     if rank is None and tol is None: _warn_if_larger(tt, T, "tt_svd")
     return tt
@@ -893,6 +923,7 @@ def ht_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     T = _check_data(T, "T", min_ndim=1)
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "ht_svd")
     caps, tol = _ht_caps(rank, rname, T.ndim), check_tol(tol, allow_none=True)
+    if tol is not None: _refuse_vmap(T, "ht_svd", _RANKS_FROM_TOL, _FIXED_RANK)
     ht = _ht_svd(T, caps, _delta2(tol, _norm2(T), 2 * T.ndim - 2))
     if rank is None and tol is None: _warn_if_larger(ht, T, "ht_svd")
     return ht
@@ -918,6 +949,7 @@ def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy
     if isinstance(rank, (Sequence, torch.Tensor)) and not (isinstance(rank, torch.Tensor) and rank.ndim == 0):
         raise TypeError(f"{rname}: expected an int bounding every ring rank, got {type(rank).__name__}")
     cap, tol = None if rank is None else check_rank(rank, rname), check_tol(tol, allow_none=True)
+    if tol is not None: _refuse_vmap(T, "tr_svd", _RANKS_FROM_TOL, _FIXED_RANK)
     d, n = T.ndim, tuple(T.shape)
     if d == 1: return TRTensor([T.reshape(1, -1, 1)])
     delta2 = _delta2(tol, _norm2(T), d)
@@ -978,6 +1010,7 @@ def tr_als(T: torch.Tensor,  # the data (float32/float64, at least 2 modes; NumP
            ) -> tuple[TRTensor, FitRecord]:
     "Tensor ring of prescribed ranks by alternating least squares (Zhao et al. 2016); returns `(TRTensor, FitRecord)`."
     T = _check_data(T, "T", min_ndim=2)
+    _refuse_vmap(T, "tr_als", "its stopping test reads values of T", "fit the members one by one")
     d, r = T.ndim, _ring_ranks(rank, T.ndim)
     n_iter, tol = check_int(n_iter, "n_iter"), check_tol(tol)
     cores, normT = _tr_init(T, r, init, generator, seed), float(T.norm())

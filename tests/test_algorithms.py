@@ -811,6 +811,40 @@ def test_fixed_rank_hosvd_and_tt_svd_trace_under_vmap_and_compile():
         D.hosvd(bad[1], 2)                                                                 # refused outside it
 
 
+_READS_VALUES = {                                   # calls whose control flow reads T, and what the error points to
+    "cp_als": (lambda T: D.cp_als(T, 2, n_iter=3)[0].full(), "cp_als_batched"),
+    "nn_cp": (lambda T: D.nn_cp(T.abs(), 2, n_iter=3)[0].full(), "one by one"),
+    "hooi": (lambda T: D.hooi(T, 2, n_iter=3)[0].full(), "hosvd_batched"),
+    "tr_als": (lambda T: D.tr_als(T, 2, n_iter=3)[0].full(), "one by one"),
+    "hosvd": (lambda T: D.hosvd(T, tol=0.5).full(), "hosvd_batched"),
+    "tt_svd": (lambda T: D.tt_svd(T, tol=0.5).full(), "tt_svd_batched"),
+    "ht_svd": (lambda T: D.ht_svd(T, tol=0.5).full(), "fixed rank"),
+    "tr_svd": (lambda T: D.tr_svd(T, tol=0.5).full(), "fixed rank"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_READS_VALUES))
+def test_value_reading_algorithms_refuse_vmap_by_name_and_still_run_outside_it(name):
+    "Under vmap the error names the algorithm and the way out; under grad, and outside transforms, the same call runs."
+    call, hint = _READS_VALUES[name]
+    batch = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=f"^{name}: .*which torch.func.vmap cannot run") as caught:
+        torch.func.vmap(call)(batch)
+    assert hint in str(caught.value)
+    nested = torch.func.vmap(torch.func.grad(lambda T: call(T).sum()))             # batched below a grad wrapper
+    with pytest.raises(RuntimeError, match=f"^{name}: "):
+        nested(batch)
+    assert call(batch[0]).shape == (4, 5, 6)
+
+
+def test_fixed_rank_svd_formats_still_run_under_vmap():
+    "The refusal is for tol-chosen ranks only: with a fixed rank, HT-SVD and TR-SVD vmap as HOSVD and TT-SVD do."
+    batch = torch.randn(3, 4, 5, 6, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for f in (lambda T: D.ht_svd(T, rank=2).full(), lambda T: D.tr_svd(T, rank=2).full()):
+        out = torch.func.vmap(f)(batch)
+        for b in range(3): assert_close(out[b], f(batch[b]), atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("shape", [(30, 20, 10), (10, 20, 30), (5, 6, 7, 8)])
 def test_cp_residual_norm_in_blocks_matches_the_dense_residual(shape):
     g = torch.Generator().manual_seed(2)
