@@ -521,6 +521,22 @@ def _cp_als_report(loop: _FitLoop, rank: int) -> FitRecord:
     return loop.finish()
 
 # %% ../nbs/01b_decompositions.ipynb #04f472b7
+def _batched_mode_gram(T: torch.Tensor, k: int, block: int = 1 << 20) -> torch.Tensor:
+    "`M M^T` of every member's mode-`k` unfolding `M`, `(B, I_k, I_k)`, from views of `T` (no unfolding is formed)."
+    B, shape = T.shape[0], T.shape[1:]
+    P, I, Q = math.prod(shape[:k]), shape[k], math.prod(shape[k + 1:])
+    Y = T.reshape(B, P, I, Q)
+    if I <= Q:                                          # the Grams of slabs, for about `block` entries of them at a time
+        step = max(1, block // (P * I * I))
+        parts = [Y[s:s + step].reshape(-1, I, Q) for s in range(0, B, step)]
+        return torch.cat([(Z @ Z.mT).reshape(-1, P, I, I).sum(1) for Z in parts])
+    G = None
+    for q in range(Q):                                  # fewer than I_k wide slices
+        M = Y[..., q]
+        G = M.mT @ M if G is None else G.baddbmm_(M.mT, M)
+    return G
+
+
 def _batched_start(T: torch.Tensor, rank: int, init: str, generator) -> list:
     "Initial factors `(B, I_n, R)` of a batch: leading left singular vectors of each unfolding (Gram route), or Gaussian."
     B, shape = T.shape[0], T.shape[1:]
@@ -529,8 +545,7 @@ def _batched_start(T: torch.Tensor, rank: int, init: str, generator) -> list:
         return [random_normal((B, n, rank), generator=g, dtype=T.dtype, device=T.device) for n in shape]
     factors = []
     for k, n in enumerate(shape):
-        M = torch.movedim(T, k + 1, 1).reshape(B, n, -1)
-        U = torch.linalg.eigh(M @ M.mT)[1].flip(-1)[..., :rank]                       # (B, n, min(n, R))
+        U = torch.linalg.eigh(_batched_mode_gram(T, k))[1].flip(-1)[..., :rank]       # (B, n, min(n, R))
         if rank > n:
             g = make_generator(generator=generator)
             U = torch.cat([U, random_normal((B, n, rank - n), generator=g, dtype=T.dtype, device=T.device)], -1)
@@ -538,18 +553,26 @@ def _batched_start(T: torch.Tensor, rank: int, init: str, generator) -> list:
     return factors
 
 # %% ../nbs/01b_decompositions.ipynb #d2985bd8
-def _batched_mttkrp(T: torch.Tensor, factors: list, n: int) -> torch.Tensor:
-    "MTTKRP of every tensor of the batch in mode `n`: `(B, I_n, R)`, one batched GEMM with the Khatri-Rao product."
-    return torch.movedim(T, n + 1, 1).reshape(T.shape[0], T.shape[n + 1], -1) @ _batched_khatri_rao(factors, n)
-
-
-def _batched_khatri_rao(factors: list, skip: int) -> torch.Tensor:
-    "Khatri-Rao product `(B, prod I_m, R)` of the factors `(B, I_m, R)` other than `skip`, rows in row-major order."
+def _batched_khatri_rao(mats: list) -> torch.Tensor:
+    "Khatri-Rao product `(B, prod I_m, R)` of the matrices `(B, I_m, R)` in `mats`, rows in row-major order (the first varies slowest)."
     kr = None
-    for m in reversed([m for m in range(len(factors)) if m != skip]):
-        A = factors[m]
+    for A in reversed(mats):
         kr = A if kr is None else (A[:, :, None, :] * kr[:, None, :, :]).reshape(A.shape[0], -1, A.shape[-1])
     return kr
+
+
+def _batched_mttkrp(T: torch.Tensor, factors: list, n: int) -> torch.Tensor:
+    "MTTKRP of every tensor of the batch in mode `n`, `(B, I_n, R)`: batched GEMMs on views of `T`, never a permuted copy."
+    B, shape, R = T.shape[0], T.shape[1:], factors[0].shape[-1]
+    P, I, Q = math.prod(shape[:n]), shape[n], math.prod(shape[n + 1:])
+    left, right = factors[:n], factors[n + 1:]
+    if P == 1: return T.reshape(B, I, Q) @ _batched_khatri_rao(right)
+    if Q == 1: return T.reshape(B, P, I).mT @ _batched_khatri_rao(left)
+    if Q >= P:                                  # the larger side first: the partial product is the smaller
+        Y = (T.reshape(B, P * I, Q) @ _batched_khatri_rao(right)).reshape(B, P, I, R)
+        return torch.linalg.vecdot(Y, _batched_khatri_rao(left)[:, :, None, :], dim=1)
+    Z = (_batched_khatri_rao(left).mT @ T.reshape(B, P, I * Q)).reshape(B * R, I, Q)
+    return (Z @ _batched_khatri_rao(right).mT.reshape(B * R, Q, 1)).reshape(B, R, I).mT
 
 
 def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -559,6 +582,18 @@ def _batched_solve(V: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     bad = info > 0
     if bool(bad.any()): X[bad] = M[bad] @ torch.linalg.pinv(V[bad], hermitian=True)
     return X
+
+
+def _batched_residual_norms(T: torch.Tensor, factors: list, block: int = 1 << 20) -> torch.Tensor:
+    "`||T[b] - [[factors[b]]]||` for every member: models of about `block` entries at a time, members larger than that by blocks."
+    B, per = T.shape[0], T[0].numel()
+    if per > block: return torch.stack([cp_residual_norm(T[b], [A[b] for A in factors]) for b in range(B)])
+    step = max(1, block // per)
+    def chunk(s):                                                              # one model alive at a time
+        F = [A[s:s + step] for A in factors]
+        model = F[0] @ _batched_khatri_rao(F[1:]).mT                           # (b, I_1, I_2 ... I_N)
+        return model.sub_(T[s:s + step].reshape(model.shape)).flatten(1).norm(dim=1)
+    return torch.cat([chunk(s) for s in range(0, B, step)])
 
 # %% ../nbs/01b_decompositions.ipynb #d9280e9a
 def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., I_N)` with N >= 2 (NumPy arrays accepted)
@@ -576,7 +611,7 @@ def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., 
     if not isinstance(init, str): raise TypeError(f"init: expected 'svd' or 'random', got {type(init).__name__}")
     B, d = T.shape[0], T.ndim - 1
     gen = make_generator(seed, generator) if init == "random" or any(n < rank for n in T.shape[1:]) else None
-    normT2 = T.reshape(B, -1).pow(2).sum(1)
+    normT2 = torch.linalg.vector_norm(T.reshape(B, -1), dim=1).square()
     safe = torch.where(normT2 > 0, normT2, torch.ones_like(normT2))
     factors = _batched_start(T, rank, init, gen)
     grams = [A.mT @ A for A in factors]
@@ -595,8 +630,7 @@ def cp_als_batched(T: torch.Tensor,  # a batch of tensors, shape `(B, I_1, ..., 
         if prev is not None and bool(((prev - err).abs() < tol).all()):
             record.converged = True; break
         prev = err
-    full = factors[0] @ _batched_khatri_rao(factors, 0).mT                           # (B, I_1, I_2 ... I_N)
-    record.info["errors"] = ((full - T.reshape(full.shape)).flatten(1).norm(dim=1) / safe.sqrt()).tolist()
+    record.info["errors"] = (_batched_residual_norms(T, factors) / safe.sqrt()).tolist()
     results = _finish_cp_batch(factors)
     record.message = "converged" if record.converged else f"stopped after n_iter={n_iter} iterations"
     return results, record

