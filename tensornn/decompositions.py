@@ -521,7 +521,7 @@ def _cp_als_report(loop: _FitLoop, rank: int) -> FitRecord:
     return loop.finish()
 
 # %% ../nbs/01b_decompositions.ipynb #04f472b7
-def _batched_mode_gram(T: torch.Tensor, k: int, block: int = 1 << 20) -> torch.Tensor:
+def _batched_mode_gram(T: torch.Tensor, k: int, block: int = 1 << 18) -> torch.Tensor:
     "`M M^T` of every member's mode-`k` unfolding `M`, `(B, I_k, I_k)`, from views of `T` (no unfolding is formed)."
     B, shape = T.shape[0], T.shape[1:]
     P, I, Q = math.prod(shape[:k]), shape[k], math.prod(shape[k + 1:])
@@ -859,22 +859,35 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
     return TTTensor(cores)
 
 # %% ../nbs/01b_decompositions.ipynb #328575b3
+def _batched_vectors_from_grams(G: torch.Tensor, r: int, members) -> torch.Tensor:
+    "Top-`r` eigenvectors `(B, m, r)` of Gram matrices `G = M M^T` `(B, m, m)`; members where that is not accurate get the SVD of `members(bad)`, their `M`."
+    lam, V = torch.linalg.eigh(G)
+    U = V.flip(-1)[..., :r].contiguous()
+    bad = ~_gram_is_accurate(lam.flip(-1), r, torch.finfo(G.dtype).eps, None)
+    if bool(bad.any()): U[bad] = torch.linalg.svd(members(bad), full_matrices=False)[0][..., :r]
+    return U
+
+
 def _batched_leading_vectors(M: torch.Tensor, r: int) -> torch.Tensor:
     "Top-`r` left singular vectors `(B, m, r)` of a batch `(B, m, n)`: Gram route where accurate for a member, else SVD."
-    if M.shape[2] >= 4 * M.shape[1]:
-        lam, V = torch.linalg.eigh(M @ M.mT)
-        U = V.flip(-1)[..., :r].contiguous()
-        bad = ~_gram_is_accurate(lam.flip(-1), r, torch.finfo(M.dtype).eps, None)
-        if bool(bad.any()): U[bad] = torch.linalg.svd(M[bad], full_matrices=False)[0][..., :r]
-        return U
+    if M.shape[2] >= 4 * M.shape[1]: return _batched_vectors_from_grams(M @ M.mT, r, lambda bad: M[bad])
     return torch.linalg.svd(M, full_matrices=False)[0][..., :r]
+
+
+def _batched_mode_vectors(T: torch.Tensor, k: int, r: int) -> torch.Tensor:
+    "`_batched_leading_vectors` of every member's mode-`k` unfolding, formed only for the members (or shapes) that need the SVD."
+    n = T.shape[k + 1]
+    unfold_each = lambda X: X.movedim(k + 1, 1).reshape(X.shape[0], n, -1)
+    if T[0].numel() < 4 * n * n: return _batched_leading_vectors(unfold_each(T), r)
+    return _batched_vectors_from_grams(_batched_mode_gram(T, k), r, lambda bad: unfold_each(T[bad]))
 
 # %% ../nbs/01b_decompositions.ipynb #4557589a
 def _batched_mode_product(Y: torch.Tensor, U: torch.Tensor, k: int) -> torch.Tensor:
     "`Y[b] x_k U[b]^T` for every member: `Y` `(B, I_1, ..., I_N)`, `U` `(B, I_k, r)`; one batched GEMM, no copy of `Y`."
     B, shape = Y.shape[0], Y.shape[1:]
     A, I, C = math.prod(shape[:k]), shape[k], math.prod(shape[k + 1:])
-    out = torch.matmul(U.mT[:, None], Y.reshape(B, A, I, C))                      # (B, A, r, C)
+    if C == 1: out = Y.reshape(B, A, I) @ U                                    # (B, A, r): U not repeated A times
+    else: out = torch.matmul(U.mT[:, None], Y.reshape(B, A, I, C))               # (B, A, r, C)
     return out.reshape((B,) + shape[:k] + (U.shape[-1],) + shape[k + 1:])
 
 
@@ -890,13 +903,11 @@ def hosvd_batched(T: torch.Tensor,  # a batch `(B, I_1, ..., I_N)`, N >= 1 (floa
     "Truncated HOSVD of every tensor of a batch at once (batched Gram eigendecompositions, SVD where not accurate)."
     T = _check_data(T, "T", min_ndim=2)
     ranks = _batch_ranks(rank, T.shape[1:])
-    B = T.shape[0]
-    factors = [_batched_leading_vectors(T.movedim(k + 1, 1).reshape(B, n, -1), r)
-               for k, (n, r) in enumerate(zip(T.shape[1:], ranks))]
+    factors = [_batched_mode_vectors(T, k, r) for k, r in enumerate(ranks)]
     core = T
     for k in sorted(range(len(ranks)), key=lambda k: ranks[k] / T.shape[k + 1]):    # most shrinking mode first
         core = _batched_mode_product(core, factors[k], k)
-    return [TuckerTensor(core[b], [U[b] for U in factors]) for b in range(B)]
+    return [TuckerTensor(core[b], [U[b] for U in factors]) for b in range(T.shape[0])]
 
 # %% ../nbs/01b_decompositions.ipynb #eb1072df
 def tt_svd_batched(T: torch.Tensor,  # a batch `(B, I_1, ..., I_N)`, N >= 1 (float32/float64; NumPy arrays accepted)

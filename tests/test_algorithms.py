@@ -705,12 +705,14 @@ class _LargestResult(torch.utils._python_dispatch.TorchDispatchMode):
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 16), (8, 8, 8, 8), (6, 4, 32, 6)])
-def test_cp_als_batched_makes_no_temporary_near_the_size_of_the_batch(shape):
-    "MTTKRPs, the start's Grams and the final residuals work on views and blocks: at rank <= half the end modes' sizes, no temporary exceeds half of T."
+def test_batched_decompositions_make_no_temporary_near_the_size_of_the_batch(shape):
+    "Unfoldings are views, Grams and residuals come in blocks: at rank <= half the end modes' sizes, no temporary exceeds half of T."
     T = torch.randn((600,) + shape, generator=torch.Generator().manual_seed(8))           # 2.5M-2.8M entries
-    with _LargestResult() as seen:
-        D.cp_als_batched(T, 3, n_iter=2, tol=0.0)
-    assert seen.largest <= T.numel() // 2, (seen.largest, T.numel())
+    for name, call in (("cp_als_batched", lambda: D.cp_als_batched(T, 3, n_iter=2, tol=0.0)),
+                       ("hosvd_batched", lambda: D.hosvd_batched(T, 3)), ("tt_svd_batched", lambda: D.tt_svd_batched(T, rank=3))):
+        with _LargestResult() as seen:
+            call()
+        assert seen.largest <= T.numel() // 2, (name, seen.largest, T.numel())
     with _LargestResult() as seen:
         T.movedim(2, 1).reshape(600, shape[1], -1)                                       # it sees a copy of T
     assert seen.largest == T.numel()
