@@ -11,7 +11,8 @@ residual below 10 sqrt(eps) and keep it from then on, an extra pass over the dat
 where its errors are noise). MTTKRP is timed for each mode at rank 10 and at `--rank`, and its rate is compared with
 this machine's matrix-multiply peaks in the same dtype, measured right before and after each row: torch.matmul's
 (the BLAS) and tensornn.kernels.gemm's (oneDNN for large float32 CPU products, where the build has it; chapter 00
-explains the route), and with the time of one read of T.
+explains the route), and with the time of one read of T. Each MTTKRP is timed warm (right after a call of its own)
+and cold (right after writing a buffer larger than the caches), for both libraries alike.
 """
 from __future__ import annotations
 
@@ -52,6 +53,26 @@ def best_times(fns: dict, device, repeats, warmups: dict | None = None):
             sync(device)
             best[name] = min(best[name], time.perf_counter() - t0)
     return best, out
+
+
+def warm_and_cold_times(fns: dict, device, repeats, flush):
+    """Best wall time of each `fns[name]()` over `repeats` rounds, warm and cold, the candidates interleaved.
+
+    Warm: right after an untimed call of the same candidate, so its data sit wherever its own last call left them
+    (as in an ALS sweep, where one MTTKRP follows another over the same T). Cold: right after `flush()` has written a
+    buffer larger than the caches. Returns `({name: warm seconds}, {name: cold seconds}, {name: last result})`."""
+    warm, cold, out = {name: math.inf for name in fns}, {name: math.inf for name in fns}, {}
+    def timed(fn):
+        sync(device); t0 = time.perf_counter(); result = fn(); sync(device)
+        return time.perf_counter() - t0, result
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            fn()
+            t, out[name] = timed(fn)
+            warm[name] = min(warm[name], t)
+            flush()
+            cold[name] = min(cold[name], timed(fn)[0])
+    return warm, cold, out
 
 
 def matmul_peak(n, dtype, device, repeats, fn=torch.matmul):
@@ -183,20 +204,27 @@ def main(argv=None):
           + (" (oneDNN route)" if K._wants_onednn(torch.ones(256, 256, dtype=dtype), torch.ones(256, 256, dtype=dtype))
              and device.type == "cpu" else " (torch.matmul route)"))
     t_bytes = T.numel() * T.element_size()
+    flush_mib = 256
     print(f"MTTKRP, {args.dtype}: 2*I*J*K*R flops for the dominant GEMM. tensornn and TensorLy are interleaved in each\n"
-          f"  round. Right before and right after each row's rounds, {peak_rounds} rounds time the {peak_n}x{peak_n} product by\n"
+          f"  round, each timed warm (right after an untimed call of its own, as in an ALS sweep, where MTTKRPs follow\n"
+          f"  each other over the same T) and cold (right after writing {flush_mib} MiB, more than the caches hold).\n"
+          f"  Right before and right after each row's rounds, {peak_rounds} rounds time the {peak_n}x{peak_n} product by\n"
           f"  torch.matmul and by tensornn.kernels.gemm, and the best of those is the row's peak, so a drift of the machine's\n"
           f"  speed between rows does not enter the ratios; then, alone and repeated, a sum over T (reading T once, from wherever\n"
           f"  the caches keep it: a bound no MTTKRP beats, the memory bound at low rank). 'of matmul' is against\n"
           f"  torch.matmul's rate, 'of best' against the faster of the two products, 'of read' the sum's time over the\n"
-          f"  MTTKRP's (1.0 = as fast as reading T once), 'T GB/s' T's bytes over the MTTKRP's time. (Inside the rounds,\n"
-          f"  the large products slowed whatever ran after them: calls at 50^3 took 4x as long.)")
-    print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   of read   T GB/s   TensorLy ms   "
-          f"TensorLy / tensornn   (best of {3 * args.repeats})")
+          f"  warm MTTKRP's (1.0 = as fast as reading T once), 'T GB/s' T's bytes over the warm MTTKRP's time; the\n"
+          f"  columns from the first 'cold ms' on are the cold calls' (tensornn, its rate of matmul, TensorLy and the\n"
+          f"  ratio TensorLy / tensornn). (Inside the rounds, the large products slowed whatever ran after them: calls\n"
+          f"  at 50^3 took 4x as long.)")
+    print(f"  rank  mode   tensornn ms   GFLOP/s   of matmul   of best   of read   T GB/s   cold ms   of matmul   "
+          f"TensorLy ms   TensorLy / tensornn   cold ms   cold ratio   (best of {3 * args.repeats})")
     g = torch.Generator(device="cpu").manual_seed(args.seed)
     gp = torch.Generator(device="cpu").manual_seed(0)
     PA, PB = (torch.randn(peak_n, peak_n, generator=gp, dtype=dtype).to(device) for _ in range(2))
     products = {"mm": lambda: torch.matmul(PA, PB), "gemm": lambda: K.gemm(PA, PB)}
+    flush_buffer = torch.empty(flush_mib * 2 ** 18, device=device)       # float32 entries
+    flush = lambda: flush_buffer.fill_(1.0)
     for r in sorted({10, R}):
         F = [torch.randn(args.size, r, generator=g, dtype=dtype).to(device) for _ in range(3)]
         w = torch.ones(r, dtype=dtype, device=device)
@@ -204,18 +232,20 @@ def main(argv=None):
         for mode in range(3):
             before, _ = best_times(products, device, peak_rounds)
             t_read = best_times({"read": lambda: T.sum()}, device, 3 * args.repeats)[0]["read"]
-            t, out = best_times({"ours": lambda m=mode: K.mttkrp(T, F, m),
-                                 "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F), m)},
-                                device, 3 * args.repeats)                   # cheap: more rounds, steadier minimum
+            t, cold, out = warm_and_cold_times({"ours": lambda m=mode: K.mttkrp(T, F, m),
+                                                "tl": lambda m=mode: tl.tenalg.unfolding_dot_khatri_rao(T, (w, F), m)},
+                                               device, 3 * args.repeats, flush)    # cheap: more rounds, steadier minimum
             after, _ = best_times(products, device, peak_rounds)
             ref = {k: min(before[k], after[k]) for k in products}
             t_k, t_t = t["ours"], t["tl"]
             diff = float((out["ours"] - out["tl"]).norm() / out["tl"].norm())
             rate, mm_rate = flops / t_k / 1e9, 2 * peak_n ** 3 / ref["mm"] / 1e9
             best_rate = max(mm_rate, 2 * peak_n ** 3 / ref["gemm"] / 1e9)
+            cold_rate = flops / cold["ours"] / 1e9
             print(f"  {r:4d}  {mode:4d}   {1e3 * t_k:11.2f}   {rate:7.1f}   {rate / mm_rate:9.1%}   {rate / best_rate:7.1%}"
-                  f"   {t_read / t_k:7.2f}   {t_bytes / t_k / 1e9:6.0f}   "
-                  f"{1e3 * t_t:11.2f}   {t_t / t_k:19.2f}   (rel. diff {diff:.1e})")
+                  f"   {t_read / t_k:7.2f}   {t_bytes / t_k / 1e9:6.0f}   {1e3 * cold['ours']:7.2f}   {cold_rate / mm_rate:9.1%}   "
+                  f"{1e3 * t_t:11.2f}   {t_t / t_k:19.2f}   {1e3 * cold['tl']:7.2f}   {cold['tl'] / cold['ours']:10.2f}"
+                  f"   (rel. diff {diff:.1e})")
 
 
 if __name__ == "__main__":
