@@ -228,7 +228,7 @@ def _cp_init(T: torch.Tensor, rank: int, init, generator, *, nonneg: bool = Fals
     else:
         factors = []
         for k in range(T.ndim):
-            U = _leading_left_vectors(unfold(T, k), rank)
+            U = _mode_subspace(T, k, lambda S: min(rank, S.shape[0]))[0]             # no unfolding of T, unless for the SVD
             if U.shape[1] < rank:                                                    # rank exceeds the mode size
                 g = make_generator(generator=generator)
                 U = torch.cat([U, random_normal((T.shape[k], rank - U.shape[1]), generator=g, dtype=T.dtype,

@@ -718,6 +718,17 @@ def test_batched_decompositions_make_no_temporary_near_the_size_of_the_batch(sha
     assert seen.largest == T.numel()
 
 
+@pytest.mark.parametrize("name", ["cp_als", "hosvd", "hooi", "tt_svd"])
+def test_single_tensor_decompositions_make_no_copy_of_a_large_tensor(name):
+    "Starts and SVD steps go through blocked Gram matrices of the modes: no unfolding of T is formed (issue 15)."
+    T = torch.randn(150, 150, 150, generator=torch.Generator().manual_seed(9))           # 3.4M entries, above the blocks
+    call = {"cp_als": lambda: D.cp_als(T, 10, n_iter=1), "hosvd": lambda: D.hosvd(T, 10),
+            "hooi": lambda: D.hooi(T, 10, n_iter=1), "tt_svd": lambda: D.tt_svd(T, rank=10)}[name]
+    with _LargestResult() as seen:
+        call()
+    assert seen.largest <= T.numel() // 2, (seen.largest, T.numel())
+
+
 def test_cp_als_batched_matches_cp_als_member_by_member():
     g = torch.Generator().manual_seed(11)
     batch = torch.stack([Fmt.random_cp((7, 8, 9), 4, generator=g, dtype=torch.float64).full() for _ in range(6)])
