@@ -941,7 +941,9 @@ def _ht_svd(T: torch.Tensor, caps: dict, delta2) -> HTTensor:
     "Leaves-to-root HSVD of a checked tensor with per-node caps and squared error budget per node."
     d = T.ndim
     if d == 1: return HTTensor([T.reshape(-1, 1)], {})
-    leaves = [_svd_truncate(unfold(T, k), delta2, caps.get((k, k + 1)))[0] for k in range(d)]
+    shaped = lambda k: T.reshape(T.shape[k], -1)                                   # the unfolding's shape, for the rank rule
+    leaves = [_mode_subspace(T, k, _truncation_rule(delta2, caps.get((k, k + 1)), shaped(k)), delta2)[0]
+              for k in range(d)]                                               # Gram route where accurate, as in HOSVD
     C = multi_mode_dot(T, leaves, transpose=True)                                  # (r_0, ..., r_{d-1})
     groups, transfers = [(k, k + 1) for k in range(d)], {}
     for node, (l, r) in ht_tree(d).items():                                        # children before parents

@@ -718,12 +718,13 @@ def test_batched_decompositions_make_no_temporary_near_the_size_of_the_batch(sha
     assert seen.largest == T.numel()
 
 
-@pytest.mark.parametrize("name", ["cp_als", "hosvd", "hooi", "tt_svd"])
+@pytest.mark.parametrize("name", ["cp_als", "hosvd", "hooi", "tt_svd", "ht_svd"])
 def test_single_tensor_decompositions_make_no_copy_of_a_large_tensor(name):
     "Starts and SVD steps go through blocked Gram matrices of the modes: no unfolding of T is formed (issue 15)."
     T = torch.randn(150, 150, 150, generator=torch.Generator().manual_seed(9))           # 3.4M entries, above the blocks
     call = {"cp_als": lambda: D.cp_als(T, 10, n_iter=1), "hosvd": lambda: D.hosvd(T, 10),
-            "hooi": lambda: D.hooi(T, 10, n_iter=1), "tt_svd": lambda: D.tt_svd(T, rank=10)}[name]
+            "hooi": lambda: D.hooi(T, 10, n_iter=1), "tt_svd": lambda: D.tt_svd(T, rank=10),
+            "ht_svd": lambda: D.ht_svd(T, rank=10)}[name]
     with _LargestResult() as seen:
         call()
     assert seen.largest <= T.numel() // 2, (seen.largest, T.numel())
