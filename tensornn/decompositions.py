@@ -984,6 +984,12 @@ def _split_rank(r: int, cap: int | None) -> tuple[int, int]:
         r -= 1
 
 # %% ../nbs/01b_decompositions.ipynb #31a90e39
+def _with_fixed_signs(U: torch.Tensor) -> torch.Tensor:
+    "`U` with each column's entry of largest magnitude made positive: the same columns from any route or device."
+    top = U.gather(0, U.abs().argmax(0, keepdim=True))
+    return U * torch.where(top < 0, -1.0, 1.0).to(U.dtype)
+
+
 def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy arrays accepted)
            *,
            rank: int | None = None,  # upper bound on every ring rank r_k (an int)
@@ -1004,7 +1010,7 @@ def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy
     budget = None if delta2 is None else 2 * delta2
     U = _left_subspace(M, _truncation_rule(budget, None if cap is None else cap * cap, M), budget)[0]
     r0, r1 = _split_rank(U.shape[1], cap)
-    U = U[:, :r0 * r1]
+    U = _with_fixed_signs(U[:, :r0 * r1])                 # the ring depends on these signs (see above)
     cores = [U.reshape(n[0], r0, r1).permute(1, 0, 2)]                                 # (r_0, I_0, r_1)
     C, r = gemm(U.mT, M).reshape(r0, r1, -1).permute(1, 2, 0), r1                     # (r_1, I_1 ... I_{d-1}, r_0)
     for k in range(1, d - 1):
