@@ -1006,19 +1006,17 @@ def tr_svd(T: torch.Tensor,  # the data (float32/float64, at least 1 mode; NumPy
     d, n = T.ndim, tuple(T.shape)
     if d == 1: return TRTensor([T.reshape(1, -1, 1)])
     delta2 = _delta2(tol, _norm2(T), d)
-    M = T.reshape(n[0], -1)                     # each step as in TT-SVD: the Gram route where accurate, C = U^T M
+    M = T.reshape(n[0], -1)                     # the first step as TT-SVD's: the Gram route where accurate, C = U^T M
     budget = None if delta2 is None else 2 * delta2
     U = _left_subspace(M, _truncation_rule(budget, None if cap is None else cap * cap, M), budget)[0]
     r0, r1 = _split_rank(U.shape[1], cap)
     U = _with_fixed_signs(U[:, :r0 * r1])                 # the ring depends on these signs (see above)
-    cores = [U.reshape(n[0], r0, r1).permute(1, 0, 2)]                                 # (r_0, I_0, r_1)
-    C, r = gemm(U.mT, M).reshape(r0, r1, -1).permute(1, 2, 0), r1                     # (r_1, I_1 ... I_{d-1}, r_0)
-    for k in range(1, d - 1):
-        M = C.reshape(r * n[k], -1)
-        U = _left_subspace(M, _truncation_rule(delta2, cap, M), delta2)[0]
-        cores.append(U.reshape(r, n[k], U.shape[1]))
-        C, r = gemm(U.mT, M), U.shape[1]
-    tr = TRTensor(cores + [C.reshape(r, n[-1], r0)])
+    C = gemm(U.mT, M).reshape(r0, r1, -1).permute(1, 2, 0)                             # (r_1, I_1 ... I_{d-1}, r_0)
+    if d == 2: rest = [C]
+    else:                                       # TT-SVD of the remainder, r_1 merged into its first mode, r_0 into its last
+        rest = _tt_svd(C.reshape(r1 * n[1], *n[2:-1], n[-1] * r0), [cap] * (d - 2), delta2).cores
+        rest = [rest[0].reshape(r1, n[1], -1), *rest[1:-1], rest[-1].reshape(-1, n[-1], r0)]
+    tr = TRTensor([U.reshape(n[0], r0, r1).permute(1, 0, 2)] + rest)                  # first core (r_0, I_0, r_1)
     if rank is None and tol is None: _warn_if_larger(tr, T, "tr_svd")
     return tr
 
