@@ -8,7 +8,7 @@ interleaved round by round) and the
 ratios tltorch/ours and dense/ours (> 1 means ours is faster), with the FLOP ratio dense/TT per row that says
 where a factorized layer *can* beat the dense one, the contraction ours chose for that batch (sweep, einsum order,
 or rebuilding the weight: chapter 02's cost model), and the peak memory of one forward+backward pass of each
-layer (bench/common.py). "ours" is TTLinear with its default plan="model" (the FLOP model); "ours-meas" is the same
+layer (bench/common.py). "ours" is TTLinear with its default plan="model" (the cost model: FLOPs and a memory charge); "ours-meas" is the same
 layer with plan="measure", which times the candidate contractions once per batch size and grad mode and keeps the
 fastest. All TT layers hold the same cores (copied from ours), and their outputs are checked to agree before timing.
 The summary counts the rows where a TT layer of ours is slower than both the dense layer and the faster tltorch mode.

@@ -546,7 +546,7 @@ class TTLinear(FactorizedLinear):
                  device=None,  # parameter device
                  generator=None,  # torch.Generator of the initialisation
                  seed=None,  # seed of a fresh generator (when `generator` is None)
-                 plan: str = "model"):  # contraction per batch size: 'model' (FLOP model), 'measure' (time them once), or 'sweep', 'einsum', 'dense'
+                 plan: str = "model"):  # contraction per batch size: 'model' (cost model), 'measure' (time them once), or 'sweep', 'einsum', 'dense'
         g, dtype, device = _factory_args(seed, generator, dtype, device)
         self.plan = check_choice(plan, _TT_PLANS, "plan")
         in_modes, out_modes = _paired_modes(in_features, out_features, in_modes, out_modes, n_modes)
@@ -600,19 +600,63 @@ def _tt_matrix(cores) -> torch.Tensor:
     return W.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2)).reshape(M, N)
 
 
+# %% ../nbs/02_compression.ipynb #8c090d5b
+_MOVE_COST = {"cpu": 512, "cuda": 75}   # FLOPs charged per element of a large operand or result (see above)
+_LARGE_BYTES = 8 << 20                   # from this size on, an operand or result streams through memory
+
+
+def _moved(sizes, itemsize: int, beta: int) -> int:
+    "Memory charge of one step: `beta` per element of each operand or result (`sizes`) of at least `_LARGE_BYTES`."
+    return beta * sum(s for s in sizes if s * itemsize >= _LARGE_BYTES)
+
+
+def _sweep_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
+    "Model cost of `_tt_sweep` on `B` rows: the transposed copy of the input, then one (batched) GEMM per core."
+    cost = _moved([B * math.prod(n)] * 2, itemsize, beta)
+    for k in range(len(m)):
+        P, S, a, b = math.prod(n[:k]), B * math.prod(m[k + 1:]), r[k] * m[k], n[k] * r[k + 1]
+        cost += 2 * P * a * b * S + _moved([P * b * S, P * a * S], itemsize, beta)
+    return cost
+
+
+def _rebuild_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
+    "Model cost of `_tt_matrix` (a chain of GEMMs, one permuted copy of the weight), then one GEMM with the input."
+    s, M, N = [a * b for a, b in zip(m, n)], math.prod(m), math.prod(n)
+    cost = _moved([M * N] * 2, itemsize, beta) + 2 * B * M * N + _moved([B * N, M * N, B * M], itemsize, beta)
+    for k in range(1, len(s)):
+        P = math.prod(s[:k])
+        cost += 2 * P * r[k] * s[k] * r[k + 1] + _moved([P * r[k], P * s[k] * r[k + 1]], itemsize, beta)
+    return cost
+
+
+def _einsum_cost(info, itemsize: int, beta: int) -> int:
+    "Model cost of an opt_einsum path (`info` from `contract_path`): its FLOPs, and each step's operands copied, result written."
+    size = lambda idx: math.prod(info.size_dict[c] for c in idx)
+    moved = 0
+    for step in info.contraction_list:
+        inputs, output = step[2].split("->")
+        moved += _moved([size(t) for t in inputs.split(",")] * 2 + [size(output)], itemsize, beta)
+    return int(info.opt_cost) + moved
+
 # %% ../nbs/02_compression.ipynb #66625349
 _CUDA_EINSUM_OVERHEAD = 10 ** 9   # FLOPs charged to the opt_einsum order on CUDA: its launch and Python overhead (see above)
 
 
 def _tt_plan_costs(self, B: int) -> dict:
-    "Model FLOPs of each contraction for batch size `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
-    d = len(self.cores)
-    costs = {"sweep": self.flops * B, "dense": self.weight_flops + 2 * B * self.in_features * self.out_features}
+    "Model costs (FLOPs and memory charge) of each contraction for batch `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
+    d, m, n, r, p = len(self.cores), self.out_modes, self.in_modes, self.rank, self.cores[0]
+    item, beta = p.element_size(), _MOVE_COST["cuda" if p.is_cuda else "cpu"]
+    if self._reverse:                  # the reversed sweep also permutes the input and the output
+        sweep = _sweep_cost(m[::-1], n[::-1], r[::-1], B, item, beta) + \
+            _moved([B * self.in_features] * 2 + [B * self.out_features] * 2, item, beta)
+    else:
+        sweep = _sweep_cost(m, n, r, B, item, beta)
+    costs = {"sweep": sweep, "dense": _rebuild_cost(m, n, r, B, item, beta)}
     shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
     path, info = opt_einsum.contract_path(_tt_einsum_eq(d), *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
     if _keeps_weight_factored(path, d):
-        overhead = _CUDA_EINSUM_OVERHEAD if self.cores[0].is_cuda else 0
-        costs["einsum"] = (int(info.opt_cost) + overhead, path)
+        overhead = _CUDA_EINSUM_OVERHEAD if p.is_cuda else 0
+        costs["einsum"] = (_einsum_cost(info, item, beta) + overhead, path)
     return costs
 
 
@@ -623,7 +667,7 @@ def _tt_einsum_plan(self, B: int, path):
 
 
 def _tt_model_plan(self, B: int):
-    "The FLOP model's choice: the cheapest contraction, if it saves a quarter on the sweep, else the sweep (None)."
+    "The cost model's choice: the cheapest contraction, if it saves a quarter on the sweep, else the sweep (None)."
     costs = self._plan_costs(B)
     cost = lambda k: costs[k][0] if isinstance(costs[k], tuple) else costs[k]
     best = min(costs, key=cost)

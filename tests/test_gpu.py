@@ -178,3 +178,7 @@ def test_tt_linear_model_plan_charges_the_einsum_order_on_cuda():
     assert costs["einsum"][0] >= 10 ** 9 and layer._model_plan(4) in (None, "dense")
     x = torch.randn(4, 1024, device=DEV)
     assert_close(layer(x), x @ layer.full_weight().mT + layer.bias, **GTOL[torch.float32])
+    from tensornn.compression import _MOVE_COST
+    cpu = TTLinear(1024, 1024, 16, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0)
+    big_cpu, big_gpu = cpu._plan_costs(4096), layer._plan_costs(4096)       # the memory charge is the device's
+    assert _MOVE_COST["cuda"] < _MOVE_COST["cpu"] and big_gpu["sweep"] < big_cpu["sweep"]
