@@ -600,7 +600,7 @@ def _tt_matrix(cores) -> torch.Tensor:
     return W.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2)).reshape(M, N)
 
 
-# %% ../nbs/02_compression.ipynb #8c090d5b
+# %% ../nbs/02_compression.ipynb #2b4fb575
 _MOVE_COST = {"cpu": 512, "cuda": 75}   # FLOPs charged per element of a large operand or result (see above)
 _LARGE_BYTES = 8 << 20                   # from this size on, an operand or result streams through memory
 
@@ -609,7 +609,7 @@ def _moved(sizes, itemsize: int, beta: int) -> int:
     "Memory charge of one step: `beta` per element of each operand or result (`sizes`) of at least `_LARGE_BYTES`."
     return beta * sum(s for s in sizes if s * itemsize >= _LARGE_BYTES)
 
-
+# %% ../nbs/02_compression.ipynb #5c01eac5
 def _sweep_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
     "Model cost of `_tt_sweep` on `B` rows: the transposed copy of the input, then one (batched) GEMM per core."
     cost = _moved([B * math.prod(n)] * 2, itemsize, beta)
@@ -618,7 +618,7 @@ def _sweep_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
         cost += 2 * P * a * b * S + _moved([P * b * S, P * a * S], itemsize, beta)
     return cost
 
-
+# %% ../nbs/02_compression.ipynb #b46baa3a
 def _rebuild_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
     "Model cost of `_tt_matrix` (a chain of GEMMs, one permuted copy of the weight), then one GEMM with the input."
     s, M, N = [a * b for a, b in zip(m, n)], math.prod(m), math.prod(n)
@@ -628,7 +628,7 @@ def _rebuild_cost(m, n, r, B: int, itemsize: int, beta: int) -> int:
         cost += 2 * P * r[k] * s[k] * r[k + 1] + _moved([P * r[k], P * s[k] * r[k + 1]], itemsize, beta)
     return cost
 
-
+# %% ../nbs/02_compression.ipynb #fd6ed306
 def _einsum_cost(info, itemsize: int, beta: int) -> int:
     "Model cost of an opt_einsum path (`info` from `contract_path`): its FLOPs, and each step's operands copied, result written."
     size = lambda idx: math.prod(info.size_dict[c] for c in idx)
