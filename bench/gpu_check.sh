@@ -25,6 +25,7 @@ timeout 90 python3 bench/cp_als.py --device cuda --size 200 --rank 16 --dtype fl
 timeout 90 python3 bench/cp_als.py --device cuda --size 400 --rank 32 > "$out/cp_als_400_float32.txt" 2>&1 || status=1
 timeout 90 python3 bench/layers.py --device cuda > "$out/layers.txt" 2>&1 || status=1
 timeout 60 python3 bench/tt_plans.py --device cuda --set quick > "$out/tt_plans.txt" 2>&1 || status=1
+timeout 45 python3 bench/tt_sweep_steps.py --device cuda --set quick > "$out/tt_sweep_steps.txt" 2>&1 || status=1
 timeout 90 python3 bench/hosvd_tt.py --device cuda > "$out/hosvd_tt.txt" 2>&1 || status=1
 timeout 90 python3 bench/cp_batched.py --device cuda --batch 200 --repeats 1 > "$out/cp_batched.txt" 2>&1 || status=1
 tail -n 3 "$out"/*.txt

@@ -463,6 +463,27 @@ def _tucker_linear_from_dense(cls, layer: nn.Linear,  # the trained dense layer
 
 _attach(TuckerLinear, "from_dense", _tucker_linear_from_dense, classmethod)
 
+# %% ../nbs/02_compression.ipynb #4aa30c00
+def _slabs_are_thin(a: int,  # rows of the core as a matrix, r_{k-1} m_k
+                    b: int,  # its columns, n_k r_k
+                    S: int,  # columns of each slab of the running tensor
+                    ) -> bool:
+    "Whether a sweep step runs as one GEMM between two transposed copies: the copies, S(a+b) per slab, are smaller than the core."
+    return S * (a + b) < a * b
+
+# %% ../nbs/02_compression.ipynb #2120ba4a
+def _sweep_step(A: torch.Tensor,  # the core as a matrix (a, b)
+                t: torch.Tensor,  # the running tensor as P slabs (P, b, S)
+                ) -> torch.Tensor:  # (P, a, S): `A @ t[p]` for every slab
+    "One step of the TT sweep: one GEMM (one slab, or thin slabs of a core that needs a gradient, between transposed copies), else a batched GEMM."
+    (P, b, S), a = t.shape, A.shape[0]
+    if P == 1: return (A @ t[0]).unsqueeze(0)
+    if _slabs_are_thin(a, b, S) and A.requires_grad and torch.is_grad_enabled():
+        return (A @ t.transpose(0, 1).reshape(b, P * S)).reshape(a, P, S).transpose(0, 1).contiguous()
+    # bmm on the expanded core, not torch.matmul: matmul takes a slow path (several times slower on the
+    # CPU) when its broadcast operand requires grad, which a layer's parameters always do
+    return torch.bmm(A.expand(P, -1, -1), t)
+
 # %% ../nbs/02_compression.ipynb #1a22cc99
 def _tt_sweep(cores, x: torch.Tensor) -> torch.Tensor:
     "Right-to-left TT-matrix product: `cores[k]` (r_{k-1}, m_k, n_k, r_k), `x` (B, N) -> (B, M)."
@@ -472,10 +493,7 @@ def _tt_sweep(cores, x: torch.Tensor) -> torch.Tensor:
     for k in reversed(range(len(cores))):
         r0, mk, nk, r1 = cores[k].shape
         A = cores[k].reshape(r0 * mk, nk * r1)   # the core's own layout: no permutation needed
-        t = t.reshape(math.prod(n[:k]), nk * r1, S)   # contract the middle block (sizes explicit: B may be 0)
-        # bmm on the expanded core, not torch.matmul: matmul takes a slow path (several times slower on the
-        # CPU) when its broadcast operand requires grad, which a layer's parameters always do
-        t = (A @ t[0]).unsqueeze(0) if t.shape[0] == 1 else torch.bmm(A.expand(t.shape[0], -1, -1), t)
+        t = _sweep_step(A, t.reshape(math.prod(n[:k]), nk * r1, S))   # the middle block (sizes explicit: B may be 0)
         S *= mk                              # (n_1..n_{k-1}, r_{k-1}, m_k S): m_k joins the released block
     return t.reshape(math.prod(G.shape[1] for G in cores), B).T
 

@@ -6,6 +6,8 @@ import os
 
 import pytest
 import torch
+import torch.utils._python_dispatch
+import torch.utils._pytree
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -75,3 +77,16 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(old)
+
+
+class LargestResult(torch.utils._python_dispatch.TorchDispatchMode):
+    "Records the most entries of any new storage an operator returns while the mode is active (views are not new)."
+    largest = 0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        tensors = lambda tree: [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
+        given = {t.untyped_storage().data_ptr() for t in tensors((args, kwargs))}
+        out = func(*args, **(kwargs or {}))
+        for t in tensors(out):
+            if t.untyped_storage().data_ptr() not in given:
+                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
+        return out

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from conftest import DTYPES, rel_err, well_conditioned_factors
+from conftest import DTYPES, LargestResult, rel_err, well_conditioned_factors
 from tensornn import kernels as K
 from tensornn import formats as Fmt
 from tensornn import decompositions as D
@@ -691,29 +691,16 @@ def test_cp_als_batched_recovers_every_member(shape, rank):
     assert sorted(errors)[5] < 1e-6                                                  # at least half exact
 
 
-class _LargestResult(torch.utils._python_dispatch.TorchDispatchMode):
-    "Records the most entries of any new storage an operator returns while the mode is active (views are not new)."
-    largest = 0
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        tensors = lambda tree: [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
-        given = {t.untyped_storage().data_ptr() for t in tensors((args, kwargs))}
-        out = func(*args, **(kwargs or {}))
-        for t in tensors(out):
-            if t.untyped_storage().data_ptr() not in given:
-                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
-        return out
-
-
 @pytest.mark.parametrize("shape", [(16, 16, 16), (8, 8, 8, 8), (6, 4, 32, 6)])
 def test_batched_decompositions_make_no_temporary_near_the_size_of_the_batch(shape):
     "Unfoldings are views, Grams and residuals come in blocks: at rank <= half the end modes' sizes, no temporary exceeds half of T."
     T = torch.randn((600,) + shape, generator=torch.Generator().manual_seed(8))           # 2.5M-2.8M entries
     for name, call in (("cp_als_batched", lambda: D.cp_als_batched(T, 3, n_iter=2, tol=0.0)),
                        ("hosvd_batched", lambda: D.hosvd_batched(T, 3)), ("tt_svd_batched", lambda: D.tt_svd_batched(T, rank=3))):
-        with _LargestResult() as seen:
+        with LargestResult() as seen:
             call()
         assert seen.largest <= T.numel() // 2, (name, seen.largest, T.numel())
-    with _LargestResult() as seen:
+    with LargestResult() as seen:
         T.movedim(2, 1).reshape(600, shape[1], -1)                                       # it sees a copy of T
     assert seen.largest == T.numel()
 
@@ -725,7 +712,7 @@ def test_single_tensor_decompositions_make_no_copy_of_a_large_tensor(name):
     call = {"cp_als": lambda: D.cp_als(T, 10, n_iter=1), "hosvd": lambda: D.hosvd(T, 10),
             "hooi": lambda: D.hooi(T, 10, n_iter=1), "tt_svd": lambda: D.tt_svd(T, rank=10),
             "ht_svd": lambda: D.ht_svd(T, rank=10)}[name]
-    with _LargestResult() as seen:
+    with LargestResult() as seen:
         call()
     assert seen.largest <= T.numel() // 2, (seen.largest, T.numel())
 

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+import tensornn.compression as comp
+from conftest import LargestResult
 from tensornn.compression import (ComplexityTerms, CPConv2d, CPLinear, FactorizedConv2d, FactorizedLinear, LayerTerm,
                                   LoRALinear, NeuralCollapse, TensorAdapterLinear, TTConv2d, TTLinear, TuckerConv2d,
                                   TuckerLinear, add_adapters, complexity_terms, compress_model, count_parameters,
@@ -328,7 +330,6 @@ def _flop_only(comp, layer, B):
 
 def test_tt_linear_memory_charge_moves_large_batches_to_the_rebuild():
     "Rank 4 has 4.6x fewer FLOPs per row than dense; from the batch where its intermediates reach 8 MiB, the model rebuilds."
-    import tensornn.compression as comp
     layer = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0)
     assert layer.flops * 4 < layer.dense_flops
     for B in (1, 16, 64, 256):                    # every tensor below 8 MiB: the FLOP counts, and the sweep
@@ -346,7 +347,6 @@ def test_tt_linear_memory_charge_moves_large_batches_to_the_rebuild():
                                         ((2, 3, 4), 6), ((32, 32), 24)])
 def test_tt_linear_rebuilds_the_weight_only_where_the_model_says_it_is_cheaper(modes, rank):
     "The factored path is kept whenever the model finds it cheaper; the rebuild is taken only with a 25% saving."
-    import tensornn.compression as comp
     layer = TTLinear(math.prod(modes), math.prod(modes), rank, in_modes=modes, out_modes=modes, seed=0)
     x = _x((7, layer.in_features), torch.float32, "cpu")
     for B in (1, 2, 8, 32, 128, 512, 2048):
@@ -838,6 +838,30 @@ def test_tt_linear_measured_plan_takes_the_fastest_candidate(monkeypatch):
         assert all(G.grad is None for G in layer.cores)
         with torch.no_grad(): layer(x)
         assert (64, False) in layer._plans                                # measured again, forward only
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("modes,rank", [((8, 8, 8), 32), ((8, 8, 8, 8), 16)])
+def test_tt_sweep_runs_thin_slabs_as_one_gemm_without_per_slab_copies_of_a_core(modes, rank, device):
+    "At batch 1 neither pass writes anything near P core-sized products (the batched GEMM's gradient did); values and gradients match the rebuild on both sides of each step's switch."
+    n = math.prod(modes)
+    sweep, dense = (TTLinear(n, n, rank, in_modes=modes, out_modes=modes, dtype=torch.float64, device=device, seed=3, plan=plan)
+                    for plan in ("sweep", "dense"))
+    r, d = sweep.rank, len(modes)
+    per_slab = max(math.prod(modes[:k]) * r[k] * modes[k] * modes[k] * r[k + 1] for k in range(1, d))
+    x = torch.randn(1, n, dtype=torch.float64, device=device, requires_grad=True)
+    with LargestResult() as seen:
+        torch.autograd.grad(sweep(x).sum(), [x, *sweep.cores])
+    assert seen.largest <= per_slab // 4, (seen.largest, per_slab)
+    S = lambda k, B: B * math.prod(modes[k + 1:])
+    thin = {B: [comp._slabs_are_thin(r[k] * modes[k], modes[k] * r[k + 1], S(k, B)) for k in range(1, d)] for B in (1, 7, 8, 15, 16, 64)}
+    assert thin[1][-1] and thin[7][-1] and not any(thin[64])     # the last step is thin at batches 1 and 7, none at 64
+    for B in thin:
+        xb = _x((B, n), torch.float64, device, seed=B)
+        ys = [layer(xb) for layer in (sweep, dense)]
+        assert_close(ys[0], ys[1], rtol=1e-10, atol=1e-12)
+        gs = [torch.autograd.grad(y.square().sum(), list(layer.cores)) for y, layer in zip(ys, (sweep, dense))]
+        for g, g0 in zip(*gs): assert_close(g, g0, rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("in_modes,out_modes,rank", [((2, 3, 4), (5, 3, 2), (1, 2, 3, 1)), ((4, 6), (3, 5), (1, 4, 1)),
