@@ -4,7 +4,7 @@
                              [--dtype float32] [--device cpu|cuda] [--threads N]
 
 A Tucker tensor of multilinear rank `--rank` in every mode plus relative Gaussian noise. Rows, timed interleaved in
-one process (round-robin in every repeat, so load changes hit all alike; the median is reported):
+one process (each once in every repeat, in a shuffled order, so load changes hit all alike; the median is reported):
 
 * tensornn `hosvd(T, rank)` (Gram eigendecompositions where accurate, see chapter 01b);
 * the same truncation with `torch.linalg.svd` of every unfolding (the algorithm before the Gram route);

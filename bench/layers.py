@@ -32,13 +32,15 @@ except Exception as e:                        # report, and compare with dense o
 
 def interleaved_medians(fns: dict, device) -> dict:
     """Median wall time of each fns[name]() with the contenders interleaved round by round (bench/common.py), so a
-    change in machine load hits all alike; as many rounds as fit in about 0.6 s, between 7 and 60."""
+    change in machine load hits all alike; as many rounds as fit in about 0.6 s, between 21 and 60 (the order is
+    shuffled per round, and the median of 21 holds even where a quarter of a contender's rounds follow a slow,
+    allocation-heavy one such as the rebuilt 4096 x 4096 weight)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for fn in fns.values(): fn(); fn()
     sync(); t0 = time.perf_counter()
     for fn in fns.values(): fn()
     sync(); one_round = time.perf_counter() - t0
-    times, _ = median_times(fns, device, max(7, min(60, int(0.6 / max(one_round, 1e-9)))))
+    times, _ = median_times(fns, device, max(21, min(60, int(0.6 / max(one_round, 1e-9)))))
     return times
 
 

@@ -6,22 +6,21 @@ Chapter 02's sweep runs a step whose slabs are thin (`_slabs_are_thin`) and whos
 between two transposed copies, instead of a batched GEMM on the expanded core, whose gradient writes one core-sized
 product per slab. This script times `TTLinear(plan="sweep")` both ways on the same layer: "batched" switches the
 thin-slab route off (every step a batched GEMM, the sweep before the route existed), "thin" is the library's rule.
-The two are interleaved round by round, which goes first alternating (what runs right after the other pass is
-slowed by what that left in the caches), medians of 21 rounds, on the shapes of `bench/tt_plans.py` at batches 1 to
-64 (the route is never taken at larger batches there). Peak MiB is the memory one forward+backward call adds
+The two are interleaved round by round in a shuffled order (bench/common.py), each pass timed on its own, medians
+of 21 rounds, on the shapes of `bench/tt_plans.py` at batches 1 to 64 (the route is never taken at larger batches
+there). Peak MiB is the memory one forward+backward call adds
 (bench/common.py). The last column counts the steps (of those with more than one slab) that take the route.
 """
 import argparse
 import math
 import statistics
-import time
 
 import torch
 
 import tensornn.compression as comp
 from tensornn.compression import TTLinear
 
-from common import peak_mib, sync
+from common import median_times, peak_mib
 from tt_plans import SETS
 
 
@@ -49,18 +48,6 @@ def calls(layer: TTLinear, x: torch.Tensor) -> dict:
     return {(kind, thin): routed(thin, fn) for kind, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)) for thin in (False, True)}
 
 
-def alternating_medians(fns: dict, device, rounds: int = 21) -> dict:
-    "Median seconds of each of two calls, interleaved, the one that goes first alternating from round to round."
-    for fn in fns.values(): fn()
-    times, names = {name: [] for name in fns}, list(fns)
-    for rep in range(rounds):
-        for name in (names if rep % 2 else names[::-1]):
-            sync(device); t0 = time.perf_counter()
-            fns[name]()
-            sync(device); times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -84,7 +71,7 @@ def main():
             fns = calls(layer, x)
             times = {}
             for kind in ("fwd", "fwd+bwd"):
-                times.update(alternating_medians({key: fn for key, fn in fns.items() if key[0] == kind}, device))
+                times.update(median_times({key: fn for key, fn in fns.items() if key[0] == kind}, device, 21)[0])
             peaks = {thin: peak_mib(fns[("fwd+bwd", thin)], device) for thin in (False, True)}
             k, of = thin_steps(layer, B)
             for kind in ("fwd", "fwd+bwd"):
