@@ -1,6 +1,6 @@
 """The TT sweep's thin-slab route against a batched GEMM at every step, forward and forward+backward, with peaks.
 
-Usage: python bench/tt_sweep_steps.py [--device cpu|cuda] [--dtype float32|float64] [--set fit|check|quick]
+Usage: python bench/tt_sweep_steps.py [--device cpu|cuda] [--dtype float32|float64] [--set fit|check|quick|all]
 
 Chapter 02's sweep runs a step whose slabs are thin (`_slabs_are_thin`) and whose core needs a gradient as one GEMM
 between two transposed copies, instead of a batched GEMM on the expanded core, whose gradient writes one core-sized
@@ -8,7 +8,7 @@ product per slab. This script times `TTLinear(plan="sweep")` both ways on the sa
 thin-slab route off (every step a batched GEMM, the sweep before the route existed), "thin" is the library's rule.
 The two are interleaved round by round in a shuffled order (bench/common.py), each pass timed on its own, medians
 of 21 rounds, on the shapes of `bench/tt_plans.py` at batches 1 to 64 (the route is never taken at larger batches
-there). Peak MiB is the memory one forward+backward call adds
+there; `--set all` is fit and check together). Peak MiB is the memory one forward+backward call adds
 (bench/common.py). The last column counts the steps (of those with more than one slab) that take the route.
 """
 import argparse

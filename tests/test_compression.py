@@ -318,7 +318,7 @@ def test_tt_linear_plans_follow_the_cost_model():
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in layer.parameters())
 
 
-def _flop_only(comp, layer, B):
+def _flop_only(layer, B):
     "The layer's plan costs with the memory charge set to zero: the FLOP counts alone."
     saved = dict(comp._MOVE_COST)
     comp._MOVE_COST.update({k: 0 for k in saved})
@@ -333,10 +333,10 @@ def test_tt_linear_memory_charge_moves_large_batches_to_the_rebuild():
     layer = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0)
     assert layer.flops * 4 < layer.dense_flops
     for B in (1, 16, 64, 256):                    # every tensor below 8 MiB: the FLOP counts, and the sweep
-        assert _flop_only(comp, layer, B) == layer._plan_costs(B) and layer._plan(B) is None
+        assert _flop_only(layer, B) == layer._plan_costs(B) and layer._plan(B) is None
     big = layer._plan_costs(4096)                 # the first step writes (64 * 64, 4096) floats: 64 MiB
-    assert big["sweep"] > _flop_only(comp, layer, 4096)["sweep"] + 512 * 64 * 64 * 4096
-    assert _flop_only(comp, layer, 4096)["sweep"] < _flop_only(comp, layer, 4096)["dense"] and layer._plan(4096) == "dense"
+    assert big["sweep"] > _flop_only(layer, 4096)["sweep"] + 512 * 64 * 64 * 4096
+    assert _flop_only(layer, 4096)["sweep"] < _flop_only(layer, 4096)["dense"] and layer._plan(4096) == "dense"
     wide = TTLinear(1024, 1024, 4, in_modes=(8, 8, 16), out_modes=(8, 8, 16), seed=0, dtype=torch.float64)
     assert wide._plan_costs(256)["sweep"] > layer._plan_costs(256)["sweep"]      # float64: 8 MiB is half the elements
     x = _x((4096, 1024), torch.float32, "cpu")
@@ -356,7 +356,7 @@ def test_tt_linear_rebuilds_the_weight_only_where_the_model_says_it_is_cheaper(m
             assert c["dense"] < 0.75 * c["sweep"] and c["dense"] <= min(c.values())
         else:
             assert c["dense"] >= 0.75 * c["sweep"] or c["dense"] > min(c.values())
-        flop_costs = _flop_only(comp, layer, B)
+        flop_costs = _flop_only(layer, B)
         if flop_costs == costs and layer.flops <= layer.dense_flops:
             assert plan != "dense"             # no large tensor and fewer FLOPs per row: never rebuilt
     big = _x((512, layer.in_features), torch.float32, "cpu")
