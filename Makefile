@@ -94,6 +94,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/layers.py
 	$(BIN)/python bench/tt_plans.py
 	$(BIN)/python bench/tt_sweep_steps.py
+	$(BIN)/python bench/tt_sweep_blocks.py
 	$(BIN)/python bench/hosvd_tt.py
 	$(BIN)/python bench/hosvd_tt.py --size 64 --order 4 --rank 10
 	$(BIN)/python bench/cp_batched.py

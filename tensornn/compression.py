@@ -711,6 +711,38 @@ _attach(TTLinear, "_model_plan", _tt_model_plan)
 _attach(TTLinear, "_plan", _tt_plan)
 
 
+# %% ../nbs/02_compression.ipynb #532521eb
+def _sweep_row_entries(m, n, r) -> int:
+    "Entries per input row of the largest tensor of `_tt_sweep` on modes `m`, `n` and TT ranks `r`."
+    big = max(math.prod(m), math.prod(n))
+    for k in range(len(m)):
+        P, S = math.prod(n[:k]), math.prod(m[k + 1:])
+        big = max(big, P * n[k] * r[k + 1] * S, P * r[k] * m[k] * S)
+    return big
+
+# %% ../nbs/02_compression.ipynb #7c0a199b
+_BLOCK_FROM = 8 * _LARGE_BYTES     # a CPU sweep whose largest tensor would reach 64 MiB runs in blocks of rows
+
+
+def _sweep_block_rows(B: int,  # rows in the batch
+                      row_bytes: int,  # bytes per row of the sweep's largest tensor
+                      ) -> int:
+    "Rows per block of a CPU sweep: all `B` below `_BLOCK_FROM`, else the largest power of two whose tensors stay under `_LARGE_BYTES`."
+    if B * row_bytes < _BLOCK_FROM: return B
+    return 1 << max(0, ((_LARGE_BYTES - 1) // row_bytes).bit_length() - 1)
+
+# %% ../nbs/02_compression.ipynb #f8416f25
+def _tt_sweep_rows(self, B: int) -> int:
+    "Rows per block of this layer's sweep at batch `B`: blocks on the CPU, the whole batch on other devices."
+    p = self.cores[0]
+    if p.device.type != "cpu": return B
+    m, n, r = (self.out_modes[::-1], self.in_modes[::-1], self.rank[::-1]) if self._reverse else \
+        (self.out_modes, self.in_modes, self.rank)
+    return _sweep_block_rows(B, p.element_size() * _sweep_row_entries(m, n, r))
+
+
+_attach(TTLinear, "_sweep_rows", _tt_sweep_rows)
+
 # %% ../nbs/02_compression.ipynb #42b26b94
 def _tt_matvec(self, x):
     return self._apply_plan(self._plan(x.shape[0]), x)
@@ -718,10 +750,18 @@ def _tt_matvec(self, x):
 
 def _tt_apply_plan(self, plan, x):
     "`x @ W^T` by `plan`: the sweep (None), 'dense' (rebuild the weight, one GEMM) or an opt_einsum expression."
-    cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
+    cores, B = list(self.cores), x.shape[0]
     if plan == "dense": return gemm(x, _tt_matrix(cores).mT)          # oneDNN on a float32 CPU, autograd included
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
+    rows = self._sweep_rows(B)
+    if B > rows: return torch.cat([self._sweep(block) for block in x.split(rows)])    # blocks of rows (CPU)
+    return self._sweep(x)
+
+
+def _tt_layer_sweep(self, x):
+    "The sweep on `x` (B, N), in the layer's cheaper direction (the reversed one permutes the input and the output)."
+    cores, (B, d) = list(self.cores), (x.shape[0], len(self.cores))
     if not self._reverse:
         return _tt_sweep(cores, x)
     xr = x.reshape(B, *self.in_modes).permute(0, *range(d, 0, -1)).reshape(B, self.in_features)
@@ -731,6 +771,7 @@ def _tt_apply_plan(self, plan, x):
 
 _attach(TTLinear, "_matvec", _tt_matvec)
 _attach(TTLinear, "_apply_plan", _tt_apply_plan)
+_attach(TTLinear, "_sweep", _tt_layer_sweep)
 
 
 # %% ../nbs/02_compression.ipynb #9daa708c

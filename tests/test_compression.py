@@ -864,6 +864,26 @@ def test_tt_sweep_runs_thin_slabs_as_one_gemm_without_per_slab_copies_of_a_core(
         for g, g0 in zip(*gs): assert_close(g, g0, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("in_modes,out_modes,B,rows", [((8, 8, 8), (8, 8, 8), 1030, 64), ((16, 8, 4), (4, 8, 16), 4100, 256)])
+def test_tt_sweep_runs_large_cpu_batches_in_blocks_of_rows(in_modes, out_modes, B, rows, device):
+    "On the CPU a batch whose sweep would hold 64 MiB runs in blocks (the reversed sweep too); same values and gradients as the rebuild."
+    sweep, dense = (TTLinear(512, 512, 16, in_modes=in_modes, out_modes=out_modes, dtype=torch.float64, device=device,
+                             seed=5, plan=plan) for plan in ("sweep", "dense"))
+    m, n, r = (sweep.out_modes, sweep.in_modes, sweep.rank)
+    if sweep._reverse: m, n, r = m[::-1], n[::-1], r[::-1]
+    whole = B * comp._sweep_row_entries(m, n, r)
+    assert whole * 8 >= 64 << 20 and sweep._reverse == (in_modes != out_modes)
+    assert sweep._sweep_rows(B) == (rows if device == "cpu" else B) and sweep._sweep_rows(B - 100) == B - 100
+    x = _x((B, 512), torch.float64, device, seed=1).requires_grad_()
+    with torch.no_grad(), LargestResult() as seen:
+        y = sweep(x)
+    if device == "cpu": assert seen.largest <= max(B * 512, rows * whole // B) and seen.largest < whole // 2, (seen.largest, whole)
+    assert_close(y, dense(x), rtol=1e-10, atol=1e-12)
+    gs = [torch.autograd.grad(layer(x).square().sum(), [x, *layer.cores]) for layer in (sweep, dense)]
+    for g, g0 in zip(*gs): assert_close(g, g0, rtol=1e-9, atol=1e-10)
+
+
 @pytest.mark.parametrize("in_modes,out_modes,rank", [((2, 3, 4), (5, 3, 2), (1, 2, 3, 1)), ((4, 6), (3, 5), (1, 4, 1)),
                                                      ((2, 2, 3, 2), (3, 2, 2, 1), (1, 2, 3, 2, 1))])
 def test_tt_linear_rebuilt_weight_matches_the_format_on_uneven_modes(in_modes, out_modes, rank):
