@@ -26,8 +26,7 @@ from tt_plans import SETS
 
 def thin_steps(layer: TTLinear, B: int) -> tuple:
     "How many of the sweep's steps with more than one slab are thin at batch B, and how many there are."
-    m, n, r = (layer.out_modes, layer.in_modes, layer.rank)
-    if layer._reverse: m, n, r = m[::-1], n[::-1], r[::-1]
+    m, n, r = layer._sweep_modes()
     steps = range(1, len(m))                                  # step 0 has one slab: always one GEMM
     return sum(comp._slabs_are_thin(r[k] * m[k], n[k] * r[k + 1], B * math.prod(m[k + 1:])) for k in steps), len(steps)
 

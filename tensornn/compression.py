@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .validation import (as_tensor, check_choice, check_dtype, check_int, check_multilinear_rank, check_rank,
-                                 check_shape, check_tensor, check_tol)
+                                 check_shape, check_tensor, check_tol, is_tracing)
 from .kernels import (cp_full, cp_residual_norm, fold, gemm, khatri_rao, make_generator, mode_dot, mttkrp, multi_mode_dot,
                               random_normal, unfold)
 from .formats import CPTensor, TTTensor, TuckerTensor
@@ -186,6 +186,19 @@ class _Counts:
     def _describe(self) -> str:
         return f"rank={self.rank}, params={self.n_params} (x{self.compression:.1f} smaller)"
 
+# %% ../nbs/02_compression.ipynb #9fbbc817
+def _unrecorded(*ts: torch.Tensor) -> bool:
+    "Whether autograd records nothing on `ts` and no `torch.func` transform or `torch.compile` traces them."
+    if torch.is_grad_enabled() and any(t.requires_grad for t in ts): return False
+    return not any(is_tracing(t) for t in ts)
+
+# %% ../nbs/02_compression.ipynb #f77f3c7c
+def _add_bias(y: torch.Tensor,  # the output a layer has just computed (no one else holds it)
+              bias: torch.Tensor,  # broadcastable to `y`
+              ) -> torch.Tensor:
+    "`y + bias`, written into `y` where autograd records nothing and nothing traces them."
+    return y.add_(bias) if _unrecorded(y, bias) else y + bias
+
 # %% ../nbs/02_compression.ipynb #e7edad87
 class FactorizedLinear(_Counts, _FactorizedLayer):
     "Base class: a map `in_features -> out_features` whose weight is held in a tensor format."
@@ -210,7 +223,7 @@ class FactorizedLinear(_Counts, _FactorizedLayer):
             raise ValueError(f"x: expected last dimension in_features={self.in_features}, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         y = self._run(self._matvec, x.reshape(-1, self.in_features))
-        if self.bias is not None: y = y + self.bias
+        if self.bias is not None: y = _add_bias(y, self.bias)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     @property
@@ -590,11 +603,19 @@ class TTLinear(FactorizedLinear):
     def _core_params(self):
         return sum(math.prod(G.shape) for G in self.cores)
 
+# %% ../nbs/02_compression.ipynb #fa3fb21e
+def _tt_sweep_modes(self) -> tuple:
+    "Output modes, input modes and TT ranks in the order the sweep takes them (reversed when `_reverse`)."
+    m, n, r = self.out_modes, self.in_modes, self.rank
+    return (m[::-1], n[::-1], r[::-1]) if self._reverse else (m, n, r)
+
+
+_attach(TTLinear, "_sweep_modes", _tt_sweep_modes)
+
 # %% ../nbs/02_compression.ipynb #7194b296
 def _tt_flops(self) -> int:
     "FLOPs per input row of the sweep (forward switches to a >25% cheaper opt_einsum order for batches where one exists)."
-    m, n, r = self.out_modes, self.in_modes, self.rank
-    return min(_tt_sweep_flops(m, n, r), _tt_sweep_flops(m[::-1], n[::-1], r[::-1]))
+    return _tt_sweep_flops(*self._sweep_modes())
 
 
 def _tt_weight_flops(self) -> int:
@@ -664,11 +685,9 @@ def _tt_plan_costs(self, B: int) -> dict:
     "Model costs (FLOPs and memory charge) of each contraction for batch `B`: 'sweep', 'dense' (rebuild, then GEMM), 'einsum' (if allowed)."
     d, m, n, r, p = len(self.cores), self.out_modes, self.in_modes, self.rank, self.cores[0]
     item, beta = p.element_size(), _MOVE_COST["cuda" if p.is_cuda else "cpu"]
+    sweep = _sweep_cost(*self._sweep_modes(), B, item, beta)
     if self._reverse:                  # the reversed sweep also permutes the input and the output
-        sweep = _sweep_cost(m[::-1], n[::-1], r[::-1], B, item, beta) + \
-            _moved([B * self.in_features] * 2 + [B * self.out_features] * 2, item, beta)
-    else:
-        sweep = _sweep_cost(m, n, r, B, item, beta)
+        sweep += _moved([B * self.in_features] * 2 + [B * self.out_features] * 2, item, beta)
     costs = {"sweep": sweep, "dense": _rebuild_cost(m, n, r, B, item, beta)}
     shapes = [(B,) + self.in_modes] + [tuple(G.shape) for G in self.cores]
     path, info = opt_einsum.contract_path(_tt_einsum_eq(d), *shapes, shapes=True, optimize="optimal" if d <= 4 else "greedy")
@@ -736,9 +755,7 @@ def _tt_sweep_rows(self, B: int) -> int:
     "Rows per block of this layer's sweep at batch `B`: blocks on the CPU, the whole batch on other devices."
     p = self.cores[0]
     if p.device.type != "cpu": return B
-    m, n, r = (self.out_modes[::-1], self.in_modes[::-1], self.rank[::-1]) if self._reverse else \
-        (self.out_modes, self.in_modes, self.rank)
-    return _sweep_block_rows(B, p.element_size() * _sweep_row_entries(m, n, r))
+    return _sweep_block_rows(B, p.element_size() * _sweep_row_entries(*self._sweep_modes()))
 
 
 _attach(TTLinear, "_sweep_rows", _tt_sweep_rows)
@@ -755,7 +772,7 @@ def _tt_apply_plan(self, plan, x):
     if plan is not None:
         return plan(x.reshape(B, *self.in_modes), *cores, backend="torch").reshape(B, self.out_features)
     rows = self._sweep_rows(B)
-    if B > rows: return torch.cat([self._sweep(block) for block in x.split(rows)])    # blocks of rows (CPU)
+    if B > rows: return self._sweep_blocks(x, rows)                # blocks of rows (CPU)
     return self._sweep(x)
 
 
@@ -773,6 +790,18 @@ _attach(TTLinear, "_matvec", _tt_matvec)
 _attach(TTLinear, "_apply_plan", _tt_apply_plan)
 _attach(TTLinear, "_sweep", _tt_layer_sweep)
 
+
+# %% ../nbs/02_compression.ipynb #14268e1f
+def _tt_sweep_blocks(self, x, rows: int):
+    "The sweep on blocks of `rows` rows of `x`: joined by `torch.cat` where autograd records them, else written into one output."
+    blocks = x.split(rows)
+    if not _unrecorded(x, *self.cores): return torch.cat([self._sweep(block) for block in blocks])
+    out = x.new_empty(x.shape[0], self.out_features)
+    for block, part in zip(blocks, out.split(rows)): part.copy_(self._sweep(block))
+    return out
+
+
+_attach(TTLinear, "_sweep_blocks", _tt_sweep_blocks)
 
 # %% ../nbs/02_compression.ipynb #9daa708c
 def _tt_measured_plan(self, B: int, repeats: int = 3):
@@ -1082,7 +1111,7 @@ class TTConv2d(FactorizedConv2d):
         cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
         y = self.tt._matvec(cols.transpose(1, 2).reshape(B * ho * wo, cols.shape[1]))    # (B*L, C_out)
         y = y.reshape(B, ho * wo, self.out_channels).transpose(1, 2).reshape(B, self.out_channels, ho, wo)
-        return y if self.bias is None else y + self.bias[:, None, None]
+        return y if self.bias is None else _add_bias(y, self.bias[:, None, None])
 
 # %% ../nbs/02_compression.ipynb #c1195753
 def _patch_linear(layer: nn.Conv2d) -> nn.Linear:

@@ -80,13 +80,19 @@ def single_thread():
 
 
 class LargestResult(torch.utils._python_dispatch.TorchDispatchMode):
-    "Records the most entries of any new storage an operator returns while the mode is active (views are not new)."
-    largest = 0
+    "Records the entries of every new storage an operator returns while the mode is active (views and in-place results are not new)."
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    @property
+    def largest(self) -> int: return max(self.sizes, default=0)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         tensors = lambda tree: [t for t in torch.utils._pytree.tree_leaves(tree) if isinstance(t, torch.Tensor)]
         given = {t.untyped_storage().data_ptr() for t in tensors((args, kwargs))}
         out = func(*args, **(kwargs or {}))
         for t in tensors(out):
             if t.untyped_storage().data_ptr() not in given:
-                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
+                self.sizes.append(t.untyped_storage().nbytes() // t.element_size())
         return out

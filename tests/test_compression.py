@@ -870,9 +870,7 @@ def test_tt_sweep_runs_large_cpu_batches_in_blocks_of_rows(in_modes, out_modes, 
     "On the CPU a batch whose sweep would hold 64 MiB runs in blocks (the reversed sweep too); same values and gradients as the rebuild."
     sweep, dense = (TTLinear(512, 512, 16, in_modes=in_modes, out_modes=out_modes, dtype=torch.float64, device=device,
                              seed=5, plan=plan) for plan in ("sweep", "dense"))
-    m, n, r = (sweep.out_modes, sweep.in_modes, sweep.rank)
-    if sweep._reverse: m, n, r = m[::-1], n[::-1], r[::-1]
-    whole = B * comp._sweep_row_entries(m, n, r)
+    whole = B * comp._sweep_row_entries(*sweep._sweep_modes())
     assert whole * 8 >= 64 << 20 and sweep._reverse == (in_modes != out_modes)
     assert sweep._sweep_rows(B) == (rows if device == "cpu" else B) and sweep._sweep_rows(B - 100) == B - 100
     x = _x((B, 512), torch.float64, device, seed=1).requires_grad_()
@@ -882,6 +880,61 @@ def test_tt_sweep_runs_large_cpu_batches_in_blocks_of_rows(in_modes, out_modes, 
     assert_close(y, dense(x), rtol=1e-10, atol=1e-12)
     gs = [torch.autograd.grad(layer(x).square().sum(), [x, *layer.cores]) for layer in (sweep, dense)]
     for g, g0 in zip(*gs): assert_close(g, g0, rtol=1e-9, atol=1e-10)
+
+
+_NO_GRAD_LAYERS = {
+    "cp": (lambda **kw: CPLinear(64, 2048, 8, **kw), 256),
+    "tucker": (lambda **kw: TuckerLinear(64, 2048, 4, **kw), 256),
+    "tt-rebuild": (lambda **kw: TTLinear(64, 2048, 4, plan="dense", **kw), 256),
+    # not reversed: a reversed sweep permutes its output, one copy more; the steps hold at most a quarter of the output
+    "tt-sweep": (lambda **kw: TTLinear(64, 2048, 2, in_modes=(8, 8), out_modes=(64, 32), plan="sweep", **kw), 256),
+    "tt-blocks": (lambda **kw: TTLinear(512, 512, 16, in_modes=(8, 8, 8), out_modes=(8, 8, 8), plan="sweep", **kw), 4100),
+    "tproduct": (lambda **kw: TProductLinear(4, 64, 32, 2, **kw), 256),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", sorted(_NO_GRAD_LAYERS))
+def test_forward_without_autograd_holds_the_output_once(kind, device):
+    "Under no_grad a layer creates one output-sized tensor (bias added in place, CPU sweep blocks written into one output); the values are those of the recorded pass, which keeps its own copy."
+    make, B = _NO_GRAD_LAYERS[kind]
+    layer = make(dtype=torch.float64, device=device, seed=2)
+    x = _x((B, layer.in_features), torch.float64, device, seed=4).requires_grad_()
+    x0 = x.detach().clone()
+    with torch.no_grad(), LargestResult() as seen:
+        y = layer(x)
+    if not (kind == "tt-blocks" and device != "cpu"):             # on CUDA the sweep runs whole: its steps are larger
+        assert sum(s >= y.numel() for s in seen.sizes) == 1, sorted(seen.sizes)[-3:]
+    assert torch.equal(x.detach(), x0)
+    yg = layer(x)
+    assert yg.grad_fn is not None and yg.data_ptr() != y.data_ptr()
+    assert_close(y, yg, rtol=1e-12, atol=1e-12)
+    assert_close(y, x0 @ layer.full_weight().T + layer.bias, rtol=1e-10, atol=1e-12)
+    with torch.no_grad(): assert_close(layer(x0.reshape(4, B // 4, -1)), y.reshape(4, B // 4, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_bias_of_a_frozen_layer_stays_differentiable_where_it_is_trained():
+    "Frozen cores with a trainable bias: the sum is recorded (not in place) and the bias gets its gradient."
+    layer = TTLinear(64, 256, 4, dtype=torch.float64, seed=0)
+    for G in layer.cores: G.requires_grad_(False)
+    x = _x((8, 64), torch.float64, "cpu")
+    y = layer(x)
+    (g,) = torch.autograd.grad(y.sum(), [layer.bias])
+    assert_close(g, torch.full((256,), 8.0, dtype=torch.float64))
+    layer.bias.requires_grad_(False)
+    assert not layer(x).requires_grad
+
+
+def test_layer_under_vmap_over_its_bias_without_autograd():
+    "A batched bias under torch.func.vmap: the unbatched output cannot take the sum in place, so it is added out of place."
+    layer = CPLinear(12, 6, 3, dtype=torch.float64, seed=0)
+    x = _x((5, 12), torch.float64, "cpu")
+    biases = _x((3, 6), torch.float64, "cpu", seed=1)
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    with torch.no_grad():
+        ys = torch.func.vmap(lambda b: torch.func.functional_call(layer, {**params, "bias": b}, (x,)))(biases)
+        base = x @ layer.full_weight().T
+    assert_close(ys, base + biases[:, None, :], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("in_modes,out_modes,rank", [((2, 3, 4), (5, 3, 2), (1, 2, 3, 1)), ((4, 6), (3, 5), (1, 4, 1)),
