@@ -193,11 +193,13 @@ def _unrecorded(*ts: torch.Tensor) -> bool:
     return not any(is_tracing(t) for t in ts)
 
 # %% ../nbs/02_compression.ipynb #f77f3c7c
-def _add_bias(y: torch.Tensor,  # the output a layer has just computed (no one else holds it)
+def _add_bias(y: torch.Tensor,  # the output a layer has just computed
               bias: torch.Tensor,  # broadcastable to `y`
+              x: torch.Tensor,  # the layer's input, never written (a subclass's `_matvec` may return a view of it)
               ) -> torch.Tensor:
-    "`y + bias`, written into `y` where autograd records nothing and nothing traces them."
-    return y.add_(bias) if _unrecorded(y, bias) else y + bias
+    "`y + bias`, written into `y` where autograd records nothing, nothing traces them and `y` is not `x`'s memory."
+    if y.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() or not _unrecorded(y, bias): return y + bias
+    return y.add_(bias)
 
 # %% ../nbs/02_compression.ipynb #e7edad87
 class FactorizedLinear(_Counts, _FactorizedLayer):
@@ -223,7 +225,7 @@ class FactorizedLinear(_Counts, _FactorizedLayer):
             raise ValueError(f"x: expected last dimension in_features={self.in_features}, got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         y = self._run(self._matvec, x.reshape(-1, self.in_features))
-        if self.bias is not None: y = _add_bias(y, self.bias)
+        if self.bias is not None: y = _add_bias(y, self.bias, x)
         return y.reshape(*x.shape[:-1], self.out_features)
 
     @property
@@ -1111,7 +1113,7 @@ class TTConv2d(FactorizedConv2d):
         cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
         y = self.tt._matvec(cols.transpose(1, 2).reshape(B * ho * wo, cols.shape[1]))    # (B*L, C_out)
         y = y.reshape(B, ho * wo, self.out_channels).transpose(1, 2).reshape(B, self.out_channels, ho, wo)
-        return y if self.bias is None else _add_bias(y, self.bias[:, None, None])
+        return y if self.bias is None else _add_bias(y, self.bias[:, None, None], x)
 
 # %% ../nbs/02_compression.ipynb #c1195753
 def _patch_linear(layer: nn.Conv2d) -> nn.Linear:

@@ -925,6 +925,17 @@ def test_bias_of_a_frozen_layer_stays_differentiable_where_it_is_trained():
     assert not layer(x).requires_grad
 
 
+def test_no_grad_bias_never_writes_into_the_input():
+    "A subclass whose `_matvec` returns a view of its input (here the identity): the bias is added out of place."
+    class Identity(FactorizedLinear):
+        def _matvec(self, x): return x
+    layer = Identity(6, 6, (2, 3), None, generator=torch.Generator().manual_seed(0))
+    x = _x((4, 6), torch.float32, "cpu")
+    x0 = x.clone()
+    with torch.no_grad(): y = layer(x)
+    assert torch.equal(x, x0) and torch.equal(y, x0 + layer.bias)
+
+
 def test_layer_under_vmap_over_its_bias_without_autograd():
     "A batched bias under torch.func.vmap: the unbatched output cannot take the sum in place, so it is added out of place."
     layer = CPLinear(12, 6, 3, dtype=torch.float64, seed=0)
