@@ -137,17 +137,24 @@ def _solve_normal(M: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, bool]
     return torch.cholesky_solve(M.mT, L).mT, False
 
 # %% ../nbs/01b_decompositions.ipynb #9bb47557
-def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | None) -> torch.Tensor:
-    "Whether the top-`r` eigenvectors of Gram matrices with descending eigenvalues `lam` `(..., m)` are accurate enough (see above)."
-    lam, m = lam.double(), lam.shape[-1]
-    lam0, lam_r = lam[..., 0], lam[..., r - 1]
+def _gram_route_is_accurate(lam0, lam_r, tail, m: int, r: int, eps: float, budget2: float | None):
+    "The test of the Gram route from an `m x m` Gram matrix's largest and r-th eigenvalues and the sum of those after the r-th (floats, or tensors of them)."
     floor = m * eps * lam0                                       # eigenvalues below this are rounding noise
-    tail2 = (lam[..., r:].sum(-1) - floor * (m - r)).clamp_min(0)  # resolvable energy the truncation discards
-    extra2 = (eps * lam0 / lam_r) ** 2 * lam0                    # squared extra reconstruction error of the Gram route
-    roundoff2 = 100 * m * eps ** 2 * lam0                         # what an SVD's own rounding costs, times 100
-    accurate = (r == m) | (extra2 <= torch.maximum(0.01 * tail2.clamp_min(budget2 or 0.0), roundoff2))
+    # the squared extra reconstruction error (eps lam0 / lam_r)^2 lam0, times lam_r^2 (no division by a zero lam_r)
+    extra2 = (eps * lam0) ** 2 * lam0
+    # it must stay below a hundredth of the resolvable tail or of the budget, or 100 m eps^2 lam0 (an SVD's own rounding
+    # error, times 100); one comparison per bound, with no max(), so that floats and tensors take the same formula
+    bounds = (0.01 * (tail - floor * (m - r)), 0.01 * (budget2 or 0.0), 100 * m * eps ** 2 * lam0)
+    accurate = r == m
+    for bound in bounds: accurate = accurate | (extra2 <= bound * lam_r ** 2)
     # a zero matrix is exact; a rank decision that rests on eigenvalues below the noise floor is not
     return (lam0 <= 0) | ((lam_r > floor) & accurate)
+
+
+def _gram_is_accurate(lam: torch.Tensor, r: int, eps: float, budget2: float | None) -> torch.Tensor:
+    "Whether the top-`r` eigenvectors of Gram matrices with descending eigenvalues `lam` `(..., m)` are accurate enough (see above)."
+    lam = lam.double()
+    return _gram_route_is_accurate(lam[..., 0], lam[..., r - 1], lam[..., r:].sum(-1), lam.shape[-1], r, eps, budget2)
 
 
 def _gram_subspace(G: torch.Tensor, keep, eps: float, budget2: float | None):
@@ -681,15 +688,15 @@ def nn_cp(T: torch.Tensor,  # nonnegative data (float32/float64, at least 2 mode
     return _finish_cp(factors), loop.finish()
 
 # %% ../nbs/01b_decompositions.ipynb #aa79829d
-def _truncation_rank(S: torch.Tensor, delta2: float | None, cap: int | None) -> int:
-    "Smallest r >= 1 with sum_{i >= r} S_i^2 <= delta2 (all of S when delta2 is None), capped at `cap`."
-    if delta2 is None:
-        r = S.shape[0]
-    else:
-        tail = S.pow(2).flip(0).cumsum(0).flip(0)                                    # tail[i] = sum_{j >= i} S_j^2
-        r = int((tail > delta2).sum())
+def _truncation_rank(S, delta2: float | None, cap: int | None) -> int:
+    "Smallest r >= 1 with sum_{i >= r} S_i^2 <= delta2 (all of S when delta2 is None), capped at `cap`; `S` descending, a tensor or a list."
+    r = len(S)
+    if delta2 is not None:
+        S, tail = (S.tolist() if isinstance(S, torch.Tensor) else S), 0.0      # one read, then plain Python
+        while r > 0 and tail + S[r - 1] ** 2 <= delta2:                          # drop the smallest while the budget lasts
+            tail, r = tail + S[r - 1] ** 2, r - 1
     if cap is not None: r = min(r, cap)
-    return max(min(r, S.shape[0]), 1)
+    return max(r, 1)
 
 # %% ../nbs/01b_decompositions.ipynb #0abc7b17
 def hosvd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
@@ -784,11 +791,14 @@ def _delta2(tol, norm2: torch.Tensor, n_cuts: int) -> float | None:
 
 # %% ../nbs/01b_decompositions.ipynb #f1b52903
 def _truncation_rule(delta2, cap, M: torch.Tensor):
-    "Rank rule: the squared error budget `delta2`, or round-off relative to the largest value when None; at most `cap`."
+    "Rank rule on descending singular values (a tensor or a list): the squared error budget `delta2`, or round-off relative to the largest value when None; at most `cap`."
+    rel_floor = torch.finfo(M.dtype).eps * max(M.shape)
     def keep(S):
         if delta2 is not None: return _truncation_rank(S, delta2, cap)
-        if is_tracing(S): return min(cap or S.shape[0], S.shape[0])           # no value-dependent rank while tracing
-        r = max(int((S > torch.finfo(M.dtype).eps * max(M.shape) * S[0]).sum()), 1)
+        if isinstance(S, torch.Tensor):
+            if is_tracing(S): return min(cap or S.shape[0], S.shape[0])       # no value-dependent rank while tracing
+            S = S.tolist()
+        r = max(sum(s > rel_floor * S[0] for s in S), 1)
         return min(r, cap) if cap is not None else r
     return keep
 
@@ -836,6 +846,35 @@ def tt_svd(T: torch.Tensor,  # the data (float32/float64; NumPy arrays accepted)
     if rank is None and tol is None: _warn_if_larger(tt, T, "tt_svd")
     return tt
 
+# %% ../nbs/01b_decompositions.ipynb #9115b01b
+def _gram_truncate_tall(M: torch.Tensor, delta2, cap):
+    "`_truncated_factors` through the eigendecomposition of `M^T M`, or None where the Gram route is not accurate."
+    n = M.shape[1]
+    lam_up, V = torch.linalg.eigh(M.mT @ M)
+    lam = lam_up.tolist()[::-1]                                   # descending, read once
+    S = [math.sqrt(max(x, 0.0)) for x in lam]
+    r = _truncation_rule(delta2, cap, M)(S)
+    eps = torch.finfo(M.dtype).eps
+    if S[r - 1] == 0 or not _gram_route_is_accurate(lam[0], lam[r - 1], sum(lam[r:]), n, r, eps, delta2): return None
+    V = V[:, n - r:].flip(1)                                      # the top r eigenvectors, descending
+    if lam[0] <= 100 * lam[r - 1]:                                # M V / S is then orthonormal to about 100 n eps
+        s = M.new_tensor(S[:r])
+        return (M @ V) / s, s[:, None] * V.mT
+    U, R = torch.linalg.qr(M @ V)
+    return U, R @ V.mT
+
+
+def _truncated_factors(M: torch.Tensor,  # m x n matrix
+                       delta2,  # squared error budget of this step (None: truncate at round-off)
+                       cap,  # rank bound (None: none)
+                       ) -> tuple:
+    "`U, W` with orthonormal `U` `(m, r)` and `U @ W` the truncated SVD of `M`: by the Gram matrix `M^T M` when `M` is tall and that is accurate, else by the SVD."
+    if M.shape[0] >= 4 * M.shape[1] and not is_tracing(M):       # the accuracy test reads values: not while tracing
+        out = _gram_truncate_tall(M, delta2, cap)
+        if out is not None: return out
+    U, S, Vh = _svd_truncate(M, delta2, cap)
+    return U, S[:, None] * Vh
+
 # %% ../nbs/01b_decompositions.ipynb #313e55a6
 def tt_round(tt: TTTensor,  # the tensor train to recompress
              *,
@@ -843,7 +882,7 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
              tol: float | None = None,  # target relative Frobenius error of the rounding
              max_rank=None,  # deprecated name of `rank`
              ) -> TTTensor:
-    "Recompress a TT: QR orthogonalisation right-to-left, then truncated SVDs left-to-right (relative error <= `tol`)."
+    "Recompress a TT: QR orthogonalisation right-to-left, then truncated SVDs left-to-right (Gram route where accurate; relative error <= `tol`)."
     if not isinstance(tt, TTTensor): raise TypeError(f"tt: expected a TTTensor, got {type(tt).__name__}")
     check_linalg_dtype(tt.cores[0], "tt")
     rank, rname = renamed_argument(rank, max_rank, "rank", "max_rank", "tt_round")
@@ -853,9 +892,9 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
     delta2 = _delta2(tol, float(cores[0].pow(2).sum()), d - 1)
     for k in range(d - 1):
         r0, n, r1 = cores[k].shape
-        U, S, Vh = _svd_truncate(cores[k].reshape(r0 * n, r1), delta2, caps[k])
+        U, W = _truncated_factors(cores[k].reshape(r0 * n, r1), delta2, caps[k])
         cores[k] = U.reshape(r0, n, U.shape[1])
-        cores[k + 1] = ((S[:, None] * Vh) @ cores[k + 1].reshape(r1, -1)).reshape(U.shape[1], *cores[k + 1].shape[1:])
+        cores[k + 1] = (W @ cores[k + 1].reshape(r1, -1)).reshape(U.shape[1], *cores[k + 1].shape[1:])
     return TTTensor(cores)
 
 # %% ../nbs/01b_decompositions.ipynb #328575b3

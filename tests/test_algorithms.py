@@ -673,6 +673,129 @@ def test_tt_svd_gram_route_meets_tol_and_matches_svd_ranks(tol):
     assert list(tt.rank[1:-1]) == ranks
 
 
+# ---------------------------------------------------------------- issue 15: TT rounding through Gram matrices
+def _graded_tt(shape, rank, decay, seed, dtype=torch.float64):
+    "A TT of orthonormal cores, each scaled by 1, decay, decay^2, ... on its right bond (a decaying spectrum at the bonds), in a random gauge."
+    g = torch.Generator().manual_seed(seed)
+    d, cores = len(shape), []
+    sig = torch.tensor([decay ** i for i in range(rank)], dtype=torch.float64)
+    r = [1] + [rank] * (d - 1) + [1]
+    for k, n in enumerate(shape):
+        Q = torch.linalg.qr(torch.randn(r[k] * n, r[k + 1], generator=g, dtype=torch.float64))[0]
+        cores.append(Q.reshape(r[k], n, r[k + 1]) * (sig if k < d - 1 else 1.0))
+    for k in range(d - 1):                                          # a random invertible gauge between the cores
+        A = torch.randn(r[k + 1], r[k + 1], generator=g, dtype=torch.float64) + 3 * torch.eye(r[k + 1], dtype=torch.float64)
+        cores[k] = torch.einsum("aib,bc->aic", cores[k], A)
+        cores[k + 1] = torch.einsum("cb,bid->cid", torch.linalg.inv(A), cores[k + 1])
+    return Fmt.TTTensor([c.to(dtype) for c in cores])
+
+
+def _svd_rounding(tt, rank=None, tol=None):
+    "Textbook TT rounding, a full SVD at every cut, in float64: the reference for tt_round."
+    cores = Fmt.tt_orthogonalize_right([c.double() for c in tt.cores])
+    d = len(cores)
+    delta2 = None if tol is None else tol ** 2 * float(cores[0].pow(2).sum()) / (d - 1)
+    for k in range(d - 1):
+        r0, n, r1 = cores[k].shape
+        U, S, Vh = torch.linalg.svd(cores[k].reshape(r0 * n, r1), full_matrices=False)
+        if delta2 is None:
+            r = int((S > torch.finfo(torch.float64).eps * max(r0 * n, r1) * S[0]).sum())
+        else:
+            tails = [float(S[i:].pow(2).sum()) for i in range(len(S))] + [0.0]
+            r = next(i for i, t in enumerate(tails) if t <= delta2)
+        r = max(min(r, rank or r), 1)
+        cores[k] = U[:, :r].reshape(r0, n, r)
+        cores[k + 1] = ((S[:r, None] * Vh[:r]) @ cores[k + 1].reshape(r1, -1)).reshape(r, *cores[k + 1].shape[1:])
+    return Fmt.TTTensor(cores)
+
+
+def _sum_tt(x, y):
+    "The block TT of x + y (ranks add)."
+    d, out = len(x.cores), []
+    for k, (A, B) in enumerate(zip(x.cores, y.cores)):
+        if k == 0: out.append(torch.cat([A, B], dim=2))
+        elif k == d - 1: out.append(torch.cat([A, B], dim=0))
+        else: out.append(_block_core(A, B))
+    return Fmt.TTTensor(out)
+
+
+def _block_core(A, B):
+    Z = A.new_zeros(A.shape[0] + B.shape[0], A.shape[1], A.shape[2] + B.shape[2])
+    Z[:A.shape[0], :, :A.shape[2]], Z[A.shape[0]:, :, A.shape[2]:] = A, B
+    return Z
+
+
+def _tt_distance(a, b):
+    "||a - b|| in float64 from the TT of the difference (no cancellation of ||a||^2 - 2<a, b> + ||b||^2)."
+    a, b = (Fmt.TTTensor([c.double() for c in t.cores]) for t in (a, b))
+    minus_b = Fmt.TTTensor([-b.cores[0]] + b.cores[1:])
+    return float(_sum_tt(a, minus_b).norm())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("decay", [0.8, 0.3])          # kept values mostly within a factor 10 (division), or not (QR)
+def test_tt_round_through_grams_equals_svd_rounding(dtype, decay, monkeypatch):
+    x = _graded_tt((8,) * 7, 6, decay, seed=1, dtype=dtype)
+    y = _graded_tt((8,) * 7, 6, 0.9, seed=2, dtype=dtype)
+    y.cores[0] = 1e-3 * y.cores[0]                                   # x plus a small TT: stored ranks 12, kept 6
+    big = _sum_tt(x, y)
+    svds = []
+    real_svd = torch.linalg.svd
+    monkeypatch.setattr(torch.linalg, "svd", lambda *a, **k: svds.append(a[0].shape) or real_svd(*a, **k))
+    out = D.tt_round(big, rank=6)
+    monkeypatch.undo()
+    assert all(s[0] < 4 * s[1] for s in svds), svds                 # every tall step took the Gram route
+    assert out.rank == (1,) + (6,) * 6 + (1,) and out.dtype == dtype
+    ref = _svd_rounding(big, rank=6)
+    eps = torch.finfo(dtype).eps
+    scale = float(ref.norm())
+    assert _tt_distance(out, ref) <= 1e3 * eps ** 0.5 * scale if dtype == torch.float32 else 1e-11 * scale
+    for c in out.cores[:-1]:                                         # left-orthonormal cores, to working precision
+        M = c.reshape(-1, c.shape[2])
+        assert float((M.mT @ M - torch.eye(M.shape[1], dtype=dtype)).abs().max()) < 200 * M.shape[1] * eps
+
+
+@pytest.mark.parametrize("tol", [0.3, 1e-2, 1e-4, 1e-9])
+def test_tt_round_through_grams_meets_tol_with_the_svd_ranks(tol):
+    x = _graded_tt((8,) * 6, 8, 0.4, seed=3)
+    noise = _graded_tt((8,) * 6, 4, 0.9, seed=4)
+    noise.cores[0] = 1e-5 * noise.cores[0]
+    big = _sum_tt(x, noise)
+    out, ref = D.tt_round(big, tol=tol), _svd_rounding(big, tol=tol)
+    assert out.rank == ref.rank
+    assert _tt_distance(out, big) <= tol * float(big.norm()) * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("decay", [1e-5, 1e-6])
+def test_tt_round_falls_back_to_the_svd_where_grams_lose_digits(decay):
+    "Exact TT ranks 3 with values 1, decay, decay^2 at the bonds, stored as 4x with rank 12: the Gram route alone loses the"
+    " third direction (a relative error of 1e-11 and a rank of 2), so the rule must send those steps to the SVD."
+    x = _graded_tt((40,) * 5, 3, decay, seed=5)
+    big = _sum_tt(_sum_tt(x, x), _sum_tt(x, x))
+    out = D.tt_round(big)
+    assert out.rank == (1, 3, 3, 3, 3, 1)
+    assert _tt_distance(out, big) < 1e-13 * float(big.norm())
+
+
+def test_gram_truncation_branches():
+    g = torch.Generator().manual_seed(6)
+    Qa = torch.linalg.qr(torch.randn(200, 10, generator=g, dtype=torch.float64))[0]
+    Qb = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))[0]
+    for sig in ([1.0, 0.5, 0.2, 0.15] + [1e-4] * 6, [1.0, 0.1, 1e-2, 1e-3] + [1e-6] * 6):
+        M = (Qa * torch.tensor(sig, dtype=torch.float64)) @ Qb.mT
+        qr_calls = []
+        real_qr = torch.linalg.qr
+        torch.linalg.qr = lambda A, *a, **k: qr_calls.append(A.shape) or real_qr(A, *a, **k)
+        try: U, W = D._gram_truncate_tall(M, None, 4)
+        finally: torch.linalg.qr = real_qr
+        assert len(qr_calls) == (0 if sig[1] == 0.5 else 1)             # QR only when sigma_1 / sigma_4 > 10
+        assert_close(U.mT @ U, torch.eye(4, dtype=torch.float64), atol=1e-14, rtol=0)
+        P = Qb[:, :4]
+        assert_close(U @ W, M @ P @ P.mT, atol=1e-13, rtol=0)
+    assert D._gram_truncate_tall(torch.zeros(40, 5, dtype=torch.float64), None, 2) is None    # zero: the SVD decides
+    U, W = D._truncated_factors(torch.zeros(40, 5, dtype=torch.float64), None, 2)
+    assert U.shape == (40, 1) and float(W.abs().max()) == 0.0
+
 # ---------------------------------------------------------------- issue 15: batched CP-ALS
 @pytest.mark.parametrize("shape,rank", [((6, 7, 8), 3), ((4, 5, 3, 6), 2), ((5, 5), 2), ((3, 4, 5), 6)])
 def test_cp_als_batched_recovers_every_member(shape, rank):
