@@ -858,7 +858,7 @@ def _gram_truncate_tall(M: torch.Tensor, delta2, cap):
     if S[r - 1] == 0 or not _gram_route_is_accurate(lam[0], lam[r - 1], sum(lam[r:]), n, r, eps, delta2): return None
     V = V[:, n - r:].flip(1)                                      # the top r eigenvectors, descending
     if lam[0] <= 100 * lam[r - 1]:                                # M V / S is then orthonormal to about 100 n eps
-        s = M.new_tensor(S[:r])
+        s = lam_up[n - r:].flip(0).sqrt()                         # from the tensor, so that autograd follows it
         return (M @ V) / s, s[:, None] * V.mT
     U, R = torch.linalg.qr(M @ V)
     return U, R @ V.mT
@@ -889,7 +889,7 @@ def tt_round(tt: TTTensor,  # the tensor train to recompress
     d = tt.ndim
     caps, tol = _rank_caps(rank, d - 1, rname), check_tol(tol, allow_none=True)
     cores = tt_orthogonalize_right(tt.cores)
-    delta2 = _delta2(tol, float(cores[0].pow(2).sum()), d - 1)
+    delta2 = _delta2(tol, float(cores[0].detach().pow(2).sum()), d - 1)
     for k in range(d - 1):
         r0, n, r1 = cores[k].shape
         U, W = _truncated_factors(cores[k].reshape(r0 * n, r1), delta2, caps[k])

@@ -777,6 +777,20 @@ def test_tt_round_falls_back_to_the_svd_where_grams_lose_digits(decay):
     assert _tt_distance(out, big) < 1e-13 * float(big.norm())
 
 
+
+@pytest.mark.parametrize("decay", [0.8, 0.2])           # the division branch, and the QR branch
+def test_tt_round_through_grams_is_differentiable(decay, monkeypatch):
+    "The Gram route keeps the graph: the gradient of the rounded tensor (three random projections of it) with respect"
+    " to a core that passes through two Gram steps matches finite differences."
+    cores = _graded_tt((8,) * 4, 4, decay, seed=7).cores
+    svds = []
+    real_svd = torch.linalg.svd
+    monkeypatch.setattr(torch.linalg, "svd", lambda *a, **k: svds.append(a[0].shape) or real_svd(*a, **k))
+    P = torch.randn(8 ** 4, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    round_full = lambda G1: D.tt_round(Fmt.TTTensor([cores[0], G1, *cores[2:]]), rank=3).full().reshape(-1) @ P
+    assert torch.autograd.gradcheck(round_full, (cores[1].clone().requires_grad_(),), eps=1e-6, atol=1e-6, rtol=1e-4)
+    assert svds and all(s[0] < 4 * s[1] for s in svds), svds        # the tall steps took the Gram route
+
 def test_gram_truncation_branches():
     g = torch.Generator().manual_seed(6)
     Qa = torch.linalg.qr(torch.randn(200, 10, generator=g, dtype=torch.float64))[0]
