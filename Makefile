@@ -85,7 +85,8 @@ test: $(STAMP) site-deps $(GRADE_STAMP)
 	$(BIN)/python -m pytest tests/ -q
 	$(BIN)/nbdev-test --n-workers 2
 
-# Ratios against the peer libraries, measured side by side in one process (run on a quiet machine).
+# Ratios against the peer libraries, measured side by side in one process (run on a quiet machine); TT rounding
+# against teneva alternates one-library processes instead (bench/tt_round_processes.py says why).
 # On a GPU machine: `bash bench/gpu_check.sh OUTDIR` runs tests/test_gpu.py and these with --device cuda.
 bench: $(STAMP)
 	$(PIP) install -e ".[dev,bench]"
@@ -97,4 +98,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/tt_sweep_blocks.py
 	$(BIN)/python bench/hosvd_tt.py
 	$(BIN)/python bench/hosvd_tt.py --size 64 --order 4 --rank 10
+	$(BIN)/python bench/tt_round_processes.py --rounds 3
 	$(BIN)/python bench/cp_batched.py
