@@ -178,11 +178,16 @@ def tn_round(cores, r):
     return t
 
 
+def rounding_train(r, n_modes=12, n=16) -> list:
+    "Float64 cores of the train the rounding benches round: a rank-r train plus 1% of another (TT rank 2r)."
+    x, y = (random_tt((n,) * n_modes, r, seed=s, dtype=torch.float64) for s in (1, 2))
+    y.cores[0] = 1e-2 * y.cores[0] * float(x.norm() / y.norm())
+    return tt_sum(x.cores, y.cores)
+
+
 def rounding_table(r, device, dtype, repeats, n_modes=12, n=16):
     "Round a train of rank 2r (a rank-r train plus 1% of another) to rank r; the error is measured exactly from the trains."
-    x, y = (random_tt((n,) * n_modes, r, seed=s, dtype=torch.float64) for s in (1, 2))
-    y.cores[0] = 1e-2 * y.cores[0] * float(x.norm() / y.norm())               # a rank-r train plus 1% of another
-    cores = [c.to(device=device, dtype=dtype) for c in tt_sum(x.cores, y.cores)]
+    cores = [c.to(device=device, dtype=dtype) for c in rounding_train(r, n_modes, n)]
     big = TTTensor(cores)
     fns = {"tensornn tt_round": lambda: D.tt_round(big, rank=r)}
     if tn is not None: fns["tntorch round_tt (on a copy: it rounds in place)"] = lambda: tn_round(cores, r)

@@ -21,10 +21,16 @@ import tempfile
 import time
 
 
+def load_cores(path: str) -> list:
+    "The NumPy cores saved by `make_train` or `child`, in order."
+    import numpy as np
+    return [a for _, a in sorted(np.load(path).items(), key=lambda kv: int(kv[0][1:]))]
+
+
 def child(lib: str, path: str, rank: int, calls: int) -> None:
     "Round the train in `path` with one library; print the median time in ms and save the result beside it."
     import numpy as np
-    cores = [a for _, a in sorted(np.load(path).items(), key=lambda kv: int(kv[0][1:]))]
+    cores = load_cores(path)
     if lib == "tensornn":
         import torch
         from tensornn.decompositions import tt_round
@@ -46,21 +52,16 @@ def child(lib: str, path: str, rank: int, calls: int) -> None:
 
 def make_train(rank: int, dtype, path: str) -> None:
     import numpy as np
-    import torch
-    from hosvd_tt import tt_sum
-    from tensornn.formats import random_tt
-    x, y = (random_tt((16,) * 12, rank, seed=s, dtype=torch.float64) for s in (1, 2))
-    y.cores[0] = 1e-2 * y.cores[0] * float(x.norm() / y.norm())
-    np.savez(path, **{f"c{k}": c.to(dtype).numpy() for k, c in enumerate(tt_sum(x.cores, y.cores))})
+    from hosvd_tt import rounding_train
+    np.savez(path, **{f"c{k}": c.to(dtype).numpy() for k, c in enumerate(rounding_train(rank))})
 
 
 def relative_error(path: str, lib: str) -> float:
     "||rounded - train|| / ||train|| in float64, from the TT of the difference (no cancellation)."
-    import numpy as np
     import torch
     from hosvd_tt import tt_sum
     from tensornn.formats import TTTensor
-    load = lambda p: [torch.from_numpy(a).double() for _, a in sorted(np.load(p).items(), key=lambda kv: int(kv[0][1:]))]
+    load = lambda p: [torch.from_numpy(a).double() for a in load_cores(p)]
     train, rounded = load(path), load(f"{path}.{lib}.npz")
     diff = TTTensor(tt_sum(train, [-rounded[0]] + rounded[1:]))
     return float(diff.norm() / TTTensor(train).norm())

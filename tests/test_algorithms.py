@@ -294,20 +294,7 @@ def test_tt_round_redundant_sum_property(case, seed):
                                                                                               dtype=torch.float64)
         gauged[k] = torch.einsum("aib,bc->aic", gauged[k], Q)
         gauged[k + 1] = torch.einsum("cb,bid->cid", torch.linalg.inv(Q), gauged[k + 1])
-    d = len(shape)
-    s = []
-    for k in range(d):
-        A, B = cores[k], gauged[k]
-        if k == 0:
-            s.append(torch.cat([A, B], dim=2))
-        elif k == d - 1:
-            s.append(torch.cat([A, B], dim=0))
-        else:
-            Z = torch.zeros(A.shape[0] + B.shape[0], A.shape[1], A.shape[2] + B.shape[2], dtype=torch.float64)
-            Z[:A.shape[0], :, :A.shape[2]] = A
-            Z[A.shape[0]:, :, A.shape[2]:] = B
-            s.append(Z)
-    Y = Fmt.TTTensor(s)
+    Y = _sum_tt(X, Fmt.TTTensor(gauged))                               # the block TT of X + X
     assert_close(Y.full(), 2 * X.full(), rtol=1e-9, atol=1e-9)
     Z = D.tt_round(Y, tol=1e-10)
     assert tuple(Z.rank) == (1, *ranks, 1)
